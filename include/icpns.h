@@ -1,0 +1,12 @@
+/* icpns.h - the whole public API of libicpns. */
+#ifndef ICPNS_H
+#define ICPNS_H
+#include "icpns/common.h"
+#include "icpns/rng.h"
+#include "icpns/alias.h"
+#include "icpns/idmap.h"
+#include "icpns/dataset.h"
+#include "icpns/snapshot.h"
+#include "icpns/sampler.h"
+#include "icpns/gen.h"
+#endif

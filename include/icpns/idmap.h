@@ -1,0 +1,37 @@
+/*
+ * icpns/idmap.h - external 64-bit ids <-> dense 32-bit indices.
+ *
+ * Dense indices follow ascending external id, so the same set of ids always
+ * gets the same indices whatever order the files list them in.  Lookups use
+ * an open-addressing hash table (linear probing, load <= 1/2).
+ */
+#ifndef ICPNS_IDMAP_H
+#define ICPNS_IDMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct icpns_idmap {
+    uint32_t n;
+    int64_t *ids;     /* n ascending external ids: dense -> external */
+    uint32_t mask;    /* hash capacity - 1 */
+    uint32_t *slots;  /* dense index or ICPNS_NONE */
+} icpns_idmap_t;
+
+/*
+ * Builds @m from @n ids (any order, duplicates allowed); takes ownership of
+ * @ids (sorts and shrinks it in place; freed on failure too).
+ * Returns 0, ICPNS_ELIMIT (more than 2^31 distinct ids) or ICPNS_ENOMEM.
+ */
+int icpns_idmap_build(icpns_idmap_t *m, int64_t *ids, size_t n);
+
+/* Frees @m's arrays.  Accepts an empty map. */
+void icpns_idmap_free(icpns_idmap_t *m);
+
+/* The dense index of @id, or ICPNS_NONE. */
+uint32_t icpns_idmap_find(const icpns_idmap_t *m, int64_t id);
+
+/* Bytes the map holds. */
+size_t icpns_idmap_bytes(const icpns_idmap_t *m);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * icpns/snapshot.h - one immutable, reference-counted version of the tables.
+ *
+ * A snapshot holds everything a request needs: the id maps, the positives of
+ * every user (CSR, sorted), the community of every user, the sparse
+ * in-community popularity counts pop_c(i), global popularity pop(i), and the
+ * weights (alias tables) of its default parameter setting.  Once built it is
+ * never written again, so any number of threads may read it.  Memory is
+ * O(users + items + interactions): one sparse table per community over the
+ * items it touched, never communities x items.
+ */
+#ifndef ICPNS_SNAPSHOT_H
+#define ICPNS_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include "icpns/alias.h"
+#include "icpns/common.h"
+#include "icpns/dataset.h"
+#include "icpns/idmap.h"
+
+/*
+ * One weighted distribution over items: a sparse support (items[k] with
+ * weight w[k] > 0, ascending items) plus, for ICPNS, epsilon on every item of
+ * the catalogue, which is sampled as a mixture component and never stored
+ * densely.  cdf[k] is the sum of w[0..k-1] (cdf[m] = total sparse mass).
+ */
+typedef struct icpns_wtable {
+    uint32_t m;
+    const uint32_t *items; /* NULL means the identity: items[k] == k */
+    const double *w;
+    const double *cdf;     /* m + 1 entries */
+    icpns_alias_t alias;   /* over w; entries live in the weights' arena */
+} icpns_wtable_t;
+
+/* The tables of one (alpha, epsilon, beta) setting over one snapshot. */
+typedef struct icpns_weights {
+    icpns_params_t params;
+    uint32_t n_comms;
+    icpns_wtable_t *comm;     /* per community */
+    icpns_wtable_t global;    /* pop(i)^beta over all items */
+    /* Per user: sparse mass of the user's positives under its community's
+     * table (and how many positives are in that support), and the same
+     * under the global table.  These make the acceptance rate and the exact
+     * normaliser of P(i|u) O(1) per request row. */
+    double *pos_mass_comm;
+    uint32_t *pos_hits_comm;
+    double *pos_mass_pop;
+    double build_seconds;
+    size_t bytes;
+    void *arena_w, *arena_cdf, *arena_alias; /* owned storage */
+} icpns_weights_t;
+
+typedef struct icpns_snapshot {
+    atomic_uint refs;
+    uint64_t version;          /* set by the owner before publication */
+    icpns_params_t params;     /* the default setting */
+    icpns_idmap_t users, items, comms;
+    uint64_t n_interactions;   /* distinct (user, item) pairs */
+    uint64_t *pos_off;         /* users.n + 1 */
+    uint32_t *pos;             /* positives, ascending per user */
+    uint32_t *user_comm;       /* community per user, ICPNS_NONE if none */
+    uint32_t *comm_size;       /* users per community */
+    uint64_t *sup_off;         /* comms.n + 1 */
+    uint32_t *sup_item;        /* support items, ascending per community */
+    uint32_t *sup_count;       /* pop_c(i) of each support entry */
+    uint32_t *item_pop;        /* pop(i): distinct users per item */
+    uint32_t max_count;        /* largest pop_c(i) or pop(i) */
+    bool pop_from_file;        /* pop_c came from popularity.tsv */
+    icpns_weights_t *weights;  /* of params; owned */
+    double build_seconds;      /* index + default weights */
+    size_t bytes;              /* everything this snapshot holds */
+} icpns_snapshot_t;
+
+/*
+ * Builds a snapshot from @d with default parameters @p.  @d is not changed
+ * and may be freed afterwards.  Errors: ICPNS_EINVAL (bad parameters),
+ * ICPNS_EPARSE (popularity names an unknown community or item; no items),
+ * ICPNS_ELIMIT, ICPNS_ENOMEM; @err says which.  The result has one
+ * reference, owned by the caller.
+ */
+int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
+                         icpns_snapshot_t **ret, icpns_error_t *err);
+
+/* Takes a reference; returns @s. */
+icpns_snapshot_t *icpns_snapshot_ref(icpns_snapshot_t *s);
+
+/* Drops a reference, freeing @s with the last one.  Accepts NULL;
+ * returns NULL. */
+icpns_snapshot_t *icpns_snapshot_unref(icpns_snapshot_t *s);
+
+/*
+ * Builds the weights of setting @p over @s (for settings other than the
+ * snapshot's default).  Returns 0 and *@ret (owned by the caller, valid while
+ * @s lives), ICPNS_EINVAL or ICPNS_ENOMEM.
+ */
+int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
+                        icpns_weights_t **ret, icpns_error_t *err);
+
+/* Frees @w; accepts NULL; returns NULL. */
+icpns_weights_t *icpns_weights_free(icpns_weights_t *w);
+
+/* Number of positives of dense user @u. */
+static inline uint32_t icpns_snapshot_degree(const icpns_snapshot_t *s, uint32_t u)
+{
+    return (uint32_t)(s->pos_off[u + 1] - s->pos_off[u]);
+}
+
+/*
+ * Index of dense item @item in the support of table @t, or ICPNS_NONE.
+ */
+uint32_t icpns_wtable_find(const icpns_wtable_t *t, uint32_t item);
+
+/*
+ * Writes the popularity table (community<TAB>item<TAB>count, external ids,
+ * communities and items ascending) of @s into a new buffer.
+ */
+int icpns_snapshot_popularity_tsv(const icpns_snapshot_t *s, char **ret,
+                                  size_t *ret_len);
+
+#endif

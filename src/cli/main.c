@@ -1,0 +1,654 @@
+/*
+ * icpns - the command-line tool over libicpns: generate synthetic tables,
+ * build popularity, check a table directory, draw negatives offline.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "icpns.h"
+
+#define EXIT_USAGE 2
+
+static const char *prog = "icpns";
+
+static int fail(const icpns_error_t *err)
+{
+    char buf[1024];
+    icpns_error_format(err, buf, sizeof(buf));
+    fprintf(stderr, "%s: error: %s\n", prog, buf);
+    return 1;
+}
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "%s %s: ", prog, cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry '%s %s --help'.\n", prog, cmd);
+    return EXIT_USAGE;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s[0] || s[0] == '-')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || !s[0])
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_f64(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !s[0])
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---- where the tables come from (shared by build, check, sample) ---------- */
+
+typedef struct source {
+    const char *tables, *interactions, *communities, *popularity;
+    icpns_table_opts_t opts;
+    /* command-line overrides win over tables.json */
+    bool set_alpha, set_eps, set_beta, set_format, set_rating;
+    icpns_params_t params;
+    icpns_format_t format;
+    double min_rating;
+} source_t;
+
+enum { OPT_TABLES = 1000, OPT_INTER, OPT_COMM, OPT_POP, OPT_FORMAT, OPT_RATING,
+       OPT_ALPHA, OPT_EPS, OPT_BETA, OPT_UNKNOWN, OPT_USER_BASE, OPT_ITEM_BASE,
+       OPT_AFFINITY, OPT_STDOUT };
+
+#define SOURCE_OPTIONS                                                         \
+    {"tables", required_argument, NULL, OPT_TABLES},                           \
+    {"interactions", required_argument, NULL, OPT_INTER},                      \
+    {"communities", required_argument, NULL, OPT_COMM},                        \
+    {"popularity", required_argument, NULL, OPT_POP},                          \
+    {"format", required_argument, NULL, OPT_FORMAT},                           \
+    {"min-rating", required_argument, NULL, OPT_RATING},                       \
+    {"alpha", required_argument, NULL, OPT_ALPHA},                             \
+    {"epsilon", required_argument, NULL, OPT_EPS},                             \
+    {"beta", required_argument, NULL, OPT_BETA}
+
+#define SOURCE_HELP                                                            \
+    "Tables (a directory, or the files one by one):\n"                         \
+    "  --tables DIR           interactions.tsv, communities.tsv, [popularity.tsv],\n" \
+    "                         [tables.json] (see proto/tables.md)\n"           \
+    "  --interactions FILE    user/item pairs, RecBole .inter or adjacency lists\n" \
+    "  --communities FILE     user<TAB>community\n"                            \
+    "  --popularity FILE      community<TAB>item<TAB>count (else computed)\n"  \
+    "  --format F             auto|pairs|recbole|adjacency (default auto)\n"    \
+    "  --min-rating R         keep only rows rated >= R (rated formats)\n"     \
+    "  --alpha A              in-community exponent (default 0.8)\n"          \
+    "  --epsilon E            mass added to every item (default 0)\n"          \
+    "  --beta B               global popularity exponent for PNS (default 1)\n"
+
+/* Returns 1 if @c was a source option, 0 if not, negative on a bad value. */
+static int source_option(source_t *s, int c, const char *cmd)
+{
+    switch (c) {
+    case OPT_TABLES: s->tables = optarg; return 1;
+    case OPT_INTER: s->interactions = optarg; return 1;
+    case OPT_COMM: s->communities = optarg; return 1;
+    case OPT_POP: s->popularity = optarg; return 1;
+    case OPT_FORMAT: {
+        int f = icpns_format_parse(optarg);
+        if (f < 0)
+            return -usage_error(cmd, "unknown format '%s' (auto, pairs, recbole, adjacency)", optarg);
+        s->format = (icpns_format_t)f;
+        s->set_format = true;
+        return 1;
+    }
+    case OPT_RATING:
+        if (!parse_f64(optarg, &s->min_rating))
+            return -usage_error(cmd, "--min-rating: bad number '%s'", optarg);
+        s->set_rating = true;
+        return 1;
+    case OPT_ALPHA:
+        if (!parse_f64(optarg, &s->params.alpha))
+            return -usage_error(cmd, "--alpha: bad number '%s'", optarg);
+        s->set_alpha = true;
+        return 1;
+    case OPT_EPS:
+        if (!parse_f64(optarg, &s->params.epsilon))
+            return -usage_error(cmd, "--epsilon: bad number '%s'", optarg);
+        s->set_eps = true;
+        return 1;
+    case OPT_BETA:
+        if (!parse_f64(optarg, &s->params.beta))
+            return -usage_error(cmd, "--beta: bad number '%s'", optarg);
+        s->set_beta = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void source_apply(source_t *s)
+{
+    if (s->set_alpha) s->opts.params.alpha = s->params.alpha;
+    if (s->set_eps) s->opts.params.epsilon = s->params.epsilon;
+    if (s->set_beta) s->opts.params.beta = s->params.beta;
+    if (s->set_format) s->opts.format = s->format;
+    if (s->set_rating) {
+        s->opts.has_min_rating = true;
+        s->opts.min_rating = s->min_rating;
+    }
+}
+
+/* Loads the dataset and builds the snapshot; reports errors itself. */
+static int source_load(source_t *s, const char *cmd, icpns_dataset_t **ret_d,
+                       icpns_snapshot_t **ret_s, double *ret_load_s)
+{
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    icpns_dataset_t *d = NULL;
+    int rc;
+    double t0 = icpns_now();
+    if (s->tables) {
+        if (s->interactions || s->communities)
+            return usage_error(cmd, "%s", "give either --tables or --interactions/--communities");
+        /* tables.json first, then command-line overrides. */
+        if ((rc = icpns_table_opts_load(&s->opts, s->tables, &err)))
+            return fail(&err);
+        source_apply(s);
+        char pi[1024], pc[1024], pp[1024];
+        snprintf(pi, sizeof(pi), "%s/%s", s->tables, s->opts.interactions);
+        snprintf(pc, sizeof(pc), "%s/%s", s->tables, s->opts.communities);
+        snprintf(pp, sizeof(pp), "%s/%s", s->tables, s->opts.popularity);
+        FILE *f = s->popularity ? NULL : fopen(pp, "r");
+        if (f)
+            fclose(f);
+        rc = icpns_dataset_load_files(pi, pc, s->popularity ? s->popularity : f ? pp : NULL,
+                                      &s->opts, &d, &err);
+    } else {
+        if (!s->interactions || !s->communities)
+            return usage_error(cmd, "%s", "give --tables DIR, or --interactions and --communities");
+        source_apply(s);
+        rc = icpns_dataset_load_files(s->interactions, s->communities, s->popularity,
+                                      &s->opts, &d, &err);
+    }
+    if (rc)
+        return fail(&err);
+    if ((rc = icpns_params_check(&s->opts.params, &err))) {
+        icpns_dataset_free(d);
+        return fail(&err);
+    }
+    double t1 = icpns_now();
+    if (ret_s && (rc = icpns_snapshot_build(d, &s->opts.params, ret_s, &err))) {
+        icpns_dataset_free(d);
+        return fail(&err);
+    }
+    if (ret_load_s)
+        *ret_load_s = t1 - t0;
+    if (ret_d)
+        *ret_d = d;
+    else
+        icpns_dataset_free(d);
+    return 0;
+}
+
+static void source_init(source_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    icpns_table_opts_default(&s->opts);
+    s->params = s->opts.params;
+}
+
+/* ---- gen ------------------------------------------------------------------ */
+
+static const char gen_help[] =
+    "Usage: icpns gen [OPTIONS] -o DIR\n"
+    "Write a synthetic table directory with planted communities and power-law\n"
+    "popularity (seeded: the same options give the same files).\n\n"
+    "  --users U           users (default 1000)\n"
+    "  --items I           items (default 2000)\n"
+    "  --communities K     planted communities (default 8)\n"
+    "  --interactions N    interaction draws; duplicates are dropped (default 30000)\n"
+    "  --seed S            random seed (default 2026)\n"
+    "  --affinity A        share of in-community draws, 0..1 (default 0.8)\n"
+    "  --user-base ID      external id of the first user (default 1)\n"
+    "  --item-base ID      external id of the first item (default 1)\n"
+    "  --alpha/--epsilon/--beta   written to tables.json\n"
+    "  -o, --output DIR    directory to write (created if missing)\n"
+    "  -h, --help          this text\n";
+
+static int cmd_gen(int argc, char **argv)
+{
+    icpns_gen_opts_t g;
+    icpns_gen_opts_default(&g);
+    icpns_params_t p;
+    icpns_params_default(&p);
+    const char *out = NULL;
+    static const struct option longopts[] = {
+        {"users", required_argument, NULL, 'u'},
+        {"items", required_argument, NULL, 'i'},
+        {"communities", required_argument, NULL, 'k'},
+        {"interactions", required_argument, NULL, 'n'},
+        {"seed", required_argument, NULL, 's'},
+        {"affinity", required_argument, NULL, OPT_AFFINITY},
+        {"user-base", required_argument, NULL, OPT_USER_BASE},
+        {"item-base", required_argument, NULL, OPT_ITEM_BASE},
+        {"alpha", required_argument, NULL, OPT_ALPHA},
+        {"epsilon", required_argument, NULL, OPT_EPS},
+        {"beta", required_argument, NULL, OPT_BETA},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    int c;
+    uint64_t v;
+    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'u': if (!parse_u64(optarg, &v) || v > UINT32_MAX / 2) return usage_error("gen", "--users: bad count '%s'", optarg); g.users = (uint32_t)v; break;
+        case 'i': if (!parse_u64(optarg, &v) || v > UINT32_MAX / 2) return usage_error("gen", "--items: bad count '%s'", optarg); g.items = (uint32_t)v; break;
+        case 'k': if (!parse_u64(optarg, &v) || v > UINT32_MAX / 2) return usage_error("gen", "--communities: bad count '%s'", optarg); g.communities = (uint32_t)v; break;
+        case 'n': if (!parse_u64(optarg, &v) || v > (UINT64_C(1) << 32)) return usage_error("gen", "--interactions: bad count '%s'", optarg); g.interactions = v; break;
+        case 's': if (!parse_u64(optarg, &g.seed)) return usage_error("gen", "--seed: bad number '%s'", optarg); break;
+        case OPT_AFFINITY: if (!parse_f64(optarg, &g.affinity)) return usage_error("gen", "--affinity: bad number '%s'", optarg); break;
+        case OPT_USER_BASE: if (!parse_i64(optarg, &g.user_base)) return usage_error("gen", "--user-base: bad id '%s'", optarg); break;
+        case OPT_ITEM_BASE: if (!parse_i64(optarg, &g.item_base)) return usage_error("gen", "--item-base: bad id '%s'", optarg); break;
+        case OPT_ALPHA: if (!parse_f64(optarg, &p.alpha)) return usage_error("gen", "--alpha: bad number '%s'", optarg); break;
+        case OPT_EPS: if (!parse_f64(optarg, &p.epsilon)) return usage_error("gen", "--epsilon: bad number '%s'", optarg); break;
+        case OPT_BETA: if (!parse_f64(optarg, &p.beta)) return usage_error("gen", "--beta: bad number '%s'", optarg); break;
+        case 'o': out = optarg; break;
+        case 'h': fputs(gen_help, stdout); return 0;
+        default: return usage_error("gen", "%s", "unknown option");
+        }
+    }
+    if (!out)
+        return usage_error("gen", "%s", "missing -o DIR");
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    if (icpns_params_check(&p, &err))
+        return fail(&err);
+    icpns_dataset_t *d;
+    double t0 = icpns_now();
+    if (icpns_gen(&g, &d, &err))
+        return fail(&err);
+    int rc = icpns_gen_write_dir(d, &p, out, &err);
+    if (!rc)
+        fprintf(stderr, "%s gen: wrote %s: %u users, %u items, %u communities, "
+                        "%zu distinct interactions (%.2f s)\n",
+                prog, out, g.users, g.items, g.communities, d->n_inter, icpns_now() - t0);
+    icpns_dataset_free(d);
+    return rc ? fail(&err) : 0;
+}
+
+/* ---- build ---------------------------------------------------------------- */
+
+static const char build_help[] =
+    "Usage: icpns build (--tables DIR | --interactions F --communities F) [-o FILE]\n"
+    "Compute pop_c(i), the number of distinct users of community c who\n"
+    "interacted with item i, and write it as community<TAB>item<TAB>count\n"
+    "(default: DIR/popularity.tsv, written atomically; '-' for stdout).\n\n"
+    SOURCE_HELP
+    "  -o, --output FILE   where to write\n"
+    "  -h, --help          this text\n";
+
+static int cmd_build(int argc, char **argv)
+{
+    source_t src;
+    source_init(&src);
+    const char *out = NULL;
+    static const struct option longopts[] = {
+        SOURCE_OPTIONS,
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    int c, r;
+    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        if ((r = source_option(&src, c, "build")) < 0)
+            return -r;
+        if (r)
+            continue;
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'h': fputs(build_help, stdout); return 0;
+        default: return usage_error("build", "%s", "unknown option");
+        }
+    }
+    char defpath[1024];
+    if (!out) {
+        if (!src.tables)
+            return usage_error("build", "%s", "-o FILE is needed without --tables");
+        snprintf(defpath, sizeof(defpath), "%s/popularity.tsv", src.tables);
+        out = defpath;
+    }
+    /* Always recompute from the interactions, whatever popularity exists. */
+    src.popularity = NULL;
+    if (src.tables) {
+        snprintf(src.opts.popularity, sizeof(src.opts.popularity), "%s",
+                 ".icpns-build-ignores-popularity");
+    }
+    icpns_snapshot_t *s;
+    if ((r = source_load(&src, "build", NULL, &s, NULL)))
+        return r;
+    char *buf;
+    size_t len;
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    if (icpns_snapshot_popularity_tsv(s, &buf, &len)) {
+        icpns_snapshot_unref(s);
+        icpns_error_set(&err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+        return fail(&err);
+    }
+    int rc = 0;
+    if (!strcmp(out, "-"))
+        rc = fwrite(buf, 1, len, stdout) == len ? 0 : icpns_error_set(&err, ICPNS_EIO, "stdout", 0, NULL, "write failed");
+    else
+        rc = icpns_file_write_atomic(out, buf, len, &err);
+    if (!rc && strcmp(out, "-"))
+        fprintf(stderr, "%s build: wrote %s: %llu entries over %u communities\n", prog, out,
+                (unsigned long long)s->sup_off[s->comms.n], s->comms.n);
+    free(buf);
+    icpns_snapshot_unref(s);
+    return rc ? fail(&err) : 0;
+}
+
+/* ---- check ---------------------------------------------------------------- */
+
+static const char check_help[] =
+    "Usage: icpns check (--tables DIR | --interactions F --communities F)\n"
+    "Validate the tables and print statistics: users, items, interactions,\n"
+    "communities, per-community support, snapshot memory and build time.\n"
+    "Exits 1 with file:line: field: message on the first problem.\n\n"
+    SOURCE_HELP
+    "  -h, --help          this text\n";
+
+static int cmd_check(int argc, char **argv)
+{
+    source_t src;
+    source_init(&src);
+    static const struct option longopts[] = {
+        SOURCE_OPTIONS,
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    int c, r;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if ((r = source_option(&src, c, "check")) < 0)
+            return -r;
+        if (r)
+            continue;
+        if (c == 'h') {
+            fputs(check_help, stdout);
+            return 0;
+        }
+        return usage_error("check", "%s", "unknown option");
+    }
+    icpns_dataset_t *d;
+    icpns_snapshot_t *s;
+    double load_s;
+    if ((r = source_load(&src, "check", &d, &s, &load_s)))
+        return r;
+    uint32_t no_comm = 0, no_pos = 0, maxdeg = 0;
+    for (uint32_t u = 0; u < s->users.n; u++) {
+        no_comm += s->user_comm[u] == ICPNS_NONE;
+        uint32_t dg = icpns_snapshot_degree(s, u);
+        no_pos += dg == 0;
+        if (dg > maxdeg)
+            maxdeg = dg;
+    }
+    printf("tables:        %s\n", src.tables ? src.tables : src.interactions);
+    printf("parameters:    alpha %g, epsilon %g, beta %g\n", s->params.alpha,
+           s->params.epsilon, s->params.beta);
+    printf("rows read:     %zu interactions (%llu dropped by min_rating), %zu assignments\n",
+           d->n_inter, (unsigned long long)d->skipped_rating, d->n_comm);
+    printf("users:         %u (%u without community, %u without positives, max degree %u)\n",
+           s->users.n, no_comm, no_pos, maxdeg);
+    printf("items:         %u\n", s->items.n);
+    printf("interactions:  %llu distinct (density %.3g%%)\n",
+           (unsigned long long)s->n_interactions,
+           100.0 * (double)s->n_interactions / ((double)s->users.n * s->items.n));
+    printf("communities:   %u (popularity %s)\n", s->comms.n,
+           s->pop_from_file ? "from popularity.tsv" : "computed");
+    printf("%12s %8s %9s %10s %12s\n", "community", "users", "support", "max_pop", "mass");
+    for (uint32_t k = 0; k < s->comms.n; k++) {
+        uint32_t mx = 0;
+        for (uint64_t j = s->sup_off[k]; j < s->sup_off[k + 1]; j++)
+            if (s->sup_count[j] > mx)
+                mx = s->sup_count[j];
+        const icpns_wtable_t *t = &s->weights->comm[k];
+        printf("%12lld %8u %9u %10u %12.6g\n", (long long)s->comms.ids[k], s->comm_size[k],
+               t->m, mx, t->cdf[t->m]);
+    }
+    printf("snapshot:      %.1f MiB (weights %.1f MiB)\n", (double)s->bytes / 1048576.0,
+           (double)s->weights->bytes / 1048576.0);
+    printf("time:          load %.3f s, build %.3f s (weights %.3f s)\n", load_s,
+           s->build_seconds, s->weights->build_seconds);
+    icpns_dataset_free(d);
+    icpns_snapshot_unref(s);
+    return 0;
+}
+
+/* ---- sample --------------------------------------------------------------- */
+
+static const char sample_help[] =
+    "Usage: icpns sample (--tables DIR | ...) --strategy S --user U [--user U2 ...]\n"
+    "                    [--n N] [--seed S] [--probabilities] [--candidates M]\n"
+    "Draw negatives offline and print user<TAB>item[<TAB>probability] lines\n"
+    "(n x candidates lines per user, in request order).  The same seed and\n"
+    "tables give the same output as the daemon for the same request rows.\n\n"
+    SOURCE_HELP
+    "Sampling:\n"
+    "  --strategy S        uniform|popularity|icpns (default icpns)\n"
+    "  --user U            a user id (repeatable; or a comma-separated list)\n"
+    "  --n N               negatives per user (default 4)\n"
+    "  --candidates M      candidates per negative (default 1)\n"
+    "  --seed S            random seed (default 0)\n"
+    "  --probabilities     also print P(item | user)\n"
+    "  --unknown-users P   error|popularity: what to do with unknown users\n"
+    "                      (default error)\n"
+    "  -h, --help          this text\n";
+
+static int cmd_sample(int argc, char **argv)
+{
+    source_t src;
+    source_init(&src);
+    int strategy = ICPNS_STRATEGY_ICPNS;
+    uint64_t n = 4, m = 1, seed = 0;
+    bool probs = false;
+    unsigned flags = 0;
+    int64_t *users = NULL;
+    size_t nusers = 0, capusers = 0;
+    static const struct option longopts[] = {
+        SOURCE_OPTIONS,
+        {"strategy", required_argument, NULL, 'S'},
+        {"user", required_argument, NULL, 'u'},
+        {"n", required_argument, NULL, 'n'},
+        {"candidates", required_argument, NULL, 'm'},
+        {"seed", required_argument, NULL, 's'},
+        {"probabilities", no_argument, NULL, 'p'},
+        {"unknown-users", required_argument, NULL, OPT_UNKNOWN},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    int c, r, rc = 0;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if ((r = source_option(&src, c, "sample")) < 0) {
+            rc = -r;
+            goto out;
+        }
+        if (r)
+            continue;
+        switch (c) {
+        case 'S':
+            if ((strategy = icpns_strategy_parse(optarg)) < 0) {
+                rc = usage_error("sample", "unknown strategy '%s' (uniform, popularity, icpns)", optarg);
+                goto out;
+            }
+            break;
+        case 'u': {
+            char *save, *tok, *copy = strdup(optarg);
+            for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                int64_t id;
+                if (!parse_i64(tok, &id) || id < 0) {
+                    rc = usage_error("sample", "--user: bad id '%s' (non-negative integer)", tok);
+                    free(copy);
+                    goto out;
+                }
+                if (nusers == capusers) {
+                    capusers = capusers ? capusers * 2 : 16;
+                    int64_t *nu = realloc(users, capusers * sizeof(*nu));
+                    if (!nu) {
+                        free(copy);
+                        rc = 1;
+                        goto out;
+                    }
+                    users = nu;
+                }
+                users[nusers++] = id;
+            }
+            free(copy);
+            break;
+        }
+        case 'n':
+            if (!parse_u64(optarg, &n) || n == 0 || n > 1000000) {
+                rc = usage_error("sample", "--n: expected 1..1000000, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case 'm':
+            if (!parse_u64(optarg, &m) || m == 0 || m > 1024) {
+                rc = usage_error("sample", "--candidates: expected 1..1024, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case 's':
+            if (!parse_u64(optarg, &seed)) {
+                rc = usage_error("sample", "--seed: bad number '%s'", optarg);
+                goto out;
+            }
+            break;
+        case 'p': probs = true; break;
+        case OPT_UNKNOWN:
+            if (!strcmp(optarg, "popularity"))
+                flags |= ICPNS_SAMPLE_SUBSTITUTE_PNS;
+            else if (strcmp(optarg, "error")) {
+                rc = usage_error("sample", "--unknown-users: expected error or popularity, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case 'h': fputs(sample_help, stdout); goto out;
+        default: rc = usage_error("sample", "%s", "unknown option"); goto out;
+        }
+    }
+    if (nusers == 0) {
+        rc = usage_error("sample", "%s", "give at least one --user");
+        goto out;
+    }
+    if (n * m > 1000000) {
+        rc = usage_error("sample", "%s", "--n x --candidates is above 1000000");
+        goto out;
+    }
+    icpns_snapshot_t *s;
+    if ((rc = source_load(&src, "sample", NULL, &s, NULL)))
+        goto out;
+    uint32_t count = (uint32_t)(n * m);
+    uint32_t *items = malloc(count * sizeof(*items));
+    double *p = malloc(count * sizeof(*p));
+    icpns_work_t *work = icpns_work_new();
+    if (!items || !p || !work) {
+        fprintf(stderr, "%s sample: out of memory\n", prog);
+        rc = 1;
+    }
+    for (size_t row = 0; !rc && row < nusers; row++) {
+        uint32_t u = icpns_idmap_find(&s->users, users[row]);
+        unsigned rf;
+        int e = icpns_sample_row(s, s->weights, work, u, (icpns_strategy_t)strategy, flags,
+                                 seed, row, 0, count, items, probs ? p : NULL, &rf, NULL);
+        if (e) {
+            icpns_error_t err;
+            icpns_error_set(&err, e, NULL, 0, "user", "user %lld (row %zu): %s",
+                            (long long)users[row], row, icpns_strerror(e));
+            rc = fail(&err);
+            break;
+        }
+        if (rf & ICPNS_ROW_FALLBACK)
+            fprintf(stderr, "%s sample: user %lld: community mass exhausted, "
+                            "served by the uniform fallback\n", prog, (long long)users[row]);
+        if (rf & ICPNS_ROW_SUBSTITUTED)
+            fprintf(stderr, "%s sample: user %lld: served by popularity (%s)\n", prog,
+                    (long long)users[row], u == ICPNS_NONE ? "unknown user" : "no community");
+        for (uint32_t j = 0; j < count; j++) {
+            if (probs)
+                printf("%lld\t%lld\t%.17g\n", (long long)users[row],
+                       (long long)s->items.ids[items[j]], p[j]);
+            else
+                printf("%lld\t%lld\n", (long long)users[row], (long long)s->items.ids[items[j]]);
+        }
+    }
+    free(items);
+    free(p);
+    icpns_work_free(work);
+    icpns_snapshot_unref(s);
+out:
+    free(users);
+    if (fflush(stdout) != 0 && !rc) {
+        fprintf(stderr, "%s sample: write failed: %s\n", prog, strerror(errno));
+        rc = 1;
+    }
+    return rc;
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+static const char main_help[] =
+    "Usage: icpns COMMAND [OPTIONS]\n"
+    "In-Community Popularity Negative Sampling (arXiv 2602.18759): offline tools.\n\n"
+    "Commands:\n"
+    "  gen       write a synthetic table directory (planted communities)\n"
+    "  build     compute popularity.tsv (pop_c(i)) from the interactions\n"
+    "  check     validate tables and print statistics\n"
+    "  sample    draw negatives for users (uniform, popularity, icpns)\n"
+    "\n"
+    "Run 'icpns COMMAND --help' for a command's options.\n"
+    "  -h, --help      this text\n"
+    "  --version       print the version\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(main_help, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(main_help, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("icpns %s\n", ICPNS_VERSION_STRING);
+        return 0;
+    }
+    argv++;
+    argc--;
+    if (!strcmp(cmd, "gen")) return cmd_gen(argc, argv);
+    if (!strcmp(cmd, "build")) return cmd_build(argc, argv);
+    if (!strcmp(cmd, "check")) return cmd_check(argc, argv);
+    if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
+    fprintf(stderr, "%s: unknown command '%s'\nTry '%s --help'.\n", prog, cmd, prog);
+    return EXIT_USAGE;
+}
