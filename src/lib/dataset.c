@@ -366,7 +366,7 @@ int icpns_parse_interactions(icpns_dataset_t *d, const char *buf, size_t len,
             (rc = parse_id(&f[ci], &i, path, it.lineno, "item", err)))
             goto out;
         if (has_min_rating) {
-            double r;
+            double r = 0;
             if ((rc = parse_double(&f[cr], &r, path, it.lineno, "rating", err)))
                 goto out;
             if (r < min_rating) {
