@@ -35,6 +35,11 @@ const char *icpns_strategy_name(icpns_strategy_t s);
 
 /* Request flags. */
 #define ICPNS_SAMPLE_SUBSTITUTE_PNS 1u /* serve unknown / community-less users by PNS */
+/* For tests and benchmarks: pin the path instead of choosing it by cost.
+ * Both paths are exact; forced rejection still switches to the residual
+ * path after 64 rejected tries in a slot. */
+#define ICPNS_SAMPLE_FORCE_RESIDUAL 2u
+#define ICPNS_SAMPLE_FORCE_REJECTION 4u
 
 /* Row flags reported back. */
 #define ICPNS_ROW_FALLBACK 1u    /* community mass exhausted: uniform over non-positives */

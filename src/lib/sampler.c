@@ -363,6 +363,10 @@ int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights_t *w,
     double cost_rej = (double)count / accept * (2 + logd);
     double cost_res = (double)D.d * (1 + logm) + (double)count * (2 + logd + logm);
     bool residual = accept < 1.0 / 64 || cost_res < cost_rej;
+    if (flags & ICPNS_SAMPLE_FORCE_RESIDUAL)
+        residual = true;
+    else if (flags & ICPNS_SAMPLE_FORCE_REJECTION)
+        residual = false;
     uint32_t h = 0;
     bool ready = false;
     if (residual) {

@@ -1,0 +1,491 @@
+/*
+ * test_sampler.c - every strategy against an independent brute-force oracle
+ * of P(i | u), by chi-square, on both sampling paths.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testutil.h"
+
+#define HEAVY_USER 900001
+#define FALLBACK_USER 900002
+#define LONELY_USER 900003 /* interactions but no community */
+#define FALLBACK_COMM 99
+
+typedef struct fixture {
+    icpns_dataset_t *d;
+    icpns_snapshot_t *s;
+    icpns_work_t *work;
+} fixture_t;
+
+/* ---- the oracle: P(i | u) straight from the raw pairs ------------------- */
+
+static bool has_pair(const icpns_dataset_t *d, int64_t u, int64_t i)
+{
+    for (size_t k = 0; k < d->n_inter; k++)
+        if (d->inter[k].a == u && d->inter[k].b == i)
+            return true;
+    return false;
+}
+
+static int64_t community_of(const icpns_dataset_t *d, int64_t u)
+{
+    for (size_t k = 0; k < d->n_comm; k++)
+        if (d->comm[k].a == u)
+            return d->comm[k].b;
+    return -1;
+}
+
+/* Fills p[0..n_items) (dense order = ascending external id). */
+static void oracle(const fixture_t *f, int64_t user, icpns_strategy_t strat,
+                   const icpns_params_t *par, double *p)
+{
+    const icpns_snapshot_t *s = f->s;
+    const icpns_dataset_t *d = f->d;
+    uint32_t n = s->items.n;
+    int64_t c = community_of(d, user);
+    /* pop_c(i) and pop(i) as distinct-user counts, by brute force. */
+    uint32_t *popc = calloc(n, sizeof(*popc)), *pop = calloc(n, sizeof(*pop));
+    for (size_t k = 0; k < d->n_inter; k++) {
+        bool dup = false;
+        for (size_t j = 0; j < k && !dup; j++)
+            dup = d->inter[j].a == d->inter[k].a && d->inter[j].b == d->inter[k].b;
+        if (dup)
+            continue;
+        uint32_t i = icpns_idmap_find(&s->items, d->inter[k].b);
+        pop[i]++;
+        if (c >= 0 && community_of(d, d->inter[k].a) == c)
+            popc[i]++;
+    }
+    double sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        double w;
+        if (strat == ICPNS_STRATEGY_UNIFORM)
+            w = 1;
+        else if (strat == ICPNS_STRATEGY_POPULARITY)
+            w = pop[i] ? pow(pop[i], par->beta) : 0;
+        else
+            w = (popc[i] ? pow(popc[i], par->alpha) : 0) + par->epsilon;
+        if (has_pair(d, user, s->items.ids[i]))
+            w = 0;
+        p[i] = w;
+        sum += w;
+    }
+    if (sum == 0) { /* exhausted: uniform over non-positives */
+        for (uint32_t i = 0; i < n; i++) {
+            p[i] = has_pair(d, user, s->items.ids[i]) ? 0 : 1;
+            sum += p[i];
+        }
+    }
+    for (uint32_t i = 0; i < n; i++)
+        p[i] /= sum;
+    free(popc);
+    free(pop);
+}
+
+/* The quick O(nnz) oracle for big runs is the same function: our fixture
+ * is small enough (a few thousand pairs). */
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    icpns_gen_opts_t g;
+    icpns_gen_opts_default(&g);
+    g.users = 150;
+    g.items = 120;
+    g.communities = 3;
+    g.interactions = 2500;
+    g.seed = 11;
+    icpns_error_t err;
+    assert_int_equal(icpns_gen(&g, &f->d, &err), 0);
+    icpns_params_t par;
+    icpns_params_default(&par);
+    icpns_snapshot_t *s;
+    assert_int_equal(icpns_snapshot_build(f->d, &par, &s, &err), 0);
+
+    /* A heavy user of community 0 holding the community's most popular
+     * items until they cover 95 % of its mass: the residual path's case. */
+    const icpns_wtable_t *t = &s->weights->comm[0];
+    double total = t->cdf[t->m], covered = 0;
+    uint32_t m = t->m;
+    uint32_t *order = malloc(m * sizeof(*order));
+    for (uint32_t k = 0; k < m; k++)
+        order[k] = k;
+    for (uint32_t a = 0; a < m; a++) /* selection sort by weight, small m */
+        for (uint32_t b = a + 1; b < m; b++)
+            if (t->w[order[b]] > t->w[order[a]]) {
+                uint32_t x = order[a];
+                order[a] = order[b];
+                order[b] = x;
+            }
+    for (uint32_t k = 0; k < m && covered < 0.95 * total && k + 3 < m; k++) {
+        covered += t->w[order[k]];
+        icpns_dataset_add_interaction(f->d, HEAVY_USER, s->items.ids[t->items[order[k]]]);
+    }
+    free(order);
+    icpns_dataset_add_community(f->d, HEAVY_USER, s->comms.ids[0]);
+    /* A user alone in its community: its positives are the whole support. */
+    icpns_dataset_add_interaction(f->d, FALLBACK_USER, s->items.ids[0]);
+    icpns_dataset_add_interaction(f->d, FALLBACK_USER, s->items.ids[5]);
+    icpns_dataset_add_community(f->d, FALLBACK_USER, FALLBACK_COMM);
+    icpns_dataset_add_interaction(f->d, LONELY_USER, s->items.ids[1]);
+    icpns_snapshot_unref(s);
+    assert_int_equal(icpns_snapshot_build(f->d, &par, &f->s, &err), 0);
+    f->work = icpns_work_new();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    icpns_work_free(f->work);
+    icpns_snapshot_unref(f->s);
+    icpns_dataset_free(f->d);
+    free(f);
+    return 0;
+}
+
+/*
+ * Draws @rows x @n negatives for @user and returns the chi-square p-value
+ * against @p; checks probabilities against @p on the way.
+ */
+static double sample_test(fixture_t *f, const icpns_weights_t *w, int64_t user,
+                          icpns_strategy_t strat, unsigned flags, const double *p,
+                          uint32_t rows, uint32_t n, unsigned *ret_rf,
+                          icpns_sample_stats_t *st)
+{
+    const icpns_snapshot_t *s = f->s;
+    uint32_t u = icpns_idmap_find(&s->users, user);
+    uint64_t *c = calloc(s->items.n, sizeof(*c));
+    uint32_t *items = malloc(n * sizeof(*items));
+    double *probs = malloc(n * sizeof(*probs));
+    unsigned rf_all = 0;
+    for (uint32_t r = 0; r < rows; r++) {
+        unsigned rf;
+        int rc = icpns_sample_row(s, w, f->work, u, strat, flags, 2026, r, 0, n, items,
+                                  (r % 16 == 0) ? probs : NULL, &rf, st);
+        assert_int_equal(rc, 0);
+        rf_all |= rf;
+        for (uint32_t j = 0; j < n; j++) {
+            assert_true(items[j] < s->items.n);
+            c[items[j]]++;
+            if (r % 16 == 0) {
+                double rel = fabs(probs[j] - p[items[j]]) / p[items[j]];
+                if (!(rel < 1e-9))
+                    fail_msg("user %lld item %u: probability %.17g, exact %.17g",
+                             (long long)user, items[j], probs[j], p[items[j]]);
+            }
+        }
+    }
+    double pv = chi2_test(c, p, s->items.n);
+    free(c);
+    free(items);
+    free(probs);
+    if (ret_rf)
+        *ret_rf = rf_all;
+    return pv;
+}
+
+static void test_each_strategy_ordinary_users(void **state)
+{
+    fixture_t *f = *state;
+    double *p = malloc(f->s->items.n * sizeof(*p));
+    int64_t users[3] = {1, 7, 42};
+    for (int k = 0; k < 3; k++)
+        for (int st = 0; st < ICPNS_STRATEGY_COUNT; st++) {
+            oracle(f, users[k], (icpns_strategy_t)st, &f->s->params, p);
+            unsigned rf;
+            double pv = sample_test(f, f->s->weights, users[k], (icpns_strategy_t)st, 0, p,
+                                    20000, 4, &rf, NULL);
+            if (!(pv > 1e-6))
+                fail_msg("user %lld strategy %s: chi-square p = %g", (long long)users[k],
+                         icpns_strategy_name((icpns_strategy_t)st), pv);
+            assert_false(rf & ICPNS_ROW_FALLBACK);
+        }
+    free(p);
+}
+
+static void test_heavy_user_both_paths(void **state)
+{
+    fixture_t *f = *state;
+    double *p = malloc(f->s->items.n * sizeof(*p));
+    oracle(f, HEAVY_USER, ICPNS_STRATEGY_ICPNS, &f->s->params, p);
+    unsigned flags[3] = {0, ICPNS_SAMPLE_FORCE_RESIDUAL, ICPNS_SAMPLE_FORCE_REJECTION};
+    for (int k = 0; k < 3; k++) {
+        icpns_sample_stats_t st = {0};
+        unsigned rf;
+        double pv = sample_test(f, f->s->weights, HEAVY_USER, ICPNS_STRATEGY_ICPNS, flags[k],
+                                p, 20000, 8, &rf, &st);
+        if (!(pv > 1e-6))
+            fail_msg("heavy user, flags %u: chi-square p = %g", flags[k], pv);
+        if (flags[k] != ICPNS_SAMPLE_FORCE_REJECTION)
+            assert_true(rf & ICPNS_ROW_RESIDUAL); /* the cost model picks residual */
+        else
+            assert_true(st.rejections > st.draws / 2);
+    }
+    free(p);
+}
+
+static void test_epsilon_mass(void **state)
+{
+    fixture_t *f = *state;
+    icpns_params_t par = f->s->params;
+    par.epsilon = 0.7;
+    par.alpha = 0.4;
+    icpns_weights_t *w;
+    icpns_error_t err;
+    assert_int_equal(icpns_weights_build(f->s, &par, &w, &err), 0);
+    double *p = malloc(f->s->items.n * sizeof(*p));
+    int64_t users[3] = {3, HEAVY_USER, FALLBACK_USER};
+    unsigned flags[2] = {ICPNS_SAMPLE_FORCE_RESIDUAL, ICPNS_SAMPLE_FORCE_REJECTION};
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < 2; j++) {
+            oracle(f, users[k], ICPNS_STRATEGY_ICPNS, &par, p);
+            unsigned rf;
+            double pv = sample_test(f, w, users[k], ICPNS_STRATEGY_ICPNS, flags[j], p, 20000,
+                                    4, &rf, NULL);
+            if (!(pv > 1e-6))
+                fail_msg("epsilon, user %lld, flags %u: p = %g", (long long)users[k], flags[j], pv);
+            /* With epsilon > 0 nothing is exhausted. */
+            assert_false(rf & ICPNS_ROW_FALLBACK);
+        }
+    free(p);
+    icpns_weights_free(w);
+}
+
+static void test_fallback_user(void **state)
+{
+    fixture_t *f = *state;
+    double *p = malloc(f->s->items.n * sizeof(*p));
+    oracle(f, FALLBACK_USER, ICPNS_STRATEGY_ICPNS, &f->s->params, p);
+    unsigned rf;
+    icpns_sample_stats_t st = {0};
+    double pv = sample_test(f, f->s->weights, FALLBACK_USER, ICPNS_STRATEGY_ICPNS, 0, p,
+                            10000, 4, &rf, &st);
+    assert_true(pv > 1e-6);
+    assert_true(rf & ICPNS_ROW_FALLBACK);
+    assert_int_equal(st.fallback_rows, 10000);
+    /* The oracle's fallback is uniform over the non-positives. */
+    assert_true(fabs(p[2] - 1.0 / (f->s->items.n - 2)) < 1e-12);
+    assert_true(p[0] == 0 && p[5] == 0);
+    free(p);
+}
+
+static void test_power_against_wrong_alpha(void **state)
+{
+    /* The test must be able to fail: alpha 0.8 draws against alpha 1. */
+    fixture_t *f = *state;
+    double *p = malloc(f->s->items.n * sizeof(*p));
+    icpns_params_t wrong = f->s->params;
+    wrong.alpha = 1.0;
+    oracle(f, 7, ICPNS_STRATEGY_ICPNS, &wrong, p);
+    uint32_t u = icpns_idmap_find(&f->s->users, 7);
+    uint64_t *c = calloc(f->s->items.n, sizeof(*c));
+    uint32_t items[4];
+    for (uint32_t r = 0; r < 50000; r++) {
+        assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, u, ICPNS_STRATEGY_ICPNS,
+                                          0, 5, r, 0, 4, items, NULL, NULL, NULL), 0);
+        for (int j = 0; j < 4; j++)
+            c[items[j]]++;
+    }
+    assert_true(chi2_test(c, p, f->s->items.n) < 1e-6);
+    free(c);
+    free(p);
+}
+
+static void test_probability_function(void **state)
+{
+    fixture_t *f = *state;
+    double *p = malloc(f->s->items.n * sizeof(*p));
+    int64_t users[3] = {2, HEAVY_USER, FALLBACK_USER};
+    for (int k = 0; k < 3; k++)
+        for (int st = 0; st < ICPNS_STRATEGY_COUNT; st++) {
+            oracle(f, users[k], (icpns_strategy_t)st, &f->s->params, p);
+            uint32_t u = icpns_idmap_find(&f->s->users, users[k]);
+            double sum = 0;
+            for (uint32_t i = 0; i < f->s->items.n; i++) {
+                int e;
+                double q = icpns_probability(f->s, f->s->weights, u, (icpns_strategy_t)st, i, &e);
+                assert_int_equal(e, 0);
+                if (p[i] == 0)
+                    assert_true(q == 0);
+                else
+                    assert_true(fabs(q - p[i]) <= 1e-12 + 1e-9 * p[i]);
+                sum += q;
+            }
+            assert_true(fabs(sum - 1) < 1e-9);
+        }
+    free(p);
+}
+
+typedef struct job {
+    fixture_t *f;
+    uint32_t first, step, rows;
+    uint32_t *out; /* rows x 8 */
+} job_t;
+
+static void *run_job(void *arg)
+{
+    job_t *j = arg;
+    icpns_work_t *w = icpns_work_new();
+    for (uint32_t r = j->first; r < j->rows; r += j->step) {
+        int64_t user = (r % 7 == 0) ? HEAVY_USER : 1 + (int64_t)(r % 150);
+        uint32_t u = icpns_idmap_find(&j->f->s->users, user);
+        icpns_strategy_t st = (icpns_strategy_t)(r % 3);
+        if (icpns_sample_row(j->f->s, j->f->s->weights, w, u, st, 0, 77, r, 0, 8,
+                             j->out + (size_t)r * 8, NULL, NULL, NULL))
+            abort();
+    }
+    icpns_work_free(w);
+    return NULL;
+}
+
+static void test_same_seed_same_output_any_threads(void **state)
+{
+    fixture_t *f = *state;
+    enum { ROWS = 4000 };
+    uint32_t *one = calloc(ROWS * 8, sizeof(*one)), *two = calloc(ROWS * 8, sizeof(*two));
+    job_t a = {f, 0, 1, ROWS, one};
+    run_job(&a);
+    job_t b0 = {f, 0, 2, ROWS, two}, b1 = {f, 1, 2, ROWS, two};
+    pthread_t t0, t1;
+    pthread_create(&t0, NULL, run_job, &b0);
+    pthread_create(&t1, NULL, run_job, &b1);
+    pthread_join(t0, NULL);
+    pthread_join(t1, NULL);
+    assert_memory_equal(one, two, ROWS * 8 * sizeof(*one));
+    /* A different seed changes the output. */
+    uint32_t u = icpns_idmap_find(&f->s->users, 1), x[8];
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, u, ICPNS_STRATEGY_UNIFORM, 0,
+                                      78, 1, 0, 8, x, NULL, NULL, NULL), 0);
+    assert_memory_not_equal(x, one + 8, sizeof(x));
+    /* Slots are independent: asking for slots 4..7 alone gives the same. */
+    uint32_t y[4];
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work,
+                                      icpns_idmap_find(&f->s->users, 1 + 1),
+                                      ICPNS_STRATEGY_POPULARITY, 0, 77, 1, 4, 4, y, NULL,
+                                      NULL, NULL), 0);
+    assert_memory_equal(y, one + 8 + 4, sizeof(y));
+    free(one);
+    free(two);
+}
+
+static void test_unknown_and_community_less_users(void **state)
+{
+    fixture_t *f = *state;
+    uint32_t items[4];
+    unsigned rf;
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, ICPNS_NONE,
+                                      ICPNS_STRATEGY_ICPNS, 0, 1, 0, 0, 4, items, NULL, &rf,
+                                      NULL), ICPNS_EUNKNOWN_USER);
+    uint32_t lonely = icpns_idmap_find(&f->s->users, LONELY_USER);
+    assert_true(lonely != ICPNS_NONE);
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, lonely,
+                                      ICPNS_STRATEGY_ICPNS, 0, 1, 0, 0, 4, items, NULL, &rf,
+                                      NULL), ICPNS_ENOCOMMUNITY);
+    /* Uniform and PNS need no community. */
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, lonely,
+                                      ICPNS_STRATEGY_UNIFORM, 0, 1, 0, 0, 4, items, NULL, &rf,
+                                      NULL), 0);
+    /* Substituted by PNS when asked: community-less keeps its exclusion. */
+    double *p = malloc(f->s->items.n * sizeof(*p));
+    oracle(f, LONELY_USER, ICPNS_STRATEGY_POPULARITY, &f->s->params, p);
+    double pv = sample_test(f, f->s->weights, LONELY_USER, ICPNS_STRATEGY_ICPNS,
+                            ICPNS_SAMPLE_SUBSTITUTE_PNS, p, 10000, 4, &rf, NULL);
+    assert_true(pv > 1e-6);
+    assert_true(rf & ICPNS_ROW_SUBSTITUTED);
+    /* Unknown user substituted: PNS over every item. */
+    uint64_t *c = calloc(f->s->items.n, sizeof(*c));
+    double tot = 0;
+    for (uint32_t i = 0; i < f->s->items.n; i++)
+        tot += f->s->item_pop[i];
+    for (uint32_t i = 0; i < f->s->items.n; i++)
+        p[i] = f->s->item_pop[i] / tot; /* beta = 1 */
+    for (uint32_t r = 0; r < 10000; r++) {
+        assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, ICPNS_NONE,
+                                          ICPNS_STRATEGY_ICPNS, ICPNS_SAMPLE_SUBSTITUTE_PNS, 3, r,
+                                          0, 4, items, NULL, &rf, NULL), 0);
+        assert_true(rf & ICPNS_ROW_SUBSTITUTED);
+        for (int j = 0; j < 4; j++)
+            c[items[j]]++;
+    }
+    assert_true(chi2_test(c, p, f->s->items.n) > 1e-6);
+    free(c);
+    free(p);
+}
+
+static void test_infeasible_user(void **state)
+{
+    (void)state;
+    icpns_dataset_t *d = icpns_dataset_new();
+    /* User 1 has all three items. */
+    for (int i = 0; i < 3; i++)
+        icpns_dataset_add_interaction(d, 1, 10 + i);
+    icpns_dataset_add_interaction(d, 2, 10);
+    icpns_dataset_add_community(d, 1, 0);
+    icpns_dataset_add_community(d, 2, 0);
+    icpns_params_t par;
+    icpns_params_default(&par);
+    icpns_snapshot_t *s;
+    icpns_error_t err;
+    assert_int_equal(icpns_snapshot_build(d, &par, &s, &err), 0);
+    icpns_work_t *w = icpns_work_new();
+    uint32_t items[3];
+    for (int st = 0; st < ICPNS_STRATEGY_COUNT; st++)
+        assert_int_equal(icpns_sample_row(s, s->weights, w, icpns_idmap_find(&s->users, 1),
+                                          (icpns_strategy_t)st, 0, 1, 0, 0, 3, items, NULL, NULL,
+                                          NULL), ICPNS_EINFEASIBLE);
+    /* User 2 has only item 10 left out: all its negatives are 11 or 12,
+     * and ICPNS gives 11 and 12 pop_c = 1 each. */
+    for (uint32_t r = 0; r < 50; r++) {
+        assert_int_equal(icpns_sample_row(s, s->weights, w, icpns_idmap_find(&s->users, 2),
+                                          ICPNS_STRATEGY_ICPNS, 0, 1, r, 0, 3, items, NULL, NULL,
+                                          NULL), 0);
+        for (int j = 0; j < 3; j++)
+            assert_true(items[j] == 1 || items[j] == 2);
+    }
+    icpns_work_free(w);
+    icpns_snapshot_unref(s);
+    icpns_dataset_free(d);
+}
+
+static void test_bad_parameters(void **state)
+{
+    fixture_t *f = *state;
+    icpns_params_t par = f->s->params;
+    icpns_weights_t *w = NULL;
+    icpns_error_t err;
+    par.alpha = NAN;
+    assert_int_equal(icpns_weights_build(f->s, &par, &w, &err), ICPNS_EINVAL);
+    assert_string_equal(err.field, "alpha");
+    par.alpha = 0.5;
+    par.epsilon = -1;
+    assert_int_equal(icpns_weights_build(f->s, &par, &w, &err), ICPNS_EINVAL);
+    assert_string_equal(err.field, "epsilon");
+    par.epsilon = 0;
+    par.beta = 1e9;
+    assert_int_equal(icpns_weights_build(f->s, &par, &w, &err), ICPNS_EINVAL);
+    assert_null(w);
+    uint32_t items[1];
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, 0, (icpns_strategy_t)9, 0, 0,
+                                      0, 0, 1, items, NULL, NULL, NULL), ICPNS_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_each_strategy_ordinary_users),
+        cmocka_unit_test(test_heavy_user_both_paths),
+        cmocka_unit_test(test_epsilon_mass),
+        cmocka_unit_test(test_fallback_user),
+        cmocka_unit_test(test_power_against_wrong_alpha),
+        cmocka_unit_test(test_probability_function),
+        cmocka_unit_test(test_same_seed_same_output_any_threads),
+        cmocka_unit_test(test_unknown_and_community_less_users),
+        cmocka_unit_test(test_infeasible_user),
+        cmocka_unit_test(test_bad_parameters),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
