@@ -459,10 +459,9 @@ int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
     }
     s->pos_off[nu] = out;
     s->n_interactions = out;
-    s->pos = realloc(tmp, (out ? out : 1) * sizeof(*tmp));
-    if (!s->pos) {
-        s->pos = tmp; /* shrinking failed: keep the larger block */
-    }
+    /* Keep the array as is: shrinking it would save at most the duplicate
+     * pairs and cost a copy. */
+    s->pos = tmp;
     tmp = NULL;
 
     /* Communities and popularity. */
