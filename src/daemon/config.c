@@ -1,0 +1,165 @@
+/* config.c - the key = value configuration file (see configs/icpnsd.conf). */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+void icpnsd_config_default(icpnsd_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->listen, sizeof(c->listen), "127.0.0.1:8470");
+    c->threads = 2;
+    c->log_level = LOG_LVL_INFO;
+    snprintf(c->default_strategy, sizeof(c->default_strategy), "icpns");
+    c->default_n = 4;
+    c->max_body_bytes = 64u << 20;
+    c->max_users = 1u << 20;
+    c->max_n = 100000;
+    c->max_candidates = 1024;
+    c->max_negatives = 64u << 20;
+    c->connection_timeout = 30;
+    c->max_connections = 1024;
+    c->max_connections_per_ip = 256;
+    c->shutdown_timeout = 10;
+}
+
+static int set_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)v[0]))
+        return -1;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *eb, size_t es)
+{
+    uint64_t x;
+#define STR(name)                                                              \
+    if (!strcmp(key, #name)) {                                                 \
+        if (strlen(v) >= sizeof(c->name))                                      \
+            goto too_long;                                                     \
+        snprintf(c->name, sizeof(c->name), "%s", v);                           \
+        return 0;                                                              \
+    }
+#define NUM(name, lo, hi)                                                      \
+    if (!strcmp(key, #name)) {                                                 \
+        if (set_u64(v, lo, hi, &x)) {                                          \
+            snprintf(eb, es, "%s: expected an integer in [%llu, %llu], got '%s'", key, \
+                     (unsigned long long)(lo), (unsigned long long)(hi), v);   \
+            return -1;                                                         \
+        }                                                                      \
+        c->name = x;                                                           \
+        return 0;                                                              \
+    }
+    STR(listen)
+    STR(admin_listen)
+    STR(tables)
+    STR(admin_token_file)
+    NUM(threads, 1, 256)
+    NUM(default_n, 1, 1000000)
+    NUM(max_body_bytes, 1024, UINT64_C(1) << 40)
+    NUM(max_users, 1, UINT32_MAX / 2)
+    NUM(max_n, 1, UINT32_MAX / 2)
+    NUM(max_candidates, 1, 65536)
+    NUM(max_negatives, 1, UINT64_C(1) << 36)
+    NUM(connection_timeout, 1, 86400)
+    NUM(max_connections, 1, 1000000)
+    NUM(max_connections_per_ip, 1, 1000000)
+    NUM(shutdown_timeout, 0, 3600)
+#undef STR
+#undef NUM
+    if (!strcmp(key, "log_level")) {
+        int l = icpnsd_log_parse_level(v);
+        if (l < 0) {
+            snprintf(eb, es, "log_level: expected error, warn, info or debug, got '%s'", v);
+            return -1;
+        }
+        c->log_level = l;
+        return 0;
+    }
+    if (!strcmp(key, "watch")) {
+        if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
+            c->watch = true;
+        else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
+            c->watch = false;
+        else {
+            snprintf(eb, es, "watch: expected true or false, got '%s'", v);
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(key, "default_strategy")) {
+        if (strcmp(v, "icpns") && strcmp(v, "uniform") && strcmp(v, "popularity")) {
+            snprintf(eb, es, "default_strategy: expected icpns, uniform or popularity, got '%s'", v);
+            return -1;
+        }
+        snprintf(c->default_strategy, sizeof(c->default_strategy), "%s", v);
+        return 0;
+    }
+    snprintf(eb, es, "unknown key '%s'", key);
+    return -1;
+too_long:
+    snprintf(eb, es, "%s: value too long", key);
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int icpnsd_config_load(icpnsd_config_t *c, const char *path, char *eb, size_t es)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(eb, es, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096], msg[512];
+    unsigned lineno = 0;
+    int rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(eb, es, "%s:%u: expected 'key = value'", path, lineno);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *val = trim(eq + 1);
+        size_t n = strlen(val);
+        if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+            val[n - 1] = '\0';
+            val++;
+        }
+        if (icpnsd_config_set(c, key, val, msg, sizeof(msg))) {
+            snprintf(eb, es, "%s:%u: %s", path, lineno, msg);
+            rc = -1;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}

@@ -1,0 +1,42 @@
+/* config.h - icpnsd's configuration: a key = value file, then flags. */
+#ifndef ICPNSD_CONFIG_H
+#define ICPNSD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct icpnsd_config {
+    char listen[256];          /* ADDR:PORT; [v6]:PORT */
+    char admin_listen[256];    /* optional separate listener for /admin */
+    char tables[1024];         /* table directory; empty = built-in dataset */
+    char admin_token_file[1024];
+    unsigned threads;
+    int log_level;
+    bool watch;                /* reload when the table directory changes */
+    char default_strategy[16];
+    uint32_t default_n;
+    uint64_t max_body_bytes;
+    uint32_t max_users;        /* rows per request */
+    uint32_t max_n;
+    uint32_t max_candidates;
+    uint64_t max_negatives;    /* rows x n x candidates per request */
+    unsigned connection_timeout;
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned shutdown_timeout;
+} icpnsd_config_t;
+
+void icpnsd_config_default(icpnsd_config_t *c);
+
+/*
+ * Reads @path into @c (keys absent keep their value).  On error returns -1
+ * and writes "path:line: message" into @errbuf.
+ */
+int icpnsd_config_load(icpnsd_config_t *c, const char *path, char *errbuf, size_t errsize);
+
+/* Sets one key from a string (used by the file and by flags). */
+int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *value,
+                      char *errbuf, size_t errsize);
+
+#endif

@@ -1,0 +1,1415 @@
+/*
+ * http.c - routes, limits, errors and the handlers of the HTTP API.
+ *
+ * libmicrohttpd runs a thread pool on epoll (its fastest mode); handlers run
+ * on those threads and only read the snapshot they acquired.  Admin updates
+ * suspend their connection, hand a job to the libuv loop, and are resumed
+ * when the rebuild finished, so no pool thread waits for a rebuild.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+
+#define CT_JSON "application/json"
+#define CT_FRAME "application/x-icpns-frame"
+#define FRAME_REQ_MAGIC "ICPQ"
+#define FRAME_RESP_MAGIC "ICPR"
+#define FRAME_REQ_HEADER 40
+#define FRAME_RESP_HEADER 32
+
+struct icpnsd_server {
+    const icpnsd_config_t *cfg;
+    icpnsd_state_t *st;
+    char token[512];
+    size_t token_len;
+    bool admin_enabled;
+    bool admin_separate;
+    double started;
+    struct MHD_Daemon *mhd, *mhd_admin;
+    atomic_bool quiescing;
+    atomic_uint_fast64_t seeds, request_ids;
+    pthread_key_t work_key;
+    int default_strategy;
+};
+
+typedef struct listener {
+    icpnsd_server_t *srv;
+    bool admin;
+} listener_t;
+
+static listener_t main_listener, admin_listener;
+
+/* ---- per-request context ------------------------------------------------------- */
+
+typedef struct req {
+    route_t route;
+    double t0;
+    uint64_t id;
+    char *body;
+    size_t len, cap;
+    bool too_large;
+    bool answered;
+    struct MHD_Connection *conn;
+    icpnsd_job_t *job;
+    atomic_bool job_done;
+    unsigned status;
+} req_t;
+
+/* ---- a growable output buffer ---------------------------------------------------- */
+
+typedef struct wbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} wbuf_t;
+
+static bool wb_reserve(wbuf_t *b, size_t extra)
+{
+    if (b->oom)
+        return false;
+    if (b->len + extra <= b->cap)
+        return true;
+    size_t c = b->cap ? b->cap : 4096;
+    while (c < b->len + extra)
+        c *= 2;
+    char *q = realloc(b->p, c);
+    if (!q) {
+        b->oom = true;
+        return false;
+    }
+    b->p = q;
+    b->cap = c;
+    return true;
+}
+
+static void wb_put(wbuf_t *b, const char *s, size_t n)
+{
+    if (wb_reserve(b, n)) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+
+/* Only for string literals: sizeof of anything else would be a pointer's. */
+#define wb_lit(b, s) wb_put(b, "" s "", sizeof(s) - 1)
+
+static void wb_cstr(wbuf_t *b, const char *s)
+{
+    wb_put(b, s, strlen(s));
+}
+
+static void wb_printf(wbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wb_printf(wbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !wb_reserve(b, (size_t)n + 1))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* Fast decimal for the hot loop of JSON negatives. */
+static void wb_i64(wbuf_t *b, int64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (!wb_reserve(b, (size_t)n + 1))
+        return;
+    if (v < 0)
+        b->p[b->len++] = '-';
+    while (n)
+        b->p[b->len++] = tmp[--n];
+}
+
+/* A JSON string literal with escapes. */
+static void wb_str(wbuf_t *b, const char *s)
+{
+    wb_lit(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            wb_put(b, e, 2);
+        } else if (c < 0x20) {
+            wb_printf(b, "\\u%04x", c);
+        } else {
+            wb_put(b, (const char *)&c, 1);
+        }
+    }
+    wb_lit(b, "\"");
+}
+
+/* ---- responses -------------------------------------------------------------------- */
+
+static enum MHD_Result send_buf(req_t *r, unsigned status, const char *ctype, wbuf_t *b,
+                                const char *allow)
+{
+    if (b->oom) {
+        free(b->p);
+        static const char oom[] =
+            "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"the response could not be allocated\"}}\n";
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", CT_JSON);
+        r->status = 503;
+        enum MHD_Result ret = MHD_queue_response(r->conn, 503, resp);
+        MHD_destroy_response(resp);
+        r->answered = true;
+        return ret;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(b->len, b->p ? b->p : (void *)"", b->p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(b->p);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    if (allow)
+        MHD_add_response_header(resp, "Allow", allow);
+    if (status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"icpnsd-admin\"");
+    if (status == 503)
+        MHD_add_response_header(resp, "Retry-After", "1");
+    char rid[24];
+    snprintf(rid, sizeof(rid), "%llu", (unsigned long long)r->id);
+    MHD_add_response_header(resp, "X-Request-Id", rid);
+    atomic_fetch_add_explicit(&icpnsd_metrics.bytes_out, b->len, memory_order_relaxed);
+    r->status = status;
+    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    r->answered = true;
+    return ret;
+}
+
+static enum MHD_Result send_json(req_t *r, unsigned status, wbuf_t *b)
+{
+    wb_lit(b, "\n");
+    return send_buf(r, status, CT_JSON, b, NULL);
+}
+
+/* {"error":{"code":..,"message":..,"field":..,"row":..}} */
+static enum MHD_Result send_error_ex(req_t *r, unsigned status, const char *code,
+                                     const char *field, long long row, const char *allow,
+                                     const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static enum MHD_Result send_error_ex(req_t *r, unsigned status, const char *code,
+                                     const char *field, long long row, const char *allow,
+                                     const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    wbuf_t b = {0};
+    wb_lit(&b, "{\"error\":{\"code\":");
+    wb_str(&b, code);
+    wb_lit(&b, ",\"message\":");
+    wb_str(&b, msg);
+    if (field) {
+        wb_lit(&b, ",\"field\":");
+        wb_str(&b, field);
+    }
+    if (row >= 0) {
+        wb_lit(&b, ",\"row\":");
+        wb_i64(&b, row);
+    }
+    wb_lit(&b, "}}\n");
+    if (status >= 500)
+        log_warn("request id=%llu route=%s status=%u code=%s: %s", (unsigned long long)r->id,
+                 icpnsd_route_name(r->route), status, code, msg);
+    else
+        log_debug("request id=%llu route=%s status=%u code=%s: %s", (unsigned long long)r->id,
+                  icpnsd_route_name(r->route), status, code, msg);
+    return send_buf(r, status, CT_JSON, &b, allow);
+}
+
+#define send_error(r, status, code, field, ...) send_error_ex(r, status, code, field, -1, NULL, __VA_ARGS__)
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static icpns_work_t *thread_work(icpnsd_server_t *srv)
+{
+    icpns_work_t *w = pthread_getspecific(srv->work_key);
+    if (!w) {
+        w = icpns_work_new();
+        if (w)
+            pthread_setspecific(srv->work_key, w);
+    }
+    return w;
+}
+
+static void free_work(void *p)
+{
+    icpns_work_free(p);
+}
+
+static bool is_ctype(const char *h, const char *want)
+{
+    if (!h)
+        return false;
+    size_t n = strlen(want);
+    return !strncasecmp(h, want, n) && (h[n] == '\0' || h[n] == ';' || h[n] == ' ');
+}
+
+/* Parses a non-negative decimal int64 in [s, s+n). */
+static bool parse_id(const char *s, size_t n, int64_t *out)
+{
+    if (n == 0 || n > 19)
+        return false;
+    uint64_t v = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (!isdigit((unsigned char)s[k]))
+            return false;
+        v = v * 10 + (uint64_t)(s[k] - '0');
+    }
+    if (v > INT64_MAX)
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+/* Constant-time comparison of the presented bearer token. */
+static bool token_ok(const icpnsd_server_t *srv, const char *presented, size_t n)
+{
+    unsigned char diff = (unsigned char)(n != srv->token_len);
+    for (size_t k = 0; k < srv->token_len; k++)
+        diff |= (unsigned char)(srv->token[k] ^ (k < n ? presented[k] : 0));
+    return diff == 0;
+}
+
+/* 0 if authorised, else an error was sent. */
+static int check_admin(icpnsd_server_t *srv, req_t *r, enum MHD_Result *ret)
+{
+    if (!srv->admin_enabled) {
+        *ret = send_error(r, 403, "admin_disabled", NULL,
+                          "admin endpoints are disabled: start icpnsd with --admin-token-file");
+        return -1;
+    }
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) {
+        *ret = send_error(r, 401, "unauthorized", NULL, "admin endpoints need 'Authorization: Bearer TOKEN'");
+        return -1;
+    }
+    const char *t = h + 7;
+    while (*t == ' ')
+        t++;
+    if (!token_ok(srv, t, strlen(t))) {
+        *ret = send_error(r, 403, "forbidden", NULL, "wrong admin token");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- POST /v1/negatives ---------------------------------------------------------------- */
+
+#define MAX_PARTS 8
+
+typedef struct part {
+    icpns_strategy_t strategy;
+    uint32_t n;
+} part_t;
+
+typedef struct neg_req {
+    int64_t *users;
+    uint32_t rows;
+    part_t parts[MAX_PARTS];
+    int nparts;
+    bool mixed;
+    uint32_t n;          /* total negatives per row */
+    uint32_t m;          /* candidates per negative */
+    uint64_t seed;
+    bool probs;
+    unsigned flags;
+    bool binary_in;
+} neg_req_t;
+
+/* Reads the JSON request; on error sends it and returns -1. */
+static int parse_json_negatives(icpnsd_server_t *srv, req_t *r, neg_req_t *q, enum MHD_Result *ret)
+{
+    const icpnsd_config_t *cfg = srv->cfg;
+    json_error_t je;
+    json_t *root = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        *ret = send_error_ex(r, 400, "bad_json", NULL, -1, NULL, "line %d column %d: %s", je.line,
+                             je.column, je.text);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(root)) {
+        *ret = send_error(r, 400, "bad_request", NULL, "the body must be a JSON object");
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "users") && strcmp(key, "n") && strcmp(key, "strategy") &&
+            strcmp(key, "seed") && strcmp(key, "probabilities") && strcmp(key, "candidates") &&
+            strcmp(key, "unknown_users")) {
+            *ret = send_error(r, 400, "unknown_field", key,
+                              "unknown field '%s' (users, n, strategy, seed, probabilities, "
+                              "candidates, unknown_users)", key);
+            goto out;
+        }
+    }
+    json_t *users = json_object_get(root, "users");
+    if (!json_is_array(users)) {
+        *ret = send_error(r, 400, "bad_request", "users", "'users' must be an array of user ids");
+        goto out;
+    }
+    size_t nu = json_array_size(users);
+    if (nu > cfg->max_users) {
+        *ret = send_error(r, 413, "limit_exceeded", "users",
+                          "%zu users in one request, above the limit of %u", nu, cfg->max_users);
+        goto out;
+    }
+    q->rows = (uint32_t)nu;
+    q->users = malloc((nu ? nu : 1) * sizeof(*q->users));
+    if (!q->users) {
+        *ret = send_error(r, 503, "out_of_memory", NULL, "no memory for the request");
+        goto out;
+    }
+    for (size_t k = 0; k < nu; k++) {
+        json_t *u = json_array_get(users, k);
+        if (!json_is_integer(u) || json_integer_value(u) < 0) {
+            *ret = send_error_ex(r, 400, "bad_user_id", "users", (long long)k, NULL,
+                                 "user ids are non-negative integers");
+            goto out;
+        }
+        q->users[k] = json_integer_value(u);
+    }
+    json_t *jn = json_object_get(root, "n");
+    uint64_t n = cfg->default_n;
+    if (jn) {
+        if (!json_is_integer(jn) || json_integer_value(jn) < 1) {
+            *ret = send_error(r, 400, "bad_request", "n", "'n' must be a positive integer");
+            goto out;
+        }
+        n = (uint64_t)json_integer_value(jn);
+    }
+    json_t *js = json_object_get(root, "strategy");
+    q->nparts = 1;
+    q->parts[0].strategy = (icpns_strategy_t)srv->default_strategy;
+    if (js && json_is_string(js)) {
+        int s = icpns_strategy_parse(json_string_value(js));
+        if (s < 0) {
+            *ret = send_error(r, 400, "bad_strategy", "strategy",
+                              "unknown strategy '%s' (uniform, popularity, icpns)", json_string_value(js));
+            goto out;
+        }
+        q->parts[0].strategy = (icpns_strategy_t)s;
+    } else if (js && json_is_array(js)) {
+        /* Mixed: [{"strategy":"icpns","n":3},{"strategy":"uniform","n":1}] */
+        size_t np = json_array_size(js);
+        if (np < 1 || np > MAX_PARTS) {
+            *ret = send_error(r, 400, "bad_strategy", "strategy",
+                              "a strategy mix has 1 to %d parts", MAX_PARTS);
+            goto out;
+        }
+        uint64_t total = 0;
+        for (size_t k = 0; k < np; k++) {
+            json_t *p = json_array_get(js, k), *ps = json_object_get(p, "strategy"),
+                   *pn = json_object_get(p, "n");
+            int s = json_is_string(ps) ? icpns_strategy_parse(json_string_value(ps)) : -1;
+            if (s < 0 || !json_is_integer(pn) || json_integer_value(pn) < 1 ||
+                json_integer_value(pn) > cfg->max_n) {
+                *ret = send_error_ex(r, 400, "bad_strategy", "strategy", (long long)k, NULL,
+                                     "each part is {\"strategy\": uniform|popularity|icpns, \"n\": 1..%u}",
+                                     cfg->max_n);
+                goto out;
+            }
+            q->parts[k].strategy = (icpns_strategy_t)s;
+            q->parts[k].n = (uint32_t)json_integer_value(pn);
+            total += q->parts[k].n;
+        }
+        if (jn && total != n) {
+            *ret = send_error(r, 400, "bad_request", "n",
+                              "'n' (%llu) differs from the sum of the strategy mix (%llu)",
+                              (unsigned long long)n, (unsigned long long)total);
+            goto out;
+        }
+        q->nparts = (int)np;
+        q->mixed = true;
+        n = total;
+    } else if (js) {
+        *ret = send_error(r, 400, "bad_strategy", "strategy",
+                          "'strategy' is a name or a list of {strategy, n}");
+        goto out;
+    }
+    if (n > cfg->max_n) {
+        *ret = send_error(r, 413, "limit_exceeded", "n", "n = %llu is above the limit of %u",
+                          (unsigned long long)n, cfg->max_n);
+        goto out;
+    }
+    q->n = (uint32_t)n;
+    if (!q->mixed)
+        q->parts[0].n = q->n;
+    json_t *jm = json_object_get(root, "candidates");
+    q->m = 1;
+    if (jm) {
+        if (!json_is_integer(jm) || json_integer_value(jm) < 1) {
+            *ret = send_error(r, 400, "bad_request", "candidates", "'candidates' must be a positive integer");
+            goto out;
+        }
+        if (json_integer_value(jm) > cfg->max_candidates) {
+            *ret = send_error(r, 413, "limit_exceeded", "candidates",
+                              "candidates above the limit of %u", cfg->max_candidates);
+            goto out;
+        }
+        q->m = (uint32_t)json_integer_value(jm);
+    }
+    json_t *jseed = json_object_get(root, "seed");
+    if (jseed) {
+        if (!json_is_integer(jseed) || json_integer_value(jseed) < 0) {
+            *ret = send_error(r, 400, "bad_request", "seed", "'seed' must be a non-negative integer");
+            goto out;
+        }
+        q->seed = (uint64_t)json_integer_value(jseed);
+    } else {
+        /* No seed: a fresh one, returned so the answer can be replayed. */
+        q->seed = icpns_mix64(atomic_fetch_add(&srv->seeds, 1) ^ (uint64_t)time(NULL)) >> 11;
+    }
+    json_t *jp = json_object_get(root, "probabilities");
+    if (jp && !json_is_boolean(jp)) {
+        *ret = send_error(r, 400, "bad_request", "probabilities", "'probabilities' must be true or false");
+        goto out;
+    }
+    q->probs = jp && json_is_true(jp);
+    json_t *ju = json_object_get(root, "unknown_users");
+    if (ju) {
+        const char *s = json_is_string(ju) ? json_string_value(ju) : "";
+        if (!strcmp(s, "popularity"))
+            q->flags |= ICPNS_SAMPLE_SUBSTITUTE_PNS;
+        else if (strcmp(s, "error")) {
+            *ret = send_error(r, 400, "bad_request", "unknown_users",
+                              "'unknown_users' is \"error\" or \"popularity\"");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd32(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+/* Reads a binary frame (proto/frames.md). */
+static int parse_frame_negatives(icpnsd_server_t *srv, req_t *r, neg_req_t *q, enum MHD_Result *ret)
+{
+    const icpnsd_config_t *cfg = srv->cfg;
+    const unsigned char *p = (const unsigned char *)r->body;
+    if (r->len < FRAME_REQ_HEADER || memcmp(p, FRAME_REQ_MAGIC, 4)) {
+        *ret = send_error(r, 400, "bad_frame", NULL, "a request frame starts with a 40-byte header and magic 'ICPQ'");
+        return -1;
+    }
+    if (rd16(p + 4) != 1) {
+        *ret = send_error(r, 400, "bad_frame", "version", "unsupported frame version %u", rd16(p + 4));
+        return -1;
+    }
+    uint16_t flags = rd16(p + 6);
+    uint32_t n = rd32(p + 8), m = rd32(p + 12), count = rd32(p + 20);
+    unsigned strategy = p[16];
+    if (flags & ~3u) {
+        *ret = send_error(r, 400, "bad_frame", "flags", "unknown flag bits 0x%x", flags & ~3u);
+        return -1;
+    }
+    if (strategy >= ICPNS_STRATEGY_COUNT) {
+        *ret = send_error(r, 400, "bad_strategy", "strategy", "strategy byte %u is not 0, 1 or 2", strategy);
+        return -1;
+    }
+    if (n < 1 || m < 1) {
+        *ret = send_error(r, 400, "bad_frame", n < 1 ? "n" : "candidates", "n and candidates must be >= 1");
+        return -1;
+    }
+    if (count > cfg->max_users || n > cfg->max_n || m > cfg->max_candidates) {
+        *ret = send_error(r, 413, "limit_exceeded", count > cfg->max_users ? "users" : n > cfg->max_n ? "n" : "candidates",
+                          "the frame asks beyond the configured limits");
+        return -1;
+    }
+    if ((uint64_t)r->len != FRAME_REQ_HEADER + (uint64_t)count * 8) {
+        *ret = send_error(r, 400, "bad_frame", "users", "the header announces %u users (%llu bytes) but the body has %zu bytes",
+                          count, (unsigned long long)(FRAME_REQ_HEADER + (uint64_t)count * 8), r->len);
+        return -1;
+    }
+    q->rows = count;
+    q->users = malloc((count ? count : 1) * sizeof(*q->users));
+    if (!q->users) {
+        *ret = send_error(r, 503, "out_of_memory", NULL, "no memory for the request");
+        return -1;
+    }
+    for (uint32_t k = 0; k < count; k++) {
+        q->users[k] = (int64_t)rd64(p + FRAME_REQ_HEADER + (size_t)k * 8);
+        if (q->users[k] < 0) {
+            *ret = send_error_ex(r, 400, "bad_user_id", "users", k, NULL, "user ids are non-negative");
+            return -1;
+        }
+    }
+    q->nparts = 1;
+    q->parts[0].strategy = (icpns_strategy_t)strategy;
+    q->parts[0].n = n;
+    q->n = n;
+    q->m = m;
+    q->seed = rd64(p + 24);
+    q->probs = flags & 1;
+    if (flags & 2)
+        q->flags |= ICPNS_SAMPLE_SUBSTITUTE_PNS;
+    q->binary_in = true;
+    return 0;
+}
+
+static void wr32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24); }
+static void wr64(unsigned char *p, uint64_t v) { wr32(p, (uint32_t)v); wr32(p + 4, (uint32_t)(v >> 32)); }
+
+static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
+{
+    enum MHD_Result ret;
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
+    neg_req_t q = {0};
+    bool frame_in = is_ctype(ct, CT_FRAME);
+    if (!frame_in && !is_ctype(ct, CT_JSON))
+        return send_error(r, 415, "unsupported_media_type", NULL,
+                          "send Content-Type: " CT_JSON " or " CT_FRAME);
+    if ((frame_in ? parse_frame_negatives(srv, r, &q, &ret) : parse_json_negatives(srv, r, &q, &ret))) {
+        free(q.users);
+        return ret;
+    }
+    bool frame_out = (accept && strstr(accept, CT_FRAME)) ||
+                     (frame_in && !(accept && strstr(accept, CT_JSON)));
+    uint64_t cols = (uint64_t)q.n * q.m;
+    if ((uint64_t)q.rows * cols > srv->cfg->max_negatives) {
+        free(q.users);
+        return send_error(r, 413, "limit_exceeded", "users",
+                          "%llu negatives in one request, above the limit of %llu",
+                          (unsigned long long)((uint64_t)q.rows * cols),
+                          (unsigned long long)srv->cfg->max_negatives);
+    }
+    icpns_work_t *work = thread_work(srv);
+    size_t cells = (size_t)q.rows * cols;
+    uint32_t *items = malloc((cells ? cells : 1) * sizeof(*items));
+    double *probs = q.probs ? malloc((cells ? cells : 1) * sizeof(*probs)) : NULL;
+    uint32_t *fallbacks = malloc((q.rows ? q.rows : 1) * sizeof(*fallbacks));
+    uint32_t *substituted = malloc((q.rows ? q.rows : 1) * sizeof(*substituted));
+    if (!work || !items || (q.probs && !probs) || !fallbacks || !substituted) {
+        free(q.users);
+        free(items);
+        free(probs);
+        free(fallbacks);
+        free(substituted);
+        return send_error(r, 503, "out_of_memory", NULL, "no memory for %zu negatives", cells);
+    }
+    /* One snapshot for the whole request. */
+    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    icpns_sample_stats_t stats = {0};
+    uint32_t nfb = 0, nsub = 0;
+    uint64_t per_strategy[3] = {0};
+    for (uint32_t row = 0; row < q.rows; row++) {
+        uint32_t u = icpns_idmap_find(&s->users, q.users[row]);
+        uint32_t slot = 0;
+        unsigned rf_row = 0;
+        for (int k = 0; k < q.nparts; k++) {
+            uint32_t count = q.parts[k].n * q.m;
+            unsigned rf = 0;
+            size_t off = (size_t)row * cols + slot;
+            int e = icpns_sample_row(s, s->weights, work, u, q.parts[k].strategy, q.flags,
+                                     q.seed, row, slot, count, items + off,
+                                     probs ? probs + off : NULL, &rf, &stats);
+            if (e) {
+                icpns_snapshot_unref(s);
+                long long id = (long long)q.users[row];
+                free(q.users);
+                free(items);
+                free(probs);
+                free(fallbacks);
+                free(substituted);
+                const char *msg = e == ICPNS_EUNKNOWN_USER
+                                      ? "user %lld is not in the tables (set \"unknown_users\": \"popularity\" to serve it by PNS)"
+                                  : e == ICPNS_EINFEASIBLE
+                                      ? "user %lld has interacted with every item: it has no negatives"
+                                  : e == ICPNS_ENOCOMMUNITY
+                                      ? "user %lld has no community (set \"unknown_users\": \"popularity\" to serve it by PNS)"
+                                      : "user %lld: sampling failed";
+                unsigned st = e == ICPNS_ENOMEM ? 503 : 422;
+                char text[256];
+                snprintf(text, sizeof(text), msg, id);
+                return send_error_ex(r, st, icpns_errname(e), "users", row, NULL, "%s", text);
+            }
+            rf_row |= rf;
+            per_strategy[q.parts[k].strategy] += count;
+            slot += count;
+        }
+        if (rf_row & ICPNS_ROW_FALLBACK)
+            fallbacks[nfb++] = row;
+        if (rf_row & ICPNS_ROW_SUBSTITUTED)
+            substituted[nsub++] = row;
+    }
+    for (int k = 0; k < 3; k++)
+        atomic_fetch_add_explicit(&icpnsd_metrics.negatives[k], per_strategy[k], memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.draws, stats.draws, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.rejections, stats.rejections, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.residual_rows, stats.residual_rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.fallback_rows, nfb, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.substituted_rows, nsub, memory_order_relaxed);
+
+    wbuf_t b = {0};
+    const int64_t *ids = s->items.ids;
+    if (frame_out) {
+        size_t bytes = FRAME_RESP_HEADER + cells * 8 + (probs ? cells * 4 : 0) + (size_t)nfb * 4;
+        if (wb_reserve(&b, bytes)) {
+            unsigned char *p = (unsigned char *)b.p;
+            memcpy(p, FRAME_RESP_MAGIC, 4);
+            p[4] = 1, p[5] = 0;
+            p[6] = probs ? 1 : 0, p[7] = 0;
+            wr64(p + 8, s->version);
+            wr32(p + 16, q.rows);
+            wr32(p + 20, (uint32_t)cols);
+            wr32(p + 24, nfb);
+            wr32(p + 28, nsub);
+            unsigned char *o = p + FRAME_RESP_HEADER;
+            for (size_t k = 0; k < cells; k++, o += 8)
+                wr64(o, (uint64_t)ids[items[k]]);
+            if (probs)
+                for (size_t k = 0; k < cells; k++, o += 4) {
+                    float f = (float)probs[k];
+                    uint32_t bits;
+                    memcpy(&bits, &f, 4);
+                    wr32(o, bits);
+                }
+            for (uint32_t k = 0; k < nfb; k++, o += 4)
+                wr32(o, fallbacks[k]);
+            b.len = bytes;
+        }
+    } else {
+        wb_reserve(&b, 256 + cells * 8);
+        wb_lit(&b, "{\"version\":");
+        wb_i64(&b, (int64_t)s->version);
+        wb_lit(&b, ",\"strategy\":");
+        if (q.mixed) {
+            wb_lit(&b, "[");
+            for (int k = 0; k < q.nparts; k++) {
+                wb_cstr(&b, k ? ",{\"strategy\":" : "{\"strategy\":");
+                wb_str(&b, icpns_strategy_name(q.parts[k].strategy));
+                wb_lit(&b, ",\"n\":");
+                wb_i64(&b, q.parts[k].n);
+                wb_lit(&b, "}");
+            }
+            wb_lit(&b, "]");
+        } else {
+            wb_str(&b, icpns_strategy_name(q.parts[0].strategy));
+        }
+        wb_lit(&b, ",\"n\":");
+        wb_i64(&b, q.n);
+        wb_lit(&b, ",\"candidates\":");
+        wb_i64(&b, q.m);
+        wb_lit(&b, ",\"seed\":");
+        wb_i64(&b, (int64_t)q.seed);
+        wb_lit(&b, ",\"negatives\":[");
+        for (uint32_t row = 0; row < q.rows; row++) {
+            wb_cstr(&b, row ? ",[" : "[");
+            for (uint64_t j = 0; j < cols; j++) {
+                if (j)
+                    wb_lit(&b, ",");
+                wb_i64(&b, ids[items[(size_t)row * cols + j]]);
+            }
+            wb_lit(&b, "]");
+        }
+        wb_lit(&b, "]");
+        if (probs) {
+            wb_lit(&b, ",\"probabilities\":[");
+            for (uint32_t row = 0; row < q.rows; row++) {
+                wb_cstr(&b, row ? ",[" : "[");
+                for (uint64_t j = 0; j < cols; j++)
+                    wb_printf(&b, j ? ",%.9g" : "%.9g", probs[(size_t)row * cols + j]);
+                wb_lit(&b, "]");
+            }
+            wb_lit(&b, "]");
+        }
+        wb_lit(&b, ",\"fallbacks\":[");
+        for (uint32_t k = 0; k < nfb; k++) {
+            if (k)
+                wb_lit(&b, ",");
+            wb_i64(&b, fallbacks[k]);
+        }
+        wb_lit(&b, "],\"substituted\":[");
+        for (uint32_t k = 0; k < nsub; k++) {
+            if (k)
+                wb_lit(&b, ",");
+            wb_i64(&b, substituted[k]);
+        }
+        wb_lit(&b, "]}");
+    }
+    icpns_snapshot_unref(s);
+    free(q.users);
+    free(items);
+    free(probs);
+    free(fallbacks);
+    free(substituted);
+    return frame_out ? send_buf(r, 200, CT_FRAME, &b, NULL) : send_json(r, 200, &b);
+}
+
+/* ---- interpretability ------------------------------------------------------------------ */
+
+static enum MHD_Result handle_user(icpnsd_server_t *srv, req_t *r, int64_t id)
+{
+    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    uint32_t u = icpns_idmap_find(&s->users, id);
+    if (u == ICPNS_NONE) {
+        icpns_snapshot_unref(s);
+        return send_error(r, 404, "unknown_user", "id", "user %lld is not in the tables", (long long)id);
+    }
+    wbuf_t b = {0};
+    wb_lit(&b, "{\"version\":");
+    wb_i64(&b, (int64_t)s->version);
+    wb_lit(&b, ",\"user\":");
+    wb_i64(&b, id);
+    wb_lit(&b, ",\"community\":");
+    uint32_t c = s->user_comm[u];
+    if (c == ICPNS_NONE)
+        wb_lit(&b, "null");
+    else
+        wb_i64(&b, s->comms.ids[c]);
+    wb_lit(&b, ",\"positives\":");
+    wb_i64(&b, icpns_snapshot_degree(s, u));
+    /* The share of its community's mass the user's positives hold: how
+     * much ICPNS has to exclude, and whether the fallback applies. */
+    if (c != ICPNS_NONE) {
+        const icpns_wtable_t *t = &s->weights->comm[c];
+        double total = t->cdf[t->m];
+        wb_printf(&b, ",\"community_mass_covered\":%.6g",
+                  total > 0 ? s->weights->pos_mass_comm[u] / total : 0.0);
+        wb_printf(&b, ",\"fallback\":%s",
+                  s->weights->pos_hits_comm[u] >= t->m && s->params.epsilon == 0 ? "true" : "false");
+    }
+    wb_lit(&b, "}");
+    icpns_snapshot_unref(s);
+    return send_json(r, 200, &b);
+}
+
+static enum MHD_Result handle_communities(icpnsd_server_t *srv, req_t *r)
+{
+    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    wbuf_t b = {0};
+    wb_lit(&b, "{\"version\":");
+    wb_i64(&b, (int64_t)s->version);
+    wb_printf(&b, ",\"alpha\":%.17g,\"epsilon\":%.17g,\"items\":%u,\"communities\":[",
+              s->params.alpha, s->params.epsilon, s->items.n);
+    for (uint32_t c = 0; c < s->comms.n; c++) {
+        const icpns_wtable_t *t = &s->weights->comm[c];
+        wb_cstr(&b, c ? ",{\"community\":" : "{\"community\":");
+        wb_i64(&b, s->comms.ids[c]);
+        wb_lit(&b, ",\"users\":");
+        wb_i64(&b, s->comm_size[c]);
+        wb_lit(&b, ",\"support\":");
+        wb_i64(&b, t->m);
+        wb_printf(&b, ",\"mass\":%.17g}", t->cdf[t->m]);
+    }
+    wb_lit(&b, "]}");
+    icpns_snapshot_unref(s);
+    return send_json(r, 200, &b);
+}
+
+typedef struct ranked_item {
+    double w;
+    uint32_t k;
+} ranked_item_t;
+
+static int cmp_ranked_item(const void *a, const void *b)
+{
+    const ranked_item_t *x = a, *y = b;
+    if (x->w != y->w)
+        return x->w < y->w ? 1 : -1;
+    return (x->k > y->k) - (x->k < y->k);
+}
+
+static enum MHD_Result handle_community_items(icpnsd_server_t *srv, req_t *r, int64_t cid)
+{
+    const char *top_s = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "top");
+    int64_t top = 20;
+    if (top_s && (!parse_id(top_s, strlen(top_s), &top) || top < 1 || top > 100000))
+        return send_error(r, 400, "bad_query", "top", "'top' must be an integer in [1, 100000]");
+    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    uint32_t c = icpns_idmap_find(&s->comms, cid);
+    if (c == ICPNS_NONE) {
+        icpns_snapshot_unref(s);
+        return send_error(r, 404, "unknown_community", "community", "community %lld does not exist",
+                          (long long)cid);
+    }
+    const icpns_wtable_t *t = &s->weights->comm[c];
+    ranked_item_t *v = malloc((t->m ? t->m : 1) * sizeof(*v));
+    if (!v) {
+        icpns_snapshot_unref(s);
+        return send_error(r, 503, "out_of_memory", NULL, "no memory");
+    }
+    for (uint32_t k = 0; k < t->m; k++)
+        v[k] = (ranked_item_t){t->w[k], k};
+    qsort(v, t->m, sizeof(*v), cmp_ranked_item);
+    double eps = s->params.epsilon, total = t->cdf[t->m] + eps * s->items.n;
+    wbuf_t b = {0};
+    wb_lit(&b, "{\"version\":");
+    wb_i64(&b, (int64_t)s->version);
+    wb_lit(&b, ",\"community\":");
+    wb_i64(&b, cid);
+    wb_printf(&b, ",\"alpha\":%.17g,\"epsilon\":%.17g,\"support\":%u,\"items\":[", s->params.alpha,
+              eps, t->m);
+    uint32_t shown = t->m < top ? t->m : (uint32_t)top;
+    uint64_t base = s->sup_off[c];
+    for (uint32_t j = 0; j < shown; j++) {
+        uint32_t k = v[j].k;
+        wb_cstr(&b, j ? ",{\"item\":" : "{\"item\":");
+        wb_i64(&b, s->items.ids[t->items[k]]);
+        wb_lit(&b, ",\"count\":");
+        wb_i64(&b, s->sup_count[base + k]);
+        wb_printf(&b, ",\"weight\":%.17g,\"probability\":%.17g}", t->w[k] + eps,
+                  (t->w[k] + eps) / total);
+    }
+    wb_lit(&b, "]}");
+    free(v);
+    icpns_snapshot_unref(s);
+    return send_json(r, 200, &b);
+}
+
+/* ---- admin ------------------------------------------------------------------------------- */
+
+static void job_done_cb(icpnsd_job_t *job)
+{
+    req_t *r = job->user;
+    atomic_store(&r->job_done, true);
+    MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result submit_job(icpnsd_server_t *srv, req_t *r, job_kind_t kind,
+                                  icpns_pair_t *pairs, size_t n, bool replace)
+{
+    icpnsd_job_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        free(pairs);
+        return send_error(r, 503, "out_of_memory", NULL, "no memory");
+    }
+    j->kind = kind;
+    j->pairs = pairs;
+    j->n = n;
+    j->replace = replace;
+    snprintf(j->origin, sizeof(j->origin), "http");
+    j->done_cb = job_done_cb;
+    j->user = r;
+    r->job = j;
+    MHD_suspend_connection(r->conn);
+    icpnsd_state_submit(srv->st, j);
+    return MHD_YES;
+}
+
+static enum MHD_Result finish_job(req_t *r)
+{
+    icpnsd_job_t *j = r->job;
+    r->job = NULL;
+    enum MHD_Result ret;
+    if (j->status != 200) {
+        ret = send_error(r, (unsigned)j->status, j->code, NULL, "%s", j->message);
+    } else {
+        wbuf_t b = {0};
+        wb_lit(&b, "{\"version\":");
+        wb_i64(&b, (int64_t)j->version);
+        if (j->kind != JOB_RELOAD) {
+            wb_lit(&b, ",\"accepted\":");
+            wb_i64(&b, (int64_t)j->n);
+        }
+        wb_printf(&b, ",\"build_seconds\":%.6f}", j->build_seconds);
+        ret = send_json(r, 200, &b);
+    }
+    free(j->pairs);
+    free(j);
+    return ret;
+}
+
+/* Parses {"KEY": [[a, b], ...]} into pairs. */
+static int parse_pairs(req_t *r, const char *key, const char *what, icpns_pair_t **ret_pairs,
+                       size_t *ret_n, bool *ret_replace, enum MHD_Result *ret)
+{
+    json_error_t je;
+    json_t *root = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        *ret = send_error_ex(r, 400, "bad_json", NULL, -1, NULL, "line %d column %d: %s", je.line,
+                             je.column, je.text);
+        return -1;
+    }
+    json_t *arr = json_object_get(root, key);
+    int rc = -1;
+    if (!json_is_array(arr)) {
+        *ret = send_error(r, 400, "bad_request", key, "'%s' must be an array of [user, %s] pairs", key, what);
+        goto out;
+    }
+    if (ret_replace) {
+        json_t *rep = json_object_get(root, "replace");
+        if (rep && !json_is_boolean(rep)) {
+            *ret = send_error(r, 400, "bad_request", "replace", "'replace' must be true or false");
+            goto out;
+        }
+        *ret_replace = rep && json_is_true(rep);
+    }
+    size_t n = json_array_size(arr);
+    icpns_pair_t *pairs = malloc((n ? n : 1) * sizeof(*pairs));
+    if (!pairs) {
+        *ret = send_error(r, 503, "out_of_memory", NULL, "no memory");
+        goto out;
+    }
+    for (size_t k = 0; k < n; k++) {
+        json_t *p = json_array_get(arr, k), *a = json_array_get(p, 0), *b = json_array_get(p, 1);
+        if (!json_is_array(p) || json_array_size(p) != 2 || !json_is_integer(a) ||
+            !json_is_integer(b) || json_integer_value(a) < 0 || json_integer_value(b) < 0) {
+            free(pairs);
+            *ret = send_error_ex(r, 400, "bad_pair", key, (long long)k, NULL,
+                                 "each entry is [user, %s] with non-negative integer ids", what);
+            goto out;
+        }
+        pairs[k] = (icpns_pair_t){json_integer_value(a), json_integer_value(b)};
+    }
+    *ret_pairs = pairs;
+    *ret_n = n;
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
+{
+    icpnsd_meta_t m;
+    icpnsd_state_meta(srv->st, &m);
+    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    char when[64];
+    struct tm tm;
+    gmtime_r(&m.built_at, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    wbuf_t b = {0};
+    wb_lit(&b, "{\"version\":");
+    wb_i64(&b, (int64_t)s->version);
+    wb_lit(&b, ",\"built_at\":");
+    wb_str(&b, when);
+    wb_printf(&b, ",\"build_seconds\":%.6f,\"origin\":", m.build_seconds);
+    wb_str(&b, m.origin);
+    wb_lit(&b, ",\"tables\":");
+    if (srv->st->tables[0])
+        wb_str(&b, srv->st->tables);
+    else
+        wb_lit(&b, "null");
+    wb_printf(&b, ",\"users\":%u,\"items\":%u,\"interactions\":%llu,\"communities\":%u,"
+                  "\"bytes\":%zu,\"alpha\":%.17g,\"epsilon\":%.17g,\"beta\":%.17g,\"sources\":[",
+              s->users.n, s->items.n, (unsigned long long)s->n_interactions, s->comms.n, s->bytes,
+              s->params.alpha, s->params.epsilon, s->params.beta);
+    for (int k = 0; k < m.n_sources; k++) {
+        wb_cstr(&b, k ? ",{\"path\":" : "{\"path\":");
+        wb_str(&b, m.sources[k].path);
+        wb_printf(&b, ",\"bytes\":%llu,\"fnv1a64\":\"%016llx\"}",
+                  (unsigned long long)m.sources[k].bytes, (unsigned long long)m.sources[k].fnv1a);
+    }
+    wb_lit(&b, "]}");
+    icpns_snapshot_unref(s);
+    return send_json(r, 200, &b);
+}
+
+/* ---- routing ------------------------------------------------------------------------------- */
+
+static bool is_admin_route(route_t rt)
+{
+    return rt == R_ADMIN_RELOAD || rt == R_ADMIN_INTERACTIONS || rt == R_ADMIN_COMMUNITIES ||
+           rt == R_ADMIN_SNAPSHOT;
+}
+
+/* Finds the route of @url; *@allow gets the methods it takes. */
+static route_t route_of(const char *url, const char **allow, int64_t *id)
+{
+    if (!strcmp(url, "/v1/negatives")) return *allow = "POST", R_NEGATIVES;
+    if (!strcmp(url, "/v1/communities")) return *allow = "GET", R_COMMUNITIES;
+    if (!strcmp(url, "/healthz")) return *allow = "GET", R_HEALTHZ;
+    if (!strcmp(url, "/readyz")) return *allow = "GET", R_READYZ;
+    if (!strcmp(url, "/metrics")) return *allow = "GET", R_METRICS;
+    if (!strcmp(url, "/admin/reload")) return *allow = "POST", R_ADMIN_RELOAD;
+    if (!strcmp(url, "/admin/interactions")) return *allow = "POST", R_ADMIN_INTERACTIONS;
+    if (!strcmp(url, "/admin/communities")) return *allow = "PUT", R_ADMIN_COMMUNITIES;
+    if (!strcmp(url, "/admin/snapshot")) return *allow = "GET", R_ADMIN_SNAPSHOT;
+    if (!strncmp(url, "/v1/users/", 10)) {
+        *allow = "GET";
+        *id = -1;
+        const char *p = url + 10;
+        parse_id(p, strlen(p), id);
+        return R_USER;
+    }
+    if (!strncmp(url, "/v1/communities/", 16)) {
+        const char *p = url + 16, *slash = strchr(p, '/');
+        if (slash && !strcmp(slash, "/items")) {
+            *allow = "GET";
+            *id = -1;
+            parse_id(p, (size_t)(slash - p), id);
+            return R_COMMUNITY_ITEMS;
+        }
+    }
+    *allow = NULL;
+    return R_OTHER;
+}
+
+static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, const char *url,
+                                const char *method)
+{
+    const char *allow;
+    int64_t id = -1;
+    route_t rt = route_of(url, &allow, &id);
+    enum MHD_Result ret;
+    if (rt == R_OTHER || (is_admin_route(rt) && srv->admin_separate && !l->admin) ||
+        (!is_admin_route(rt) && l->admin && srv->admin_separate))
+        return send_error(r, 404, "not_found", NULL, "no such endpoint: %s", url);
+    if (strcmp(method, allow) && !(strcmp(allow, "GET") == 0 && strcmp(method, "HEAD") == 0))
+        return send_error_ex(r, 405, "method_not_allowed", NULL, -1, allow,
+                             "%s takes %s, not %s", url, allow, method);
+    if (r->too_large)
+        return send_error(r, 413, "body_too_large", NULL, "the body is above the limit of %llu bytes",
+                          (unsigned long long)srv->cfg->max_body_bytes);
+    if (is_admin_route(rt) && check_admin(srv, r, &ret))
+        return ret;
+    switch (rt) {
+    case R_HEALTHZ: {
+        wbuf_t b = {0};
+        wb_lit(&b, "{\"status\":\"ok\"}");
+        return send_json(r, 200, &b);
+    }
+    case R_READYZ: {
+        icpnsd_meta_t m;
+        icpnsd_state_meta(srv->st, &m);
+        if (atomic_load(&srv->quiescing))
+            return send_error(r, 503, "shutting_down", NULL, "the daemon is shutting down");
+        if (!srv->st->ready)
+            return send_error(r, 503, "not_ready", NULL, "no snapshot serves yet");
+        wbuf_t b = {0};
+        wb_printf(&b, "{\"status\":\"ready\",\"version\":%llu}", (unsigned long long)m.version);
+        return send_json(r, 200, &b);
+    }
+    case R_METRICS: {
+        icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+        icpnsd_meta_t m;
+        icpnsd_state_meta(srv->st, &m);
+        size_t len;
+        char *text = icpnsd_metrics_render(s->version, m.build_seconds, s->bytes, s->users.n,
+                                           s->items.n, s->n_interactions,
+                                           icpns_now() - srv->started, &len);
+        icpns_snapshot_unref(s);
+        if (!text)
+            return send_error(r, 503, "out_of_memory", NULL, "no memory");
+        wbuf_t b = {text, len, len, false};
+        return send_buf(r, 200, "text/plain; version=0.0.4; charset=utf-8", &b, NULL);
+    }
+    case R_NEGATIVES:
+        return handle_negatives(srv, r);
+    case R_USER:
+        if (id < 0)
+            return send_error(r, 400, "bad_path", "id", "user ids are non-negative integers");
+        return handle_user(srv, r, id);
+    case R_COMMUNITIES:
+        return handle_communities(srv, r);
+    case R_COMMUNITY_ITEMS:
+        if (id < 0)
+            return send_error(r, 400, "bad_path", "community", "community ids are non-negative integers");
+        return handle_community_items(srv, r, id);
+    case R_ADMIN_RELOAD:
+        return submit_job(srv, r, JOB_RELOAD, NULL, 0, false);
+    case R_ADMIN_INTERACTIONS: {
+        icpns_pair_t *pairs;
+        size_t n;
+        const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+        if (!is_ctype(ct, CT_JSON))
+            return send_error(r, 415, "unsupported_media_type", NULL, "send Content-Type: " CT_JSON);
+        if (parse_pairs(r, "interactions", "item", &pairs, &n, NULL, &ret))
+            return ret;
+        return submit_job(srv, r, JOB_INTERACTIONS, pairs, n, false);
+    }
+    case R_ADMIN_COMMUNITIES: {
+        icpns_pair_t *pairs;
+        size_t n;
+        bool replace = false;
+        const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+        if (!is_ctype(ct, CT_JSON))
+            return send_error(r, 415, "unsupported_media_type", NULL, "send Content-Type: " CT_JSON);
+        if (parse_pairs(r, "communities", "community", &pairs, &n, &replace, &ret))
+            return ret;
+        return submit_job(srv, r, JOB_COMMUNITIES, pairs, n, replace);
+    }
+    case R_ADMIN_SNAPSHOT:
+        return handle_admin_snapshot(srv, r);
+    default:
+        return send_error(r, 404, "not_found", NULL, "no such endpoint");
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    listener_t *l = cls;
+    icpnsd_server_t *srv = l->srv;
+    req_t *r = *con_cls;
+    (void)version;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->t0 = icpns_now();
+        r->conn = conn;
+        r->id = atomic_fetch_add(&srv->request_ids, 1) + 1;
+        const char *allow;
+        int64_t id;
+        r->route = route_of(url, &allow, &id);
+        *con_cls = r;
+        /* Refuse an announced oversize body before reading any of it. */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            unsigned long long n = strtoull(cl, NULL, 10);
+            if (n > srv->cfg->max_body_bytes)
+                return send_error(r, 413, "body_too_large", NULL,
+                                  "Content-Length %llu is above the limit of %llu bytes", n,
+                                  (unsigned long long)srv->cfg->max_body_bytes);
+        }
+        return MHD_YES;
+    }
+    if (r->answered) {
+        *upload_data_size = 0; /* discard the rest of a refused body */
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        atomic_fetch_add_explicit(&icpnsd_metrics.bytes_in, n, memory_order_relaxed);
+        if (!r->too_large) {
+            if (r->len + n > srv->cfg->max_body_bytes) {
+                /* Chunked bodies have no Content-Length: count and stop. */
+                r->too_large = true;
+                free(r->body);
+                r->body = NULL;
+                r->len = r->cap = 0;
+            } else {
+                if (r->len + n + 1 > r->cap) {
+                    size_t c = r->cap ? r->cap : 4096;
+                    while (c < r->len + n + 1)
+                        c *= 2;
+                    char *nb = realloc(r->body, c);
+                    if (!nb)
+                        return send_error(r, 503, "out_of_memory", NULL, "no memory for the body");
+                    r->body = nb;
+                    r->cap = c;
+                }
+                memcpy(r->body + r->len, upload_data, n);
+                r->len += n;
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->job) {
+        if (!atomic_load(&r->job_done))
+            return MHD_YES; /* spurious wake-up */
+        return finish_job(r);
+    }
+    return dispatch(srv, l, r, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    req_t *r = *con_cls;
+    if (!r)
+        return;
+    if (r->status)
+        icpnsd_metrics_request(r->route, r->status, icpns_now() - r->t0);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        log_debug("request id=%llu route=%s ended early (%d)", (unsigned long long)r->id,
+                  icpnsd_route_name(r->route), (int)toe);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    log_debug("libmicrohttpd: %s", msg);
+}
+
+/* Parses "HOST:PORT" / "[V6]:PORT" into @ss. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *err, size_t es)
+{
+    char host[256];
+    const char *colon;
+    memset(ss, 0, sizeof(*ss));
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':')
+            goto bad;
+        snprintf(host, sizeof(host), "%.*s", (int)(end - s - 1), s + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            goto bad;
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
+    }
+    char *e;
+    long port = strtol(colon + 1, &e, 10);
+    if (*e || port < 0 || port > 65535 || colon[1] == '\0')
+        goto bad;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (!strcmp(host, "localhost"))
+        snprintf(host, sizeof(host), "127.0.0.1");
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof(*a4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*a6);
+        return 0;
+    }
+bad:
+    snprintf(err, es, "listen address '%s' is not IPv4:PORT or [IPv6]:PORT", s);
+    return -1;
+}
+
+static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, const char *addr,
+                                    int fd, unsigned threads, uint16_t *ret_port, char *err, size_t es)
+{
+    const icpnsd_config_t *cfg = srv->cfg;
+    struct sockaddr_storage ss;
+    socklen_t sl = 0;
+    if (fd < 0 && parse_listen(addr, &ss, &sl, err, es))
+        return NULL;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (fd < 0 && ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem opts[12];
+    int k = 0;
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 128 * 1024, NULL};
+    if (fd >= 0)
+        opts[k++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    else
+        opts[k++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
+                                            MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!d) {
+        snprintf(err, es, "cannot listen on %s: %s", fd >= 0 ? "the inherited socket" : addr,
+                 errno ? strerror(errno) : "libmicrohttpd refused to start");
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    *ret_port = info ? info->port : 0;
+    return d;
+}
+
+icpnsd_server_t *icpnsd_server_start(const icpnsd_config_t *cfg, icpnsd_state_t *st,
+                                     const char *token, int listen_fd, uint16_t *ret_port,
+                                     uint16_t *ret_admin_port, char *err, size_t es)
+{
+    icpnsd_server_t *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(err, es, "out of memory");
+        return NULL;
+    }
+    srv->cfg = cfg;
+    srv->st = st;
+    srv->started = icpns_now();
+    srv->default_strategy = icpns_strategy_parse(cfg->default_strategy);
+    if (token && *token) {
+        snprintf(srv->token, sizeof(srv->token), "%s", token);
+        srv->token_len = strlen(srv->token);
+        srv->admin_enabled = true;
+    }
+    srv->admin_separate = cfg->admin_listen[0] != '\0';
+    pthread_key_create(&srv->work_key, free_work);
+    main_listener = (listener_t){srv, false};
+    admin_listener = (listener_t){srv, true};
+    srv->mhd = start_one(srv, &main_listener, cfg->listen, listen_fd, cfg->threads, ret_port, err, es);
+    if (!srv->mhd)
+        goto fail;
+    if (srv->admin_separate) {
+        srv->mhd_admin = start_one(srv, &admin_listener, cfg->admin_listen, -1, 1, ret_admin_port, err, es);
+        if (!srv->mhd_admin)
+            goto fail;
+    }
+    return srv;
+fail:
+    icpnsd_server_stop(srv);
+    return NULL;
+}
+
+void icpnsd_server_quiesce(icpnsd_server_t *srv)
+{
+    atomic_store(&srv->quiescing, true);
+    if (srv->mhd)
+        MHD_quiesce_daemon(srv->mhd);
+    if (srv->mhd_admin)
+        MHD_quiesce_daemon(srv->mhd_admin);
+}
+
+unsigned icpnsd_server_connections(icpnsd_server_t *srv)
+{
+    unsigned n = 0;
+    struct MHD_Daemon *ds[2] = {srv->mhd, srv->mhd_admin};
+    for (int k = 0; k < 2; k++)
+        if (ds[k]) {
+            const union MHD_DaemonInfo *i = MHD_get_daemon_info(ds[k], MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+            n += i ? i->num_connections : 0;
+        }
+    return n;
+}
+
+void icpnsd_server_stop(icpnsd_server_t *srv)
+{
+    if (!srv)
+        return;
+    if (srv->mhd)
+        MHD_stop_daemon(srv->mhd);
+    if (srv->mhd_admin)
+        MHD_stop_daemon(srv->mhd_admin);
+    pthread_key_delete(srv->work_key);
+    free(srv);
+}

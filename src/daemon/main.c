@@ -1,0 +1,312 @@
+/*
+ * icpnsd - serves ICPNS negatives over HTTP.
+ *
+ * The main thread runs the libuv loop: signals (SIGHUP reload, SIGTERM and
+ * SIGINT graceful stop), the systemd watchdog timer, the optional file
+ * watch, and the completion of background rebuilds.  libmicrohttpd's own
+ * thread pool serves the requests.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "notify.h"
+#include "state.h"
+
+int icpnsd_state_start(icpnsd_state_t *st);
+
+static const char help[] =
+    "Usage: icpnsd [OPTIONS]\n"
+    "Serve In-Community Popularity Negative Sampling over HTTP/JSON and binary frames.\n\n"
+    "  -c, --config FILE          key = value configuration (see configs/icpnsd.conf)\n"
+    "  -l, --listen ADDR:PORT     listen address (default 127.0.0.1:8470; port 0 picks\n"
+    "                             a free port, printed on stdout)\n"
+    "      --admin-listen A:P     serve /admin/* only on this second address\n"
+    "  -t, --tables DIR           table directory (default: a built-in synthetic dataset)\n"
+    "  -j, --threads N            HTTP worker threads (default 2)\n"
+    "      --admin-token-file F   enables /admin/* with the bearer token in F\n"
+    "      --log-level L          error|warn|info|debug (default info)\n"
+    "      --watch                reload when the table directory changes\n"
+    "  -h, --help                 this text\n"
+    "      --version              print the version\n\n"
+    "Signals: SIGHUP reloads the tables; SIGTERM/SIGINT stop gracefully.\n"
+    "The HTTP API is in proto/openapi.yaml; try  curl -s localhost:8470/v1/communities\n";
+
+typedef struct app {
+    icpnsd_config_t cfg;
+    icpnsd_state_t st;
+    icpnsd_server_t *srv;
+    uv_loop_t loop;
+    uv_signal_t sighup, sigterm, sigint;
+    uv_timer_t watchdog, drain, debounce;
+    uv_fs_event_t watch;
+    bool watching;
+    bool stopping;
+    double drain_started;
+} app_t;
+
+static int read_token(const char *path, char *out, size_t size, char *err, size_t es)
+{
+    struct stat st;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, es, "admin token file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+        log_warn("admin token file %s is readable by group or others (mode %03o); chmod 600 it",
+                 path, st.st_mode & 0777);
+    size_t n = fread(out, 1, size - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        out[--n] = '\0';
+    if (n < 16) {
+        snprintf(err, es, "admin token file %s: the token must have at least 16 characters", path);
+        return -1;
+    }
+    return 0;
+}
+
+static void submit_reload(app_t *a, const char *origin)
+{
+    icpnsd_job_t *j = calloc(1, sizeof(*j));
+    if (!j)
+        return;
+    j->kind = JOB_RELOAD;
+    snprintf(j->origin, sizeof(j->origin), "%s", origin);
+    log_info("reload requested by %s", origin);
+    icpnsd_state_submit(&a->st, j);
+}
+
+static void on_sighup(uv_signal_t *h, int sig)
+{
+    (void)sig;
+    submit_reload(h->data, "SIGHUP");
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void close_all(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, close_cb);
+}
+
+static void on_drain(uv_timer_t *t)
+{
+    app_t *a = t->data;
+    unsigned open = icpnsd_server_connections(a->srv);
+    if (open > 0 && icpns_now() - a->drain_started < a->cfg.shutdown_timeout)
+        return;
+    if (open > 0)
+        log_warn("shutdown: %u connection(s) still open after %us, closing them", open,
+                 a->cfg.shutdown_timeout);
+    icpnsd_server_stop(a->srv);
+    a->srv = NULL;
+    uv_walk(&a->loop, close_all, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *h, int sig)
+{
+    app_t *a = h->data;
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    log_info("received %s: finishing in-flight requests, then exiting", strsignal(sig));
+    icpnsd_notify("STOPPING=1\nSTATUS=stopping");
+    icpnsd_server_quiesce(a->srv);
+    a->drain_started = icpns_now();
+    uv_timer_start(&a->drain, on_drain, 0, 20);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    icpnsd_notify("WATCHDOG=1");
+}
+
+static void on_debounce(uv_timer_t *t)
+{
+    submit_reload(t->data, "watch");
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int status)
+{
+    app_t *a = h->data;
+    (void)events;
+    if (status < 0 || !file)
+        return;
+    /* Our own temporary files and the journal do not trigger reloads. */
+    if (strstr(file, ".tmp.") || !strcmp(file, "interactions.journal"))
+        return;
+    uv_timer_start(&a->debounce, on_debounce, 300, 0);
+}
+
+/* LISTEN_FDS from systemd socket activation: the first fd (3) if it is ours. */
+static int inherited_socket(void)
+{
+    const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+    if (!fds || !pid || strtol(pid, NULL, 10) != getpid() || strtol(fds, NULL, 10) < 1)
+        return -1;
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
+    return 3;
+}
+
+int main(int argc, char **argv)
+{
+    static app_t app;
+    app_t *a = &app;
+    icpnsd_config_default(&a->cfg);
+    char err[1400];
+    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_LOG, O_WATCH, O_VERSION };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"admin-listen", required_argument, NULL, O_ADMIN_LISTEN},
+        {"tables", required_argument, NULL, 't'},
+        {"threads", required_argument, NULL, 'j'},
+        {"admin-token-file", required_argument, NULL, O_TOKEN},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"watch", no_argument, NULL, O_WATCH},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, O_VERSION},
+        {0}};
+    /* The config file first, then the flags over it. */
+    for (int k = 1; k < argc; k++) {
+        const char *path = NULL;
+        if ((!strcmp(argv[k], "-c") || !strcmp(argv[k], "--config")) && k + 1 < argc)
+            path = argv[k + 1];
+        else if (!strncmp(argv[k], "--config=", 9))
+            path = argv[k] + 9;
+        if (path && icpnsd_config_load(&a->cfg, path, err, sizeof(err))) {
+            fprintf(stderr, "icpnsd: error: %s\n", err);
+            return 1;
+        }
+    }
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:t:j:h", longopts, NULL)) != -1) {
+        const char *key = NULL;
+        switch (c) {
+        case 'c': continue;
+        case 'l': key = "listen"; break;
+        case O_ADMIN_LISTEN: key = "admin_listen"; break;
+        case 't': key = "tables"; break;
+        case 'j': key = "threads"; break;
+        case O_TOKEN: key = "admin_token_file"; break;
+        case O_LOG: key = "log_level"; break;
+        case O_WATCH: a->cfg.watch = true; continue;
+        case 'h': fputs(help, stdout); return 0;
+        case O_VERSION: printf("icpnsd %s\n", ICPNS_VERSION_STRING); return 0;
+        default: fprintf(stderr, "Try 'icpnsd --help'.\n"); return 2;
+        }
+        if (icpnsd_config_set(&a->cfg, key, optarg, err, sizeof(err))) {
+            fprintf(stderr, "icpnsd: error: --%s: %s\nTry 'icpnsd --help'.\n", key, err);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "icpnsd: error: unexpected argument '%s'\nTry 'icpnsd --help'.\n", argv[optind]);
+        return 2;
+    }
+    icpnsd_log_level = a->cfg.log_level;
+    char token[512] = "";
+    if (a->cfg.admin_token_file[0] &&
+        read_token(a->cfg.admin_token_file, token, sizeof(token), err, sizeof(err))) {
+        log_error("%s", err);
+        return 1;
+    }
+    uv_loop_init(&a->loop);
+    log_info("icpnsd %s starting: tables=%s threads=%u", ICPNS_VERSION_STRING,
+             a->cfg.tables[0] ? a->cfg.tables : "(built-in synthetic dataset)", a->cfg.threads);
+    if (icpnsd_state_init(&a->st, &a->loop, a->cfg.tables, err, sizeof(err))) {
+        log_error("cannot load the tables: %s", err);
+        return 1;
+    }
+    {
+        icpns_snapshot_t *s = icpnsd_state_acquire(&a->st);
+        icpnsd_meta_t m;
+        icpnsd_state_meta(&a->st, &m);
+        log_info("snapshot version=1 users=%u items=%u interactions=%llu communities=%u "
+                 "bytes=%zu built in %.3fs", s->users.n, s->items.n,
+                 (unsigned long long)s->n_interactions, s->comms.n, s->bytes, m.build_seconds);
+        icpns_snapshot_unref(s);
+    }
+    icpnsd_state_start(&a->st);
+    uint16_t port = 0, admin_port = 0;
+    a->srv = icpnsd_server_start(&a->cfg, &a->st, token, inherited_socket(), &port, &admin_port,
+                                 err, sizeof(err));
+    memset(token, 0, sizeof(token));
+    if (!a->srv) {
+        log_error("%s", err);
+        icpnsd_state_close(&a->st);
+        uv_run(&a->loop, UV_RUN_DEFAULT);
+        icpnsd_state_free(&a->st);
+        uv_loop_close(&a->loop);
+        return 1;
+    }
+    /* Tests and scripts read the port from this line when they asked for 0. */
+    char host[256];
+    snprintf(host, sizeof(host), "%s", a->cfg.listen);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = '\0';
+    printf("listening on %s:%u\n", host, port);
+    if (a->cfg.admin_listen[0])
+        printf("admin listening on port %u\n", admin_port);
+    fflush(stdout);
+    log_info("listening on %s:%u%s", host, port,
+             a->cfg.admin_listen[0] ? " (admin on a separate listener)" : "");
+
+    uv_signal_init(&a->loop, &a->sighup);
+    uv_signal_init(&a->loop, &a->sigterm);
+    uv_signal_init(&a->loop, &a->sigint);
+    a->sighup.data = a->sigterm.data = a->sigint.data = a;
+    uv_signal_start(&a->sighup, on_sighup, SIGHUP);
+    uv_signal_start(&a->sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&a->sigint, on_stop_signal, SIGINT);
+    uv_timer_init(&a->loop, &a->drain);
+    uv_timer_init(&a->loop, &a->debounce);
+    uv_timer_init(&a->loop, &a->watchdog);
+    a->drain.data = a->debounce.data = a->watchdog.data = a;
+    uint64_t wd = icpnsd_watchdog_interval_ms();
+    if (wd)
+        uv_timer_start(&a->watchdog, on_watchdog, wd, wd);
+    if (a->cfg.watch && a->cfg.tables[0]) {
+        uv_fs_event_init(&a->loop, &a->watch);
+        a->watch.data = a;
+        if (uv_fs_event_start(&a->watch, on_fs_event, a->cfg.tables, 0) == 0)
+            log_info("watching %s for changes", a->cfg.tables);
+        else
+            log_warn("cannot watch %s; reload with SIGHUP or POST /admin/reload", a->cfg.tables);
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving version 1 on port %u\nMAINPID=%d", port,
+             (int)getpid());
+    icpnsd_notify(msg);
+
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    if (a->srv)
+        icpnsd_server_stop(a->srv);
+    icpnsd_state_free(&a->st);
+    int rc = uv_loop_close(&a->loop);
+    if (rc)
+        log_warn("event loop closed with handles open: %s", uv_strerror(rc));
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,170 @@
+/* metrics.c - lock-free counters and their Prometheus rendering. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "metrics.h"
+
+icpnsd_metrics_t icpnsd_metrics;
+
+static const unsigned statuses[N_STATUS] = {200, 400, 401, 403, 404, 405, 409, 413,
+                                            415, 422, 500, 503, 507, 0};
+static const double buckets[N_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                          0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                          1.0,    2.5};
+static const char *route_names[R_COUNT] = {
+    "negatives", "user", "communities", "community_items", "healthz", "readyz", "metrics",
+    "admin_reload", "admin_interactions", "admin_communities", "admin_snapshot", "other"};
+
+const char *icpnsd_route_name(route_t r)
+{
+    return route_names[r];
+}
+
+void icpnsd_metrics_request(route_t r, unsigned status, double seconds)
+{
+    int k = N_STATUS - 1;
+    for (int i = 0; i < N_STATUS - 1; i++)
+        if (statuses[i] == status) {
+            k = i;
+            break;
+        }
+    atomic_fetch_add_explicit(&icpnsd_metrics.requests[r][k], 1, memory_order_relaxed);
+    for (int b = 0; b < N_BUCKETS; b++)
+        if (seconds <= buckets[b]) {
+            atomic_fetch_add_explicit(&icpnsd_metrics.latency_bucket[r][b], 1, memory_order_relaxed);
+            break;
+        }
+    atomic_fetch_add_explicit(&icpnsd_metrics.latency_count[r], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.latency_sum_us[r], (uint64_t)(seconds * 1e6),
+                              memory_order_relaxed);
+}
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf_t;
+
+static void bp(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bp(buf_t *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        char *q = realloc(b->p, b->cap * 2);
+        if (!q)
+            return;
+        b->p = q;
+        b->cap *= 2;
+    }
+}
+
+static uint64_t ld(atomic_uint_fast64_t *a)
+{
+    return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+static long rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+char *icpnsd_metrics_render(uint64_t version, double build_seconds, size_t snapshot_bytes,
+                            uint64_t users, uint64_t items, uint64_t interactions,
+                            double uptime, size_t *ret_len)
+{
+    buf_t b = {malloc(16384), 0, 16384};
+    if (!b.p)
+        return NULL;
+    b.p[0] = '\0';
+    icpnsd_metrics_t *m = &icpnsd_metrics;
+    bp(&b, "# HELP icpnsd_requests_total HTTP requests by route and status.\n"
+           "# TYPE icpnsd_requests_total counter\n");
+    for (int r = 0; r < R_COUNT; r++)
+        for (int k = 0; k < N_STATUS; k++) {
+            uint64_t v = ld(&m->requests[r][k]);
+            if (v)
+                bp(&b, "icpnsd_requests_total{route=\"%s\",status=\"%u\"} %llu\n", route_names[r],
+                   statuses[k], (unsigned long long)v);
+        }
+    bp(&b, "# HELP icpnsd_request_duration_seconds Request latency by route.\n"
+           "# TYPE icpnsd_request_duration_seconds histogram\n");
+    for (int r = 0; r < R_COUNT; r++) {
+        uint64_t count = ld(&m->latency_count[r]);
+        if (!count)
+            continue;
+        uint64_t cum = 0;
+        for (int k = 0; k < N_BUCKETS; k++) {
+            cum += ld(&m->latency_bucket[r][k]);
+            bp(&b, "icpnsd_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+               route_names[r], buckets[k], (unsigned long long)cum);
+        }
+        bp(&b, "icpnsd_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+           route_names[r], (unsigned long long)count);
+        bp(&b, "icpnsd_request_duration_seconds_sum{route=\"%s\"} %.6f\n", route_names[r],
+           (double)ld(&m->latency_sum_us[r]) / 1e6);
+        bp(&b, "icpnsd_request_duration_seconds_count{route=\"%s\"} %llu\n", route_names[r],
+           (unsigned long long)count);
+    }
+    static const char *strat[3] = {"uniform", "popularity", "icpns"};
+    bp(&b, "# HELP icpnsd_negatives_total Negatives served by strategy.\n"
+           "# TYPE icpnsd_negatives_total counter\n");
+    for (int k = 0; k < 3; k++)
+        bp(&b, "icpnsd_negatives_total{strategy=\"%s\"} %llu\n", strat[k],
+           (unsigned long long)ld(&m->negatives[k]));
+#define COUNTER(name, help, field)                                             \
+    bp(&b, "# HELP icpnsd_" name " " help "\n# TYPE icpnsd_" name " counter\nicpnsd_" name \
+           " %llu\n", (unsigned long long)ld(&m->field))
+    COUNTER("draws_total", "Table draws including rejected ones.", draws);
+    COUNTER("rejections_total", "Draws rejected because they hit a positive.", rejections);
+    COUNTER("residual_rows_total", "Rows served by the exact residual path.", residual_rows);
+    COUNTER("fallback_rows_total", "Rows served by the uniform fallback (community mass exhausted).", fallback_rows);
+    COUNTER("substituted_rows_total", "Unknown or community-less users served by popularity.", substituted_rows);
+    COUNTER("reloads_ok_total", "Successful snapshot rebuilds.", reloads_ok);
+    COUNTER("reloads_failed_total", "Failed snapshot rebuilds (old snapshot kept).", reloads_failed);
+    COUNTER("updates_ok_total", "Admin updates applied.", updates_ok);
+    COUNTER("updates_failed_total", "Admin updates refused or failed.", updates_failed);
+    COUNTER("request_bytes_total", "Request body bytes received.", bytes_in);
+    COUNTER("response_bytes_total", "Response body bytes sent.", bytes_out);
+#undef COUNTER
+    bp(&b, "# HELP icpnsd_snapshot_version Version of the serving snapshot.\n"
+           "# TYPE icpnsd_snapshot_version gauge\nicpnsd_snapshot_version %llu\n",
+       (unsigned long long)version);
+    bp(&b, "# HELP icpnsd_snapshot_build_seconds Build time of the serving snapshot.\n"
+           "# TYPE icpnsd_snapshot_build_seconds gauge\nicpnsd_snapshot_build_seconds %.6f\n",
+       build_seconds);
+    bp(&b, "# HELP icpnsd_snapshot_bytes Memory held by the serving snapshot.\n"
+           "# TYPE icpnsd_snapshot_bytes gauge\nicpnsd_snapshot_bytes %zu\n", snapshot_bytes);
+    bp(&b, "# HELP icpnsd_snapshot_users Users in the serving snapshot.\n"
+           "# TYPE icpnsd_snapshot_users gauge\nicpnsd_snapshot_users %llu\n",
+       (unsigned long long)users);
+    bp(&b, "# HELP icpnsd_snapshot_items Items in the serving snapshot.\n"
+           "# TYPE icpnsd_snapshot_items gauge\nicpnsd_snapshot_items %llu\n",
+       (unsigned long long)items);
+    bp(&b, "# HELP icpnsd_snapshot_interactions Distinct interactions in the serving snapshot.\n"
+           "# TYPE icpnsd_snapshot_interactions gauge\nicpnsd_snapshot_interactions %llu\n",
+       (unsigned long long)interactions);
+    bp(&b, "# HELP icpnsd_resident_memory_bytes Resident set size of the process.\n"
+           "# TYPE icpnsd_resident_memory_bytes gauge\nicpnsd_resident_memory_bytes %ld\n",
+       rss_bytes());
+    bp(&b, "# HELP icpnsd_uptime_seconds Seconds since start.\n"
+           "# TYPE icpnsd_uptime_seconds gauge\nicpnsd_uptime_seconds %.3f\n", uptime);
+    *ret_len = b.len;
+    return b.p;
+}

@@ -1,0 +1,521 @@
+/*
+ * state.c - snapshot publication, the append journal of updates, and the
+ * background rebuilds.
+ *
+ * Durability: POST /admin/interactions appends its pairs to
+ * TABLES/interactions.journal and fsyncs before the new version is built
+ * and before the answer; PUT /admin/communities writes the whole merged
+ * communities file to a temporary file, fsyncs and renames it.  Loading a
+ * directory reads the journal after the interactions file; a journal tail
+ * without its newline (a crash during an append, never acknowledged) is cut
+ * off first.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "state.h"
+
+#define JOURNAL "interactions.journal"
+#define MAX_JOURNAL ((size_t)16 << 30)
+
+icpns_snapshot_t *icpnsd_state_acquire(icpnsd_state_t *st)
+{
+    pthread_mutex_lock(&st->lock);
+    icpns_snapshot_t *s = st->current ? icpns_snapshot_ref(st->current) : NULL;
+    pthread_mutex_unlock(&st->lock);
+    return s;
+}
+
+void icpnsd_state_meta(icpnsd_state_t *st, icpnsd_meta_t *ret)
+{
+    pthread_mutex_lock(&st->lock);
+    *ret = st->meta;
+    pthread_mutex_unlock(&st->lock);
+}
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t k = 0; k < n; k++) {
+        h ^= (unsigned char)p[k];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
+static void add_source(icpnsd_meta_t *m, const char *path)
+{
+    if (m->n_sources >= 4)
+        return;
+    char *buf;
+    size_t len;
+    icpns_error_t e;
+    if (icpns_file_read(path, (size_t)1 << 40, &buf, &len, &e))
+        return;
+    icpnsd_source_t *s = &m->sources[m->n_sources++];
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    s->bytes = len;
+    s->fnv1a = fnv1a(buf, len);
+    free(buf);
+}
+
+/* Reads the journal, cutting an unterminated tail (an unacknowledged,
+ * interrupted append) off the file itself so later appends stay aligned. */
+static int load_journal(const char *dir, icpns_dataset_t *d, icpns_error_t *err)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/" JOURNAL, dir);
+    if (access(path, F_OK) < 0)
+        return 0;
+    char *buf;
+    size_t len;
+    int rc = icpns_file_read(path, MAX_JOURNAL, &buf, &len, err);
+    if (rc)
+        return rc;
+    size_t keep = len;
+    while (keep > 0 && buf[keep - 1] != '\n')
+        keep--;
+    if (keep < len) {
+        if (truncate(path, (off_t)keep) < 0) {
+            free(buf);
+            return icpns_error_set(err, ICPNS_EIO, path, 0, NULL,
+                                   "cannot cut the partial last line: %s", strerror(errno));
+        }
+        log_warn("journal %s: dropped an interrupted append of %zu bytes", path, len - keep);
+    }
+    rc = icpns_parse_interactions(d, buf, keep, ICPNS_FORMAT_PAIRS, false, 0, path, err);
+    free(buf);
+    return rc;
+}
+
+/* Loads everything a version needs from disk (or generates it). */
+static int load_dataset(icpnsd_state_t *st, icpns_table_opts_t *opts, icpns_dataset_t **ret,
+                        icpnsd_meta_t *meta, icpns_error_t *err)
+{
+    if (!st->tables[0]) {
+        icpns_gen_opts_t g;
+        icpns_gen_opts_default(&g);
+        icpns_table_opts_default(opts);
+        meta->n_sources = 0;
+        return icpns_gen(&g, ret, err);
+    }
+    icpns_table_opts_default(opts);
+    int rc = icpns_dataset_load_dir(st->tables, opts, ret, err);
+    if (rc)
+        return rc;
+    if ((rc = load_journal(st->tables, *ret, err))) {
+        *ret = icpns_dataset_free(*ret);
+        return rc;
+    }
+    char path[1400];
+    meta->n_sources = 0;
+    snprintf(path, sizeof(path), "%s/%s", st->tables, opts->interactions);
+    add_source(meta, path);
+    snprintf(path, sizeof(path), "%s/%s", st->tables, opts->communities);
+    add_source(meta, path);
+    snprintf(path, sizeof(path), "%s/%s", st->tables, opts->popularity);
+    if (access(path, F_OK) == 0)
+        add_source(meta, path);
+    snprintf(path, sizeof(path), "%s/" JOURNAL, st->tables);
+    if (access(path, F_OK) == 0)
+        add_source(meta, path);
+    return 0;
+}
+
+static void publish(icpnsd_state_t *st, icpns_snapshot_t *s, const icpnsd_meta_t *meta)
+{
+    pthread_mutex_lock(&st->lock);
+    icpns_snapshot_t *old = st->current;
+    st->current = s;
+    st->meta = *meta;
+    st->ready = true;
+    pthread_mutex_unlock(&st->lock);
+    /* Requests still holding the old version keep it alive. */
+    icpns_snapshot_unref(old);
+}
+
+int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *tables, char *errbuf,
+                      size_t errsize)
+{
+    memset(st, 0, sizeof(*st));
+    pthread_mutex_init(&st->lock, NULL);
+    st->loop = loop;
+    snprintf(st->tables, sizeof(st->tables), "%s", tables ? tables : "");
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    icpnsd_meta_t meta = {0};
+    double t0 = icpns_now();
+    icpns_snapshot_t *s;
+    int rc = load_dataset(st, &st->opts, &st->dataset, &meta, &err);
+    if (!rc)
+        rc = icpns_snapshot_build(st->dataset, &st->opts.params, &s, &err);
+    if (rc) {
+        char m[1024];
+        icpns_error_format(&err, m, sizeof(m));
+        snprintf(errbuf, errsize, "%s", m);
+        st->dataset = icpns_dataset_free(st->dataset);
+        return -1;
+    }
+    st->next_version = 1;
+    s->version = st->next_version++;
+    meta.version = s->version;
+    meta.built_at = time(NULL);
+    meta.build_seconds = icpns_now() - t0;
+    snprintf(meta.origin, sizeof(meta.origin), "startup");
+    publish(st, s, &meta);
+    return 0;
+}
+
+void icpnsd_state_free(icpnsd_state_t *st)
+{
+    icpns_snapshot_unref(st->current);
+    st->current = NULL;
+    icpns_dataset_free(st->dataset);
+    st->dataset = NULL;
+    pthread_mutex_destroy(&st->lock);
+}
+
+/* ---- updates ---------------------------------------------------------------- */
+
+static int cmp_pair_a(const void *x, const void *y)
+{
+    const icpns_pair_t *a = x, *b = y;
+    return (a->a > b->a) - (a->a < b->a);
+}
+
+typedef struct ranked {
+    icpns_pair_t p;
+    size_t pos;
+} ranked_t;
+
+/* By user, then by position in the request. */
+static int cmp_ranked(const void *x, const void *y)
+{
+    const ranked_t *a = x, *b = y;
+    if (a->p.a != b->p.a)
+        return (a->p.a > b->p.a) - (a->p.a < b->p.a);
+    return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
+/* Applies a communities update to @d (merge or replace) and writes the
+ * file atomically. */
+static int apply_communities(icpnsd_state_t *st, icpns_dataset_t *d, icpnsd_job_t *job,
+                             icpns_error_t *err)
+{
+    /* Later entries for the same user win inside one update: sort by
+     * (user, position) and keep each user's last entry. */
+    size_t n = job->n, u = 0;
+    ranked_t *r = malloc((n ? n : 1) * sizeof(*r));
+    icpns_pair_t *tmp = malloc((n ? n : 1) * sizeof(*tmp));
+    if (!r || !tmp) {
+        free(r);
+        free(tmp);
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    }
+    for (size_t k = 0; k < n; k++)
+        r[k] = (ranked_t){job->pairs[k], k};
+    qsort(r, n, sizeof(*r), cmp_ranked);
+    for (size_t k = 0; k < n; k++)
+        if (k + 1 == n || r[k + 1].p.a != r[k].p.a)
+            tmp[u++] = r[k].p;
+    free(r);
+
+    icpns_dataset_t *nd = icpns_dataset_new();
+    if (!nd) {
+        free(tmp);
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    }
+    if (!job->replace)
+        for (size_t k = 0; k < d->n_comm; k++)
+            if (!bsearch(&d->comm[k], tmp, u, sizeof(*tmp), cmp_pair_a) &&
+                icpns_dataset_add_community(nd, d->comm[k].a, d->comm[k].b))
+                goto oom;
+    for (size_t k = 0; k < u; k++)
+        if (icpns_dataset_add_community(nd, tmp[k].a, tmp[k].b))
+            goto oom;
+    free(tmp);
+    tmp = NULL;
+
+    /* Write the whole file, atomically and durably. */
+    size_t cap = 64 + nd->n_comm * 42, len = 0;
+    char *text = malloc(cap);
+    if (!text)
+        goto oom;
+    len += (size_t)snprintf(text, cap, "# user\tcommunity\n");
+    for (size_t k = 0; k < nd->n_comm; k++)
+        len += (size_t)snprintf(text + len, cap - len, "%lld\t%lld\n", (long long)nd->comm[k].a,
+                                (long long)nd->comm[k].b);
+    char path[1400];
+    snprintf(path, sizeof(path), "%s/%s", st->tables, st->opts.communities);
+    int rc = icpns_file_write_atomic(path, text, len, err);
+    free(text);
+    if (rc) {
+        icpns_dataset_free(nd);
+        return rc;
+    }
+    /* Swap the communities into the dataset. */
+    free(d->comm);
+    d->comm = nd->comm;
+    d->n_comm = nd->n_comm;
+    d->cap_comm = nd->cap_comm;
+    nd->comm = NULL;
+    icpns_dataset_free(nd);
+    return 0;
+oom:
+    free(tmp);
+    icpns_dataset_free(nd);
+    return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+}
+
+static int apply_interactions(icpnsd_state_t *st, icpns_dataset_t *d, icpnsd_job_t *job,
+                              icpns_error_t *err)
+{
+    size_t cap = 16 + job->n * 42, len = 0;
+    char *text = malloc(cap);
+    if (!text)
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    for (size_t k = 0; k < job->n; k++)
+        len += (size_t)snprintf(text + len, cap - len, "%lld\t%lld\n",
+                                (long long)job->pairs[k].a, (long long)job->pairs[k].b);
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/" JOURNAL, st->tables);
+    int rc = icpns_file_append_sync(path, text, len, err);
+    free(text);
+    if (rc)
+        return rc;
+    for (size_t k = 0; k < job->n; k++)
+        if (icpns_dataset_add_interaction(d, job->pairs[k].a, job->pairs[k].b))
+            return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    return 0;
+}
+
+/* ---- the build batch ---------------------------------------------------------- */
+
+static void set_job_error(icpnsd_job_t *j, int status, const char *code, const char *msg)
+{
+    j->status = status;
+    snprintf(j->code, sizeof(j->code), "%s", code);
+    snprintf(j->message, sizeof(j->message), "%s", msg);
+}
+
+static const char *code_of(int rc)
+{
+    switch (rc) {
+    case ICPNS_EIO: return "tables_unreadable";
+    case ICPNS_EPARSE: return "tables_invalid";
+    case ICPNS_ENOMEM: return "out_of_memory";
+    default: return "rebuild_failed";
+    }
+}
+
+/* Runs on the thread pool: everything slow happens here. */
+static void build_work(uv_work_t *w)
+{
+    icpnsd_state_t *st = w->data;
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    double t0 = icpns_now();
+    bool reload = false;
+    for (icpnsd_job_t *j = st->batch; j; j = j->next)
+        reload |= j->kind == JOB_RELOAD;
+
+    st->build_rc = 0;
+    st->built = NULL;
+    st->built_dataset = NULL;
+    st->built_meta = st->meta; /* sources unchanged unless reloaded */
+    st->build_status = 200;
+    icpns_dataset_t *d = st->dataset;
+    icpns_table_opts_t opts = st->opts;
+    if (reload) {
+        icpns_dataset_t *nd = NULL;
+        int rc = load_dataset(st, &opts, &nd, &st->built_meta, &err);
+        if (rc) {
+            icpns_error_format(&err, st->build_error, sizeof(st->build_error));
+            snprintf(st->build_code, sizeof(st->build_code), "%s", code_of(rc));
+            st->build_rc = rc;
+            st->build_status = rc == ICPNS_ENOMEM ? 503 : 500;
+            /* Updates in the same batch still apply to the old tables. */
+            reload = false;
+        } else {
+            d = nd;
+            st->built_dataset = nd;
+        }
+    }
+    bool changed = reload;
+    for (icpnsd_job_t *j = st->batch; j; j = j->next) {
+        if (j->kind == JOB_RELOAD) {
+            if (st->build_rc)
+                set_job_error(j, st->build_status, st->build_code, st->build_error);
+            continue;
+        }
+        if (!st->tables[0]) {
+            set_job_error(j, 409, "read_only_tables",
+                          "the daemon serves the built-in dataset; start it with --tables DIR "
+                          "to accept updates");
+            continue;
+        }
+        int rc = j->kind == JOB_INTERACTIONS ? apply_interactions(st, d, j, &err)
+                                             : apply_communities(st, d, j, &err);
+        if (rc) {
+            char m[600];
+            icpns_error_format(&err, m, sizeof(m));
+            set_job_error(j, rc == ICPNS_EIO ? 507 : 500,
+                          rc == ICPNS_EIO ? "storage_failed" : code_of(rc), m);
+            continue;
+        }
+        changed = true;
+    }
+    if (!changed)
+        return;
+    icpns_snapshot_t *s;
+    int rc = icpns_snapshot_build(d, &opts.params, &s, &err);
+    if (rc) {
+        icpns_error_format(&err, st->build_error, sizeof(st->build_error));
+        snprintf(st->build_code, sizeof(st->build_code), "%s", code_of(rc));
+        st->build_rc = rc;
+        st->build_status = rc == ICPNS_ENOMEM ? 503 : 422;
+        for (icpnsd_job_t *j = st->batch; j; j = j->next)
+            if (j->status == 0)
+                set_job_error(j, st->build_status, st->build_code, st->build_error);
+        if (st->built_dataset)
+            st->built_dataset = icpns_dataset_free(st->built_dataset);
+        return;
+    }
+    st->built = s;
+    st->opts = opts;
+    st->built_meta.build_seconds = icpns_now() - t0;
+    st->built_meta.built_at = time(NULL);
+}
+
+static void start_batch(icpnsd_state_t *st);
+
+/* Back on the loop thread: publish and answer. */
+static void build_done(uv_work_t *w, int status)
+{
+    icpnsd_state_t *st = w->data;
+    (void)status;
+    uint64_t version;
+    if (st->built) {
+        if (st->built_dataset) {
+            icpns_dataset_free(st->dataset);
+            st->dataset = st->built_dataset;
+            st->built_dataset = NULL;
+        }
+        st->built->version = st->next_version++;
+        st->built_meta.version = st->built->version;
+        snprintf(st->built_meta.origin, sizeof(st->built_meta.origin), "%s",
+                 st->batch ? st->batch->origin : "?");
+        version = st->built->version;
+        publish(st, st->built, &st->built_meta);
+        log_info("snapshot version=%llu built in %.3fs users=%u items=%u interactions=%llu",
+                 (unsigned long long)version, st->built_meta.build_seconds,
+                 st->built->users.n, st->built->items.n,
+                 (unsigned long long)st->built->n_interactions);
+        st->built = NULL;
+    } else {
+        icpnsd_meta_t m;
+        icpnsd_state_meta(st, &m);
+        version = m.version;
+    }
+    bool any_reload = false;
+    for (icpnsd_job_t *j = st->batch, *next; j; j = next) {
+        next = j->next;
+        any_reload |= j->kind == JOB_RELOAD;
+        if (j->status == 0)
+            j->status = 200;
+        j->version = version;
+        j->build_seconds = st->built_meta.build_seconds;
+        bool ok = j->status == 200;
+        if (j->kind == JOB_RELOAD) {
+            atomic_fetch_add(ok ? &icpnsd_metrics.reloads_ok : &icpnsd_metrics.reloads_failed, 1);
+            if (!ok)
+                log_error("reload (%s) failed, version %llu keeps serving: %s", j->origin,
+                          (unsigned long long)version, j->message);
+        } else {
+            atomic_fetch_add(ok ? &icpnsd_metrics.updates_ok : &icpnsd_metrics.updates_failed, 1);
+            if (!ok)
+                log_warn("update failed: %s: %s", j->code, j->message);
+        }
+        if (j->done_cb)
+            j->done_cb(j);
+        else {
+            free(j->pairs);
+            free(j);
+        }
+    }
+    st->batch = NULL;
+    st->building = false;
+    if (any_reload) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving version %llu",
+                 (unsigned long long)version);
+        icpnsd_notify(msg);
+    }
+    start_batch(st);
+}
+
+static void start_batch(icpnsd_state_t *st)
+{
+    if (st->building)
+        return;
+    pthread_mutex_lock(&st->lock);
+    icpnsd_job_t *batch = st->queue_head;
+    st->queue_head = st->queue_tail = NULL;
+    pthread_mutex_unlock(&st->lock);
+    if (!batch)
+        return;
+    for (icpnsd_job_t *j = batch; j; j = j->next)
+        if (j->kind == JOB_RELOAD) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            char msg[96];
+            snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+                     (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+            icpnsd_notify(msg);
+            break;
+        }
+    st->building = true;
+    st->batch = batch;
+    st->work.data = st;
+    uv_queue_work(st->loop, &st->work, build_work, build_done);
+}
+
+static void async_cb(uv_async_t *a)
+{
+    start_batch(a->data);
+}
+
+void icpnsd_state_submit(icpnsd_state_t *st, icpnsd_job_t *job)
+{
+    job->next = NULL;
+    job->status = 0;
+    pthread_mutex_lock(&st->lock);
+    if (st->queue_tail)
+        st->queue_tail->next = job;
+    else
+        st->queue_head = job;
+    st->queue_tail = job;
+    pthread_mutex_unlock(&st->lock);
+    uv_async_send(&st->async);
+}
+
+int icpnsd_state_start(icpnsd_state_t *st);
+int icpnsd_state_start(icpnsd_state_t *st)
+{
+    st->async.data = st;
+    return uv_async_init(st->loop, &st->async, async_cb);
+}
+
+void icpnsd_state_close(icpnsd_state_t *st)
+{
+    uv_close((uv_handle_t *)&st->async, NULL);
+}

@@ -1,0 +1,105 @@
+/*
+ * state.h - the serving snapshot and the rebuilds that replace it.
+ *
+ * Readers take the current snapshot with a reference under a mutex held for
+ * a pointer copy and an increment (never during a build), use it for the
+ * whole request, and drop the reference.  Rebuilds run on libuv's thread
+ * pool, one at a time; jobs queued meanwhile (reloads, updates) are taken
+ * together as the next batch, so concurrent reloads coalesce.  A new snapshot
+ * is published by swapping the pointer under the same mutex; the old one is
+ * freed by whoever drops its last reference.  A failed rebuild publishes
+ * nothing: the old snapshot keeps serving.
+ */
+#ifndef ICPNSD_STATE_H
+#define ICPNSD_STATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
+#include <uv.h>
+
+#include "icpns.h"
+
+typedef enum job_kind { JOB_RELOAD, JOB_INTERACTIONS, JOB_COMMUNITIES } job_kind_t;
+
+typedef struct icpnsd_job icpnsd_job_t;
+typedef void (*icpnsd_job_done_cb)(icpnsd_job_t *job);
+
+struct icpnsd_job {
+    job_kind_t kind;
+    icpns_pair_t *pairs; /* owned; (user, item) or (user, community) */
+    size_t n;
+    bool replace;        /* communities: replace all instead of merging */
+    char origin[32];     /* "http", "SIGHUP", "watch" */
+    /* Result, written by the loop thread before done_cb. */
+    int status;          /* HTTP status */
+    char code[48];
+    char message[512];
+    uint64_t version;
+    double build_seconds;
+    icpnsd_job_done_cb done_cb; /* called on the loop thread; may be NULL */
+    void *user;
+    icpnsd_job_t *next;
+};
+
+typedef struct icpnsd_source {
+    char path[1024];
+    uint64_t bytes;
+    uint64_t fnv1a;
+} icpnsd_source_t;
+
+/* What /admin/snapshot reports about the serving version. */
+typedef struct icpnsd_meta {
+    uint64_t version;
+    time_t built_at;
+    double build_seconds;   /* load + index + weights */
+    icpnsd_source_t sources[4];
+    int n_sources;
+    char origin[32];
+} icpnsd_meta_t;
+
+typedef struct icpnsd_state {
+    pthread_mutex_t lock;          /* guards current, meta, queue */
+    icpns_snapshot_t *current;
+    icpnsd_meta_t meta;
+    icpnsd_job_t *queue_head, *queue_tail;
+    bool ready;
+
+    /* Owned by the loop thread (and by the one running build). */
+    char tables[1024];             /* empty: built-in dataset */
+    icpns_table_opts_t opts;
+    icpns_dataset_t *dataset;      /* the raw tables the current version came from */
+    bool building;
+    icpnsd_job_t *batch;
+    icpns_snapshot_t *built;
+    icpnsd_meta_t built_meta;
+    icpns_dataset_t *built_dataset;
+    int build_rc;
+    char build_error[512];
+    char build_code[48];
+    int build_status;
+    uv_loop_t *loop;
+    uv_async_t async;
+    uv_work_t work;
+    uint64_t next_version;
+} icpnsd_state_t;
+
+/*
+ * Loads the tables (or generates the built-in dataset when @tables is empty)
+ * and builds version 1.  Returns 0, or -1 with a message in @err.
+ */
+int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *tables,
+                      char *err, size_t errsize);
+void icpnsd_state_close(icpnsd_state_t *st);
+void icpnsd_state_free(icpnsd_state_t *st);
+
+/* A new reference to the serving snapshot (never NULL once initialised). */
+icpns_snapshot_t *icpnsd_state_acquire(icpnsd_state_t *st);
+
+/* Copies the serving version's metadata. */
+void icpnsd_state_meta(icpnsd_state_t *st, icpnsd_meta_t *ret);
+
+/* Queues a job; thread-safe.  The job's done_cb runs on the loop thread. */
+void icpnsd_state_submit(icpnsd_state_t *st, icpnsd_job_t *job);
+
+#endif
