@@ -98,9 +98,13 @@ class Daemon:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, *exc):
+        rc = self.stop()
+        log = self.stderr()
         self.errlog.close()
+        # A clean exit is part of the contract (and how LeakSanitizer reports).
+        if exc_type is None and rc != 0:
+            raise AssertionError("icpnsd exited with %s:\n%s" % (rc, log[-4000:]))
 
 
 def load_tables(directory):
@@ -110,16 +114,18 @@ def load_tables(directory):
         path = os.path.join(directory, name)
         if not os.path.exists(path):
             continue
-        for line in open(path):
+        with open(path) as f:
+            for line in f:
+                if line.startswith("#") or not line.strip():
+                    continue
+                u, i = line.split()[:2]
+                pos.setdefault(int(u), set()).add(int(i))
+    with open(os.path.join(directory, "communities.tsv")) as f:
+        for line in f:
             if line.startswith("#") or not line.strip():
                 continue
-            u, i = line.split()[:2]
-            pos.setdefault(int(u), set()).add(int(i))
-    for line in open(os.path.join(directory, "communities.tsv")):
-        if line.startswith("#") or not line.strip():
-            continue
-        u, c = line.split()[:2]
-        comm[int(u)] = int(c)
+            u, c = line.split()[:2]
+            comm[int(u)] = int(c)
     items = sorted({i for s in pos.values() for i in s})
     return pos, comm, items
 
