@@ -25,13 +25,10 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "request.h"
 
 #define CT_JSON "application/json"
 #define CT_FRAME "application/x-icpns-frame"
-#define FRAME_REQ_MAGIC "ICPQ"
-#define FRAME_RESP_MAGIC "ICPR"
-#define FRAME_REQ_HEADER 40
-#define FRAME_RESP_HEADER 32
 
 struct icpnsd_server {
     const icpnsd_config_t *cfg;
@@ -330,269 +327,11 @@ static int check_admin(icpnsd_server_t *srv, req_t *r, enum MHD_Result *ret)
 
 /* ---- POST /v1/negatives ---------------------------------------------------------------- */
 
-#define MAX_PARTS 8
-
-typedef struct part {
-    icpns_strategy_t strategy;
-    uint32_t n;
-} part_t;
-
-typedef struct neg_req {
-    int64_t *users;
-    uint32_t rows;
-    part_t parts[MAX_PARTS];
-    int nparts;
-    bool mixed;
-    uint32_t n;          /* total negatives per row */
-    uint32_t m;          /* candidates per negative */
-    uint64_t seed;
-    bool probs;
-    unsigned flags;
-    bool binary_in;
-} neg_req_t;
-
-/* Reads the JSON request; on error sends it and returns -1. */
-static int parse_json_negatives(icpnsd_server_t *srv, req_t *r, neg_req_t *q, enum MHD_Result *ret)
-{
-    const icpnsd_config_t *cfg = srv->cfg;
-    json_error_t je;
-    json_t *root = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        *ret = send_error_ex(r, 400, "bad_json", NULL, -1, NULL, "line %d column %d: %s", je.line,
-                             je.column, je.text);
-        return -1;
-    }
-    int rc = -1;
-    if (!json_is_object(root)) {
-        *ret = send_error(r, 400, "bad_request", NULL, "the body must be a JSON object");
-        goto out;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(root, key, v) {
-        if (strcmp(key, "users") && strcmp(key, "n") && strcmp(key, "strategy") &&
-            strcmp(key, "seed") && strcmp(key, "probabilities") && strcmp(key, "candidates") &&
-            strcmp(key, "unknown_users")) {
-            *ret = send_error(r, 400, "unknown_field", key,
-                              "unknown field '%s' (users, n, strategy, seed, probabilities, "
-                              "candidates, unknown_users)", key);
-            goto out;
-        }
-    }
-    json_t *users = json_object_get(root, "users");
-    if (!json_is_array(users)) {
-        *ret = send_error(r, 400, "bad_request", "users", "'users' must be an array of user ids");
-        goto out;
-    }
-    size_t nu = json_array_size(users);
-    if (nu > cfg->max_users) {
-        *ret = send_error(r, 413, "limit_exceeded", "users",
-                          "%zu users in one request, above the limit of %u", nu, cfg->max_users);
-        goto out;
-    }
-    q->rows = (uint32_t)nu;
-    q->users = malloc((nu ? nu : 1) * sizeof(*q->users));
-    if (!q->users) {
-        *ret = send_error(r, 503, "out_of_memory", NULL, "no memory for the request");
-        goto out;
-    }
-    for (size_t k = 0; k < nu; k++) {
-        json_t *u = json_array_get(users, k);
-        if (!json_is_integer(u) || json_integer_value(u) < 0) {
-            *ret = send_error_ex(r, 400, "bad_user_id", "users", (long long)k, NULL,
-                                 "user ids are non-negative integers");
-            goto out;
-        }
-        q->users[k] = json_integer_value(u);
-    }
-    json_t *jn = json_object_get(root, "n");
-    uint64_t n = cfg->default_n;
-    if (jn) {
-        if (!json_is_integer(jn) || json_integer_value(jn) < 1) {
-            *ret = send_error(r, 400, "bad_request", "n", "'n' must be a positive integer");
-            goto out;
-        }
-        n = (uint64_t)json_integer_value(jn);
-    }
-    json_t *js = json_object_get(root, "strategy");
-    q->nparts = 1;
-    q->parts[0].strategy = (icpns_strategy_t)srv->default_strategy;
-    if (js && json_is_string(js)) {
-        int s = icpns_strategy_parse(json_string_value(js));
-        if (s < 0) {
-            *ret = send_error(r, 400, "bad_strategy", "strategy",
-                              "unknown strategy '%s' (uniform, popularity, icpns)", json_string_value(js));
-            goto out;
-        }
-        q->parts[0].strategy = (icpns_strategy_t)s;
-    } else if (js && json_is_array(js)) {
-        /* Mixed: [{"strategy":"icpns","n":3},{"strategy":"uniform","n":1}] */
-        size_t np = json_array_size(js);
-        if (np < 1 || np > MAX_PARTS) {
-            *ret = send_error(r, 400, "bad_strategy", "strategy",
-                              "a strategy mix has 1 to %d parts", MAX_PARTS);
-            goto out;
-        }
-        uint64_t total = 0;
-        for (size_t k = 0; k < np; k++) {
-            json_t *p = json_array_get(js, k), *ps = json_object_get(p, "strategy"),
-                   *pn = json_object_get(p, "n");
-            int s = json_is_string(ps) ? icpns_strategy_parse(json_string_value(ps)) : -1;
-            if (s < 0 || !json_is_integer(pn) || json_integer_value(pn) < 1 ||
-                json_integer_value(pn) > cfg->max_n) {
-                *ret = send_error_ex(r, 400, "bad_strategy", "strategy", (long long)k, NULL,
-                                     "each part is {\"strategy\": uniform|popularity|icpns, \"n\": 1..%u}",
-                                     cfg->max_n);
-                goto out;
-            }
-            q->parts[k].strategy = (icpns_strategy_t)s;
-            q->parts[k].n = (uint32_t)json_integer_value(pn);
-            total += q->parts[k].n;
-        }
-        if (jn && total != n) {
-            *ret = send_error(r, 400, "bad_request", "n",
-                              "'n' (%llu) differs from the sum of the strategy mix (%llu)",
-                              (unsigned long long)n, (unsigned long long)total);
-            goto out;
-        }
-        q->nparts = (int)np;
-        q->mixed = true;
-        n = total;
-    } else if (js) {
-        *ret = send_error(r, 400, "bad_strategy", "strategy",
-                          "'strategy' is a name or a list of {strategy, n}");
-        goto out;
-    }
-    if (n > cfg->max_n) {
-        *ret = send_error(r, 413, "limit_exceeded", "n", "n = %llu is above the limit of %u",
-                          (unsigned long long)n, cfg->max_n);
-        goto out;
-    }
-    q->n = (uint32_t)n;
-    if (!q->mixed)
-        q->parts[0].n = q->n;
-    json_t *jm = json_object_get(root, "candidates");
-    q->m = 1;
-    if (jm) {
-        if (!json_is_integer(jm) || json_integer_value(jm) < 1) {
-            *ret = send_error(r, 400, "bad_request", "candidates", "'candidates' must be a positive integer");
-            goto out;
-        }
-        if (json_integer_value(jm) > cfg->max_candidates) {
-            *ret = send_error(r, 413, "limit_exceeded", "candidates",
-                              "candidates above the limit of %u", cfg->max_candidates);
-            goto out;
-        }
-        q->m = (uint32_t)json_integer_value(jm);
-    }
-    json_t *jseed = json_object_get(root, "seed");
-    if (jseed) {
-        if (!json_is_integer(jseed) || json_integer_value(jseed) < 0) {
-            *ret = send_error(r, 400, "bad_request", "seed", "'seed' must be a non-negative integer");
-            goto out;
-        }
-        q->seed = (uint64_t)json_integer_value(jseed);
-    } else {
-        /* No seed: a fresh one, returned so the answer can be replayed. */
-        q->seed = icpns_mix64(atomic_fetch_add(&srv->seeds, 1) ^ (uint64_t)time(NULL)) >> 11;
-    }
-    json_t *jp = json_object_get(root, "probabilities");
-    if (jp && !json_is_boolean(jp)) {
-        *ret = send_error(r, 400, "bad_request", "probabilities", "'probabilities' must be true or false");
-        goto out;
-    }
-    q->probs = jp && json_is_true(jp);
-    json_t *ju = json_object_get(root, "unknown_users");
-    if (ju) {
-        const char *s = json_is_string(ju) ? json_string_value(ju) : "";
-        if (!strcmp(s, "popularity"))
-            q->flags |= ICPNS_SAMPLE_SUBSTITUTE_PNS;
-        else if (strcmp(s, "error")) {
-            *ret = send_error(r, 400, "bad_request", "unknown_users",
-                              "'unknown_users' is \"error\" or \"popularity\"");
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    json_decref(root);
-    return rc;
-}
-
-static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
-/* Reads a binary frame (proto/frames.md). */
-static int parse_frame_negatives(icpnsd_server_t *srv, req_t *r, neg_req_t *q, enum MHD_Result *ret)
-{
-    const icpnsd_config_t *cfg = srv->cfg;
-    const unsigned char *p = (const unsigned char *)r->body;
-    if (r->len < FRAME_REQ_HEADER || memcmp(p, FRAME_REQ_MAGIC, 4)) {
-        *ret = send_error(r, 400, "bad_frame", NULL, "a request frame starts with a 40-byte header and magic 'ICPQ'");
-        return -1;
-    }
-    if (rd16(p + 4) != 1) {
-        *ret = send_error(r, 400, "bad_frame", "version", "unsupported frame version %u", rd16(p + 4));
-        return -1;
-    }
-    uint16_t flags = rd16(p + 6);
-    uint32_t n = rd32(p + 8), m = rd32(p + 12), count = rd32(p + 20);
-    unsigned strategy = p[16];
-    if (flags & ~3u) {
-        *ret = send_error(r, 400, "bad_frame", "flags", "unknown flag bits 0x%x", flags & ~3u);
-        return -1;
-    }
-    if (strategy >= ICPNS_STRATEGY_COUNT) {
-        *ret = send_error(r, 400, "bad_strategy", "strategy", "strategy byte %u is not 0, 1 or 2", strategy);
-        return -1;
-    }
-    if (n < 1 || m < 1) {
-        *ret = send_error(r, 400, "bad_frame", n < 1 ? "n" : "candidates", "n and candidates must be >= 1");
-        return -1;
-    }
-    if (count > cfg->max_users || n > cfg->max_n || m > cfg->max_candidates) {
-        *ret = send_error(r, 413, "limit_exceeded", count > cfg->max_users ? "users" : n > cfg->max_n ? "n" : "candidates",
-                          "the frame asks beyond the configured limits");
-        return -1;
-    }
-    if ((uint64_t)r->len != FRAME_REQ_HEADER + (uint64_t)count * 8) {
-        *ret = send_error(r, 400, "bad_frame", "users", "the header announces %u users (%llu bytes) but the body has %zu bytes",
-                          count, (unsigned long long)(FRAME_REQ_HEADER + (uint64_t)count * 8), r->len);
-        return -1;
-    }
-    q->rows = count;
-    q->users = malloc((count ? count : 1) * sizeof(*q->users));
-    if (!q->users) {
-        *ret = send_error(r, 503, "out_of_memory", NULL, "no memory for the request");
-        return -1;
-    }
-    for (uint32_t k = 0; k < count; k++) {
-        q->users[k] = (int64_t)rd64(p + FRAME_REQ_HEADER + (size_t)k * 8);
-        if (q->users[k] < 0) {
-            *ret = send_error_ex(r, 400, "bad_user_id", "users", k, NULL, "user ids are non-negative");
-            return -1;
-        }
-    }
-    q->nparts = 1;
-    q->parts[0].strategy = (icpns_strategy_t)strategy;
-    q->parts[0].n = n;
-    q->n = n;
-    q->m = m;
-    q->seed = rd64(p + 24);
-    q->probs = flags & 1;
-    if (flags & 2)
-        q->flags |= ICPNS_SAMPLE_SUBSTITUTE_PNS;
-    q->binary_in = true;
-    return 0;
-}
-
 static void wr32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24); }
 static void wr64(unsigned char *p, uint64_t v) { wr32(p, (uint32_t)v); wr32(p + 4, (uint32_t)(v >> 32)); }
 
 static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
 {
-    enum MHD_Result ret;
     const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
     const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
     neg_req_t q = {0};
@@ -600,9 +339,14 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
     if (!frame_in && !is_ctype(ct, CT_JSON))
         return send_error(r, 415, "unsupported_media_type", NULL,
                           "send Content-Type: " CT_JSON " or " CT_FRAME);
-    if ((frame_in ? parse_frame_negatives(srv, r, &q, &ret) : parse_json_negatives(srv, r, &q, &ret))) {
-        free(q.users);
-        return ret;
+    icpnsd_reqerr_t perr;
+    uint64_t fallback_seed = icpns_mix64(atomic_fetch_add(&srv->seeds, 1) ^ (uint64_t)time(NULL)) >> 11;
+    if (frame_in ? icpnsd_parse_negatives_frame(srv->cfg, r->body, r->len, &q, &perr)
+                 : icpnsd_parse_negatives_json(srv->cfg, srv->default_strategy, fallback_seed,
+                                               r->body, r->len, &q, &perr)) {
+        icpnsd_neg_req_free(&q);
+        return send_error_ex(r, perr.status, perr.code, perr.field[0] ? perr.field : NULL,
+                             perr.row, NULL, "%s", perr.message);
     }
     bool frame_out = (accept && strstr(accept, CT_FRAME)) ||
                      (frame_in && !(accept && strstr(accept, CT_JSON)));

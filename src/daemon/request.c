@@ -1,0 +1,258 @@
+/* request.c - the negatives request parsers (JSON and binary frames). */
+#define _GNU_SOURCE
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "request.h"
+
+static int reqerr(icpnsd_reqerr_t *e, unsigned status, const char *code, const char *field,
+                  long long row, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int reqerr(icpnsd_reqerr_t *e, unsigned status, const char *code, const char *field,
+                  long long row, const char *fmt, ...)
+{
+    e->status = status;
+    snprintf(e->code, sizeof(e->code), "%s", code);
+    snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+    e->row = row;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void icpnsd_neg_req_free(neg_req_t *q)
+{
+    free(q->users);
+    q->users = NULL;
+}
+
+/* Reads a JSON request. */
+int icpnsd_parse_negatives_json(const icpnsd_config_t *cfg, int default_strategy,
+                                uint64_t fallback_seed, const char *body, size_t len,
+                                neg_req_t *q, icpnsd_reqerr_t *e)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        reqerr(e, 400, "bad_json", NULL, -1, "line %d column %d: %s", je.line,
+                             je.column, je.text);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(root)) {
+        reqerr(e, 400, "bad_request", NULL, -1, "the body must be a JSON object");
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "users") && strcmp(key, "n") && strcmp(key, "strategy") &&
+            strcmp(key, "seed") && strcmp(key, "probabilities") && strcmp(key, "candidates") &&
+            strcmp(key, "unknown_users")) {
+            reqerr(e, 400, "unknown_field", key, -1, "unknown field '%s' (users, n, strategy, seed, probabilities, "
+                              "candidates, unknown_users)", key);
+            goto out;
+        }
+    }
+    json_t *users = json_object_get(root, "users");
+    if (!json_is_array(users)) {
+        reqerr(e, 400, "bad_request", "users", -1, "'users' must be an array of user ids");
+        goto out;
+    }
+    size_t nu = json_array_size(users);
+    if (nu > cfg->max_users) {
+        reqerr(e, 413, "limit_exceeded", "users", -1, "%zu users in one request, above the limit of %u", nu, cfg->max_users);
+        goto out;
+    }
+    q->rows = (uint32_t)nu;
+    q->users = malloc((nu ? nu : 1) * sizeof(*q->users));
+    if (!q->users) {
+        reqerr(e, 503, "out_of_memory", NULL, -1, "no memory for the request");
+        goto out;
+    }
+    for (size_t k = 0; k < nu; k++) {
+        json_t *u = json_array_get(users, k);
+        if (!json_is_integer(u) || json_integer_value(u) < 0) {
+            reqerr(e, 400, "bad_user_id", "users", (long long)k, "user ids are non-negative integers");
+            goto out;
+        }
+        q->users[k] = json_integer_value(u);
+    }
+    json_t *jn = json_object_get(root, "n");
+    uint64_t n = cfg->default_n;
+    if (jn) {
+        if (!json_is_integer(jn) || json_integer_value(jn) < 1) {
+            reqerr(e, 400, "bad_request", "n", -1, "'n' must be a positive integer");
+            goto out;
+        }
+        n = (uint64_t)json_integer_value(jn);
+    }
+    json_t *js = json_object_get(root, "strategy");
+    q->nparts = 1;
+    q->parts[0].strategy = (icpns_strategy_t)default_strategy;
+    if (js && json_is_string(js)) {
+        int s = icpns_strategy_parse(json_string_value(js));
+        if (s < 0) {
+            reqerr(e, 400, "bad_strategy", "strategy", -1, "unknown strategy '%s' (uniform, popularity, icpns)", json_string_value(js));
+            goto out;
+        }
+        q->parts[0].strategy = (icpns_strategy_t)s;
+    } else if (js && json_is_array(js)) {
+        /* Mixed: [{"strategy":"icpns","n":3},{"strategy":"uniform","n":1}] */
+        size_t np = json_array_size(js);
+        if (np < 1 || np > MAX_PARTS) {
+            reqerr(e, 400, "bad_strategy", "strategy", -1, "a strategy mix has 1 to %d parts", MAX_PARTS);
+            goto out;
+        }
+        uint64_t total = 0;
+        for (size_t k = 0; k < np; k++) {
+            json_t *p = json_array_get(js, k), *ps = json_object_get(p, "strategy"),
+                   *pn = json_object_get(p, "n");
+            int s = json_is_string(ps) ? icpns_strategy_parse(json_string_value(ps)) : -1;
+            if (s < 0 || !json_is_integer(pn) || json_integer_value(pn) < 1 ||
+                json_integer_value(pn) > cfg->max_n) {
+                reqerr(e, 400, "bad_strategy", "strategy", (long long)k, "each part is {\"strategy\": uniform|popularity|icpns, \"n\": 1..%u}",
+                                     cfg->max_n);
+                goto out;
+            }
+            q->parts[k].strategy = (icpns_strategy_t)s;
+            q->parts[k].n = (uint32_t)json_integer_value(pn);
+            total += q->parts[k].n;
+        }
+        if (jn && total != n) {
+            reqerr(e, 400, "bad_request", "n", -1, "'n' (%llu) differs from the sum of the strategy mix (%llu)",
+                              (unsigned long long)n, (unsigned long long)total);
+            goto out;
+        }
+        q->nparts = (int)np;
+        q->mixed = true;
+        n = total;
+    } else if (js) {
+        reqerr(e, 400, "bad_strategy", "strategy", -1, "'strategy' is a name or a list of {strategy, n}");
+        goto out;
+    }
+    if (n > cfg->max_n) {
+        reqerr(e, 413, "limit_exceeded", "n", -1, "n = %llu is above the limit of %u",
+                          (unsigned long long)n, cfg->max_n);
+        goto out;
+    }
+    q->n = (uint32_t)n;
+    if (!q->mixed)
+        q->parts[0].n = q->n;
+    json_t *jm = json_object_get(root, "candidates");
+    q->m = 1;
+    if (jm) {
+        if (!json_is_integer(jm) || json_integer_value(jm) < 1) {
+            reqerr(e, 400, "bad_request", "candidates", -1, "'candidates' must be a positive integer");
+            goto out;
+        }
+        if (json_integer_value(jm) > cfg->max_candidates) {
+            reqerr(e, 413, "limit_exceeded", "candidates", -1, "candidates above the limit of %u", cfg->max_candidates);
+            goto out;
+        }
+        q->m = (uint32_t)json_integer_value(jm);
+    }
+    json_t *jseed = json_object_get(root, "seed");
+    if (jseed) {
+        if (!json_is_integer(jseed) || json_integer_value(jseed) < 0) {
+            reqerr(e, 400, "bad_request", "seed", -1, "'seed' must be a non-negative integer");
+            goto out;
+        }
+        q->seed = (uint64_t)json_integer_value(jseed);
+    } else {
+        /* No seed: a fresh one, returned so the answer can be replayed. */
+        q->seed = fallback_seed;
+    }
+    json_t *jp = json_object_get(root, "probabilities");
+    if (jp && !json_is_boolean(jp)) {
+        reqerr(e, 400, "bad_request", "probabilities", -1, "'probabilities' must be true or false");
+        goto out;
+    }
+    q->probs = jp && json_is_true(jp);
+    json_t *ju = json_object_get(root, "unknown_users");
+    if (ju) {
+        const char *s = json_is_string(ju) ? json_string_value(ju) : "";
+        if (!strcmp(s, "popularity"))
+            q->flags |= ICPNS_SAMPLE_SUBSTITUTE_PNS;
+        else if (strcmp(s, "error")) {
+            reqerr(e, 400, "bad_request", "unknown_users", -1, "'unknown_users' is \"error\" or \"popularity\"");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd32(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+/* Reads a binary frame (proto/frames.md). */
+int icpnsd_parse_negatives_frame(const icpnsd_config_t *cfg, const char *body, size_t len,
+                                 neg_req_t *q, icpnsd_reqerr_t *e)
+{
+    const unsigned char *p = (const unsigned char *)body;
+    if (len < FRAME_REQ_HEADER || memcmp(p, FRAME_REQ_MAGIC, 4)) {
+        reqerr(e, 400, "bad_frame", NULL, -1, "a request frame starts with a 40-byte header and magic 'ICPQ'");
+        return -1;
+    }
+    if (rd16(p + 4) != 1) {
+        reqerr(e, 400, "bad_frame", "version", -1, "unsupported frame version %u", rd16(p + 4));
+        return -1;
+    }
+    uint16_t flags = rd16(p + 6);
+    uint32_t n = rd32(p + 8), m = rd32(p + 12), count = rd32(p + 20);
+    unsigned strategy = p[16];
+    if (flags & ~3u) {
+        reqerr(e, 400, "bad_frame", "flags", -1, "unknown flag bits 0x%x", flags & ~3u);
+        return -1;
+    }
+    if (strategy >= ICPNS_STRATEGY_COUNT) {
+        reqerr(e, 400, "bad_strategy", "strategy", -1, "strategy byte %u is not 0, 1 or 2", strategy);
+        return -1;
+    }
+    if (n < 1 || m < 1) {
+        reqerr(e, 400, "bad_frame", n < 1 ? "n" : "candidates", -1, "n and candidates must be >= 1");
+        return -1;
+    }
+    if (count > cfg->max_users || n > cfg->max_n || m > cfg->max_candidates) {
+        reqerr(e, 413, "limit_exceeded", count > cfg->max_users ? "users" : n > cfg->max_n ? "n" : "candidates", -1, "the frame asks beyond the configured limits");
+        return -1;
+    }
+    if ((uint64_t)len != FRAME_REQ_HEADER + (uint64_t)count * 8) {
+        reqerr(e, 400, "bad_frame", "users", -1, "the header announces %u users (%llu bytes) but the body has %zu bytes",
+                          count, (unsigned long long)(FRAME_REQ_HEADER + (uint64_t)count * 8), len);
+        return -1;
+    }
+    q->rows = count;
+    q->users = malloc((count ? count : 1) * sizeof(*q->users));
+    if (!q->users) {
+        reqerr(e, 503, "out_of_memory", NULL, -1, "no memory for the request");
+        return -1;
+    }
+    for (uint32_t k = 0; k < count; k++) {
+        q->users[k] = (int64_t)rd64(p + FRAME_REQ_HEADER + (size_t)k * 8);
+        if (q->users[k] < 0) {
+            reqerr(e, 400, "bad_user_id", "users", k, "user ids are non-negative");
+            return -1;
+        }
+    }
+    q->nparts = 1;
+    q->parts[0].strategy = (icpns_strategy_t)strategy;
+    q->parts[0].n = n;
+    q->n = n;
+    q->m = m;
+    q->seed = rd64(p + 24);
+    q->probs = flags & 1;
+    if (flags & 2)
+        q->flags |= ICPNS_SAMPLE_SUBSTITUTE_PNS;
+    q->binary_in = true;
+    return 0;
+}
+

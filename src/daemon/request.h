@@ -1,0 +1,63 @@
+/* request.h - parsing POST /v1/negatives bodies (JSON and binary frames),
+ * apart from the HTTP glue so that the parsers can be fuzzed alone. */
+#ifndef ICPNSD_REQUEST_H
+#define ICPNSD_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "icpns.h"
+
+#define FRAME_REQ_MAGIC "ICPQ"
+#define FRAME_RESP_MAGIC "ICPR"
+#define FRAME_REQ_HEADER 40
+#define FRAME_RESP_HEADER 32
+
+#define MAX_PARTS 8
+
+typedef struct part {
+    icpns_strategy_t strategy;
+    uint32_t n;
+} part_t;
+
+typedef struct neg_req {
+    int64_t *users;
+    uint32_t rows;
+    part_t parts[MAX_PARTS];
+    int nparts;
+    bool mixed;
+    uint32_t n;          /* total negatives per row */
+    uint32_t m;          /* candidates per negative */
+    uint64_t seed;
+    bool probs;
+    unsigned flags;
+    bool binary_in;
+} neg_req_t;
+
+/* Why a request was refused: the HTTP status, machine code, field, row. */
+typedef struct icpnsd_reqerr {
+    unsigned status;
+    char code[48];
+    char field[48];
+    long long row;
+    char message[512];
+} icpnsd_reqerr_t;
+
+/*
+ * Parses a JSON negatives request into @q (q->users is allocated; free it
+ * with icpnsd_neg_req_free, also on failure).  @fallback_seed is used when
+ * the request has no seed.  Returns 0, or -1 with @e filled.
+ */
+int icpnsd_parse_negatives_json(const icpnsd_config_t *cfg, int default_strategy,
+                                uint64_t fallback_seed, const char *body, size_t len,
+                                neg_req_t *q, icpnsd_reqerr_t *e);
+
+/* The same for a binary request frame (proto/frames.md). */
+int icpnsd_parse_negatives_frame(const icpnsd_config_t *cfg, const char *body, size_t len,
+                                 neg_req_t *q, icpnsd_reqerr_t *e);
+
+void icpnsd_neg_req_free(neg_req_t *q);
+
+#endif
