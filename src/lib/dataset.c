@@ -118,12 +118,12 @@ static size_t split(const char *p, const char *end, const char *seps,
     size_t n = 0;
     *more = false;
     while (p < end) {
-        while (p < end && strchr(seps, *p))
+        while (p < end && *p && strchr(seps, *p))
             p++;
         if (p >= end)
             break;
         const char *s = p;
-        while (p < end && !strchr(seps, *p))
+        while (p < end && !(*p && strchr(seps, *p)))
             p++;
         if (n == MAX_FIELDS) {
             *more = true;
@@ -328,7 +328,13 @@ int icpns_parse_interactions(icpns_dataset_t *d, const char *buf, size_t len,
             }
         }
 
-        size_t n = split(ls, le, seps, f, &more);
+        size_t n = split(ls, le, format == ICPNS_FORMAT_ADJACENCY ? " \t" : seps, f, &more);
+        if (n == 0) {
+            /* Only separators, e.g. ",,": no user field at all. */
+            rc = icpns_error_set(err, ICPNS_EPARSE, path, it.lineno, "user",
+                                 "missing column: the line has no fields");
+            goto out;
+        }
         if (format == ICPNS_FORMAT_ADJACENCY) {
             int64_t u, i;
             if ((rc = parse_id(&f[0], &u, path, it.lineno, "user", err)))

@@ -102,6 +102,9 @@ static void test_interaction_errors(void **state)
     expect_error("1\t2\n3\n", ICPNS_FORMAT_PAIRS, 2, "item", "missing column");
     expect_error("99999999999999999999\t1\n", ICPNS_FORMAT_PAIRS, 1, "user", "out of range");
     expect_error("1\t2.5\n", ICPNS_FORMAT_PAIRS, 1, "item", "bad number");
+    /* A line of separators only (found by fuzzing: read a stale field). */
+    expect_error("1\t2\n,,;\n", ICPNS_FORMAT_PAIRS, 2, "user", "no fields");
+    expect_error("1 2\n,\n", ICPNS_FORMAT_ADJACENCY, 2, "user", "bad number");
     /* The rating filter needs a rating. */
     icpns_dataset_t *d = icpns_dataset_new();
     icpns_error_t err;
