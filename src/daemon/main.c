@@ -248,13 +248,23 @@ int main(int argc, char **argv)
         icpns_snapshot_unref(s);
     }
     icpnsd_state_start(&a->st);
+    /* Signals are caught before the first connection can be accepted, so a
+     * SIGHUP or SIGTERM right after start-up is never fatal.  libuv queues
+     * them until the loop runs. */
+    uv_signal_init(&a->loop, &a->sighup);
+    uv_signal_init(&a->loop, &a->sigterm);
+    uv_signal_init(&a->loop, &a->sigint);
+    a->sighup.data = a->sigterm.data = a->sigint.data = a;
+    uv_signal_start(&a->sighup, on_sighup, SIGHUP);
+    uv_signal_start(&a->sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&a->sigint, on_stop_signal, SIGINT);
     uint16_t port = 0, admin_port = 0;
     a->srv = icpnsd_server_start(&a->cfg, &a->st, token, inherited_socket(), &port, &admin_port,
                                  err, sizeof(err));
     memset(token, 0, sizeof(token));
     if (!a->srv) {
         log_error("%s", err);
-        icpnsd_state_close(&a->st);
+        uv_walk(&a->loop, close_all, NULL);
         uv_run(&a->loop, UV_RUN_DEFAULT);
         icpnsd_state_free(&a->st);
         uv_loop_close(&a->loop);
@@ -273,13 +283,6 @@ int main(int argc, char **argv)
     log_info("listening on %s:%u%s", host, port,
              a->cfg.admin_listen[0] ? " (admin on a separate listener)" : "");
 
-    uv_signal_init(&a->loop, &a->sighup);
-    uv_signal_init(&a->loop, &a->sigterm);
-    uv_signal_init(&a->loop, &a->sigint);
-    a->sighup.data = a->sigterm.data = a->sigint.data = a;
-    uv_signal_start(&a->sighup, on_sighup, SIGHUP);
-    uv_signal_start(&a->sigterm, on_stop_signal, SIGTERM);
-    uv_signal_start(&a->sigint, on_stop_signal, SIGINT);
     uv_timer_init(&a->loop, &a->drain);
     uv_timer_init(&a->loop, &a->debounce);
     uv_timer_init(&a->loop, &a->watchdog);

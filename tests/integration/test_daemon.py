@@ -338,7 +338,11 @@ class TestReloadAndUpdates(Base):
             self.assertIn("icpnsd_reloads_failed_total 1", text.decode())
 
     def test_concurrent_reloads_coalesce(self):
-        tables = self.fresh_tables()
+        # Tables big enough that a build takes long compared with sending
+        # eight requests, so the later ones find the first build running.
+        tables = tempfile.mkdtemp(prefix="icpnsd-big-")
+        self.addCleanup(shutil.rmtree, tables, True)
+        gen_tables(tables, users=20000, items=20000, communities=8, interactions=600000)
         with Daemon(tables=tables, token=TOKEN) as d:
             out = []
             ts = [threading.Thread(target=lambda: out.append(d.admin("POST", "/admin/reload")))
@@ -399,11 +403,12 @@ class TestLifecycle(Base):
             result = {}
 
             def big():
-                result["r"] = d.negatives(users=list(range(1, 200)) * 50, n=64, seed=1)
+                # ~5 M negatives: about a second of work, so SIGTERM lands mid-request.
+                result["r"] = d.negatives(users=list(range(1, 200)) * 50, n=512, seed=1)
 
             t = threading.Thread(target=big)
             t.start()
-            time.sleep(0.05)
+            time.sleep(0.3)
             d.proc.send_signal(signal.SIGTERM)
             t.join()
             self.assertEqual(d.proc.wait(timeout=15), 0)
