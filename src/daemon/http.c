@@ -884,26 +884,20 @@ static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, c
         return handle_community_items(srv, r, id);
     case R_ADMIN_RELOAD:
         return submit_job(srv, r, JOB_RELOAD, NULL, 0, false);
-    case R_ADMIN_INTERACTIONS: {
-        icpns_pair_t *pairs;
-        size_t n;
-        const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
-        if (!is_ctype(ct, CT_JSON))
-            return send_error(r, 415, "unsupported_media_type", NULL, "send Content-Type: " CT_JSON);
-        if (parse_pairs(r, "interactions", "item", &pairs, &n, NULL, &ret))
-            return ret;
-        return submit_job(srv, r, JOB_INTERACTIONS, pairs, n, false);
-    }
+    case R_ADMIN_INTERACTIONS:
     case R_ADMIN_COMMUNITIES: {
+        /* Both updates are a JSON list of id pairs; communities may replace. */
+        bool is_comm = rt == R_ADMIN_COMMUNITIES;
         icpns_pair_t *pairs;
         size_t n;
         bool replace = false;
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
         if (!is_ctype(ct, CT_JSON))
             return send_error(r, 415, "unsupported_media_type", NULL, "send Content-Type: " CT_JSON);
-        if (parse_pairs(r, "communities", "community", &pairs, &n, &replace, &ret))
+        if (parse_pairs(r, is_comm ? "communities" : "interactions", is_comm ? "community" : "item",
+                        &pairs, &n, is_comm ? &replace : NULL, &ret))
             return ret;
-        return submit_job(srv, r, JOB_COMMUNITIES, pairs, n, replace);
+        return submit_job(srv, r, is_comm ? JOB_COMMUNITIES : JOB_INTERACTIONS, pairs, n, replace);
     }
     case R_ADMIN_SNAPSHOT:
         return handle_admin_snapshot(srv, r);
