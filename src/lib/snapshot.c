@@ -67,15 +67,37 @@ icpns_weights_t *icpns_weights_free(icpns_weights_t *w)
 
 /* x^e for integer counts, with 0^e = 0 for every e (an item nobody in the
  * community touched has no popularity mass, even when e = 0). */
-static double *pow_table(uint32_t max, double e)
+static double count_pow(uint32_t k, double e)
 {
-    double *t = malloc(((size_t)max + 1) * sizeof(*t));
-    if (!t)
-        return NULL;
-    t[0] = 0;
-    for (uint32_t k = 1; k <= max; k++)
-        t[k] = e == 1.0 ? (double)k : e == 0.0 ? 1.0 : pow((double)k, e);
-    return t;
+    return k == 0 ? 0.0 : e == 1.0 ? (double)k : e == 0.0 ? 1.0 : pow((double)k, e);
+}
+
+/* Counts are tabulated up to POW_TABLE_MAX (pow() is the expensive part of a
+ * build); a popularity file may carry counts up to 2^32-2, which are computed
+ * directly rather than sizing the table by the largest count. */
+enum { POW_TABLE_MAX = 1 << 16 };
+
+typedef struct {
+    double *t;
+    uint32_t n;
+    double e;
+} pow_cache_t;
+
+static int pow_cache_init(pow_cache_t *pc, uint32_t max, double e)
+{
+    pc->n = (max < POW_TABLE_MAX ? max : POW_TABLE_MAX) + 1;
+    pc->e = e;
+    pc->t = malloc((size_t)pc->n * sizeof(*pc->t));
+    if (!pc->t)
+        return -1;
+    for (uint32_t k = 0; k < pc->n; k++)
+        pc->t[k] = count_pow(k, e);
+    return 0;
+}
+
+static inline double pow_cache_get(const pow_cache_t *pc, uint32_t k)
+{
+    return k < pc->n ? pc->t[k] : count_pow(k, pc->e);
 }
 
 /* Fills cdf[0..m] with prefix sums of w (Kahan-compensated). */
@@ -100,7 +122,7 @@ int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
     double t0 = icpns_now();
     uint32_t nc = s->comms.n, ni = s->items.n, nu = s->users.n;
     size_t nsup = (size_t)s->sup_off[nc];
-    double *powa = NULL, *powb = NULL;
+    pow_cache_t powa = {0}, powb = {0};
     icpns_weights_t *w = calloc(1, sizeof(*w));
     if (!w)
         goto oom;
@@ -113,10 +135,10 @@ int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
     w->pos_mass_comm = malloc((nu ? nu : 1) * sizeof(double));
     w->pos_hits_comm = malloc((nu ? nu : 1) * sizeof(uint32_t));
     w->pos_mass_pop = malloc((nu ? nu : 1) * sizeof(double));
-    powa = pow_table(s->max_count, p->alpha);
-    powb = pow_table(s->max_count, p->beta);
     if (!w->comm || !w->arena_w || !w->arena_cdf || !w->arena_alias ||
-        !w->pos_mass_comm || !w->pos_hits_comm || !w->pos_mass_pop || !powa || !powb)
+        !w->pos_mass_comm || !w->pos_hits_comm || !w->pos_mass_pop ||
+        pow_cache_init(&powa, s->max_count, p->alpha) ||
+        pow_cache_init(&powb, s->max_count, p->beta))
         goto oom;
 
     double *aw = w->arena_w, *acdf = w->arena_cdf;
@@ -127,7 +149,7 @@ int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
         icpns_wtable_t *t = &w->comm[c];
         double *cw = aw + off, *ccdf = acdf + off + c;
         for (uint32_t k = 0; k < m; k++)
-            cw[k] = powa[s->sup_count[off + k]];
+            cw[k] = pow_cache_get(&powa, s->sup_count[off + k]);
         prefix_sums(cw, m, ccdf);
         t->m = m;
         t->items = s->sup_item + off;
@@ -140,7 +162,7 @@ int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
         icpns_wtable_t *g = &w->global;
         double *gw = aw + nsup, *gcdf = acdf + nsup + nc;
         for (uint32_t i = 0; i < ni; i++)
-            gw[i] = powb[s->item_pop[i]];
+            gw[i] = pow_cache_get(&powb, s->item_pop[i]);
         prefix_sums(gw, ni, gcdf);
         g->m = ni;
         g->items = NULL;
@@ -171,8 +193,8 @@ int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
         w->pos_hits_comm[u] = hits;
         w->pos_mass_pop[u] = mp;
     }
-    free(powa);
-    free(powb);
+    free(powa.t);
+    free(powb.t);
     w->bytes = sizeof(*w) + (size_t)nc * sizeof(*w->comm) + (nsup + ni) * sizeof(double) +
                (nsup + nc + ni + 1) * sizeof(double) +
                (nsup + ni) * sizeof(icpns_alias_entry_t) +
@@ -185,8 +207,8 @@ oom:
 fail:
     if (rc == ICPNS_EINVAL)
         rc = icpns_error_set(err, ICPNS_EINVAL, NULL, 0, NULL, "invalid weights");
-    free(powa);
-    free(powb);
+    free(powa.t);
+    free(powb.t);
     icpns_weights_free(w);
     return rc;
 }

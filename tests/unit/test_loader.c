@@ -1,6 +1,7 @@
 /* test_loader.c - table files: formats, filters and every error's line. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include "testutil.h"
 
@@ -172,6 +173,37 @@ static void test_communities_and_popularity_errors(void **state)
     icpns_dataset_free(d);
 }
 
+/* Popularity counts may be as large as 2^32-1 (found by fuzzing: the build
+ * once sized a power table by the largest count, allocating gigabytes). */
+static void test_huge_popularity_counts(void **state)
+{
+    (void)state;
+    icpns_dataset_t *d = icpns_dataset_new();
+    icpns_error_t err;
+    const char *inter = "1\t10\n2\t11\n2\t12\n";
+    assert_int_equal(parse_inter(d, inter, ICPNS_FORMAT_PAIRS, false, 0, &err), 0);
+    assert_int_equal(icpns_parse_communities(d, "1\t0\n2\t0\n", 8, "c.tsv", &err), 0);
+    const char *big = "0\t10\t4294967295\n";
+    assert_int_equal(icpns_parse_popularity(d, big, strlen(big), "p.tsv", &err), ICPNS_EPARSE);
+    assert_string_equal(err.field, "count");
+    const char *pop = "0\t10\t4294967294\n0\t11\t1\n0\t12\t3000000000\n";
+    assert_int_equal(icpns_parse_popularity(d, pop, strlen(pop), "p.tsv", &err), 0);
+    icpns_params_t par;
+    icpns_params_default(&par);
+    par.alpha = 0.5;
+    icpns_snapshot_t *s = NULL;
+    assert_int_equal(icpns_snapshot_build(d, &par, &s, &err), 0);
+    assert_int_equal(s->max_count, 4294967294u);
+    const icpns_wtable_t *t = &s->weights->comm[0];
+    assert_int_equal(t->m, 3);
+    /* Weights are count^alpha, exactly as for small counts. */
+    for (uint32_t k = 0; k < t->m; k++)
+        assert_true(fabs(t->w[k] - pow((double)s->sup_count[t->items - s->sup_item + k], 0.5)) <
+                    1e-9 * t->w[k]);
+    icpns_snapshot_unref(s);
+    icpns_dataset_free(d);
+}
+
 static void test_directory_and_tables_json(void **state)
 {
     (void)state;
@@ -245,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_adjacency),
         cmocka_unit_test(test_interaction_errors),
         cmocka_unit_test(test_communities_and_popularity_errors),
+        cmocka_unit_test(test_huge_popularity_counts),
         cmocka_unit_test(test_directory_and_tables_json),
         cmocka_unit_test(test_idmap),
     };
