@@ -32,6 +32,7 @@ enum {
     ICPNS_EINFEASIBLE = -6,   /* the user has every item: no negative exists */
     ICPNS_ENOCOMMUNITY = -7,  /* ICPNS asked for a user without community */
     ICPNS_ELIMIT = -8,        /* more ids or entries than the engine allows */
+    ICPNS_ENOPATCH = -9,      /* a change needs a full rebuild, not a patch */
 };
 
 /* A short sentence for an error code ("out of memory"). Never NULL. */

@@ -32,6 +32,9 @@ void icpns_idmap_free(icpns_idmap_t *m);
 uint32_t icpns_idmap_find(const icpns_idmap_t *m, int64_t id);
 
 /* Bytes the map holds. */
+/* Makes @dst an independent copy of @src.  Returns 0 or ICPNS_ENOMEM. */
+int icpns_idmap_copy(icpns_idmap_t *dst, const icpns_idmap_t *src);
+
 size_t icpns_idmap_bytes(const icpns_idmap_t *m);
 
 #endif

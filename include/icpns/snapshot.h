@@ -82,6 +82,42 @@ typedef struct icpns_snapshot {
 int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
                          icpns_snapshot_t **ret, icpns_error_t *err);
 
+/*
+ * A change to a snapshot's tables: new positive pairs (user, item) and new
+ * community assignments (user, community), in external ids.  Later
+ * assignments of the same user win.
+ */
+typedef struct icpns_delta {
+    const icpns_pair_t *inter;
+    size_t n_inter;
+    const icpns_pair_t *comm;
+    size_t n_comm;
+} icpns_delta_t;
+
+typedef struct icpns_patch_stats {
+    uint64_t pairs_added;    /* distinct pairs that were not positives yet */
+    uint32_t users_touched;  /* users whose positives or community changed */
+    uint32_t comms_rebuilt;  /* community tables recomputed (others copied) */
+    bool global_rebuilt;     /* the popularity (PNS) table was recomputed */
+} icpns_patch_stats_t;
+
+/*
+ * Builds the snapshot that @old's dataset plus @delta would give, computing
+ * only what the change touches: the tables of the communities whose members
+ * gained positives or joined or left, the global table when positives were
+ * added, and the masses of the users concerned; everything else is copied.
+ * The result is bit-identical to icpns_snapshot_build over the changed
+ * dataset (same tables, same negatives for the same seed).
+ *
+ * Returns ICPNS_ENOPATCH (nothing built) when the change cannot be patched
+ * and needs icpns_snapshot_build: a new user, item or community id, a
+ * community left without members, popularity read from a file.  Otherwise
+ * 0, ICPNS_ELIMIT or ICPNS_ENOMEM.  @stats may be NULL.
+ */
+int icpns_snapshot_patch(const icpns_snapshot_t *old, const icpns_delta_t *delta,
+                         icpns_snapshot_t **ret, icpns_patch_stats_t *stats,
+                         icpns_error_t *err);
+
 /* Takes a reference; returns @s. */
 icpns_snapshot_t *icpns_snapshot_ref(icpns_snapshot_t *s);
 

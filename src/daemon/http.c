@@ -687,7 +687,8 @@ static enum MHD_Result finish_job(req_t *r)
             wb_lit(&b, ",\"accepted\":");
             wb_i64(&b, (int64_t)j->n);
         }
-        wb_printf(&b, ",\"build_seconds\":%.6f}", j->build_seconds);
+        wb_printf(&b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u}",
+                  j->build_seconds, j->rebuild[0] ? j->rebuild : "none", j->comms_rebuilt);
         ret = send_json(r, 200, &b);
     }
     free(j->pairs);
@@ -748,8 +749,7 @@ out:
 static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
 {
     icpnsd_meta_t m;
-    icpnsd_state_meta(srv->st, &m);
-    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    icpns_snapshot_t *s = icpnsd_state_acquire_meta(srv->st, &m);
     char when[64];
     struct tm tm;
     gmtime_r(&m.built_at, &tm);
@@ -759,7 +759,9 @@ static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
     wb_i64(&b, (int64_t)s->version);
     wb_lit(&b, ",\"built_at\":");
     wb_str(&b, when);
-    wb_printf(&b, ",\"build_seconds\":%.6f,\"origin\":", m.build_seconds);
+    wb_printf(&b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u,"
+                  "\"origin\":",
+              m.build_seconds, m.rebuild, m.comms_rebuilt);
     wb_str(&b, m.origin);
     wb_lit(&b, ",\"tables\":");
     if (srv->st->tables[0])
@@ -857,9 +859,8 @@ static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, c
         return send_json(r, 200, &b);
     }
     case R_METRICS: {
-        icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
         icpnsd_meta_t m;
-        icpnsd_state_meta(srv->st, &m);
+        icpns_snapshot_t *s = icpnsd_state_acquire_meta(srv->st, &m);
         size_t len;
         char *text = icpnsd_metrics_render(s->version, m.build_seconds, s->bytes, s->users.n,
                                            s->items.n, s->n_interactions,

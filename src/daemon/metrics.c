@@ -138,6 +138,10 @@ char *icpnsd_metrics_render(uint64_t version, double build_seconds, size_t snaps
     COUNTER("substituted_rows_total", "Unknown or community-less users served by popularity.", substituted_rows);
     COUNTER("reloads_ok_total", "Successful snapshot rebuilds.", reloads_ok);
     COUNTER("reloads_failed_total", "Failed snapshot rebuilds (old snapshot kept).", reloads_failed);
+    bp(&b, "# HELP icpnsd_rebuilds_total Snapshots built, by kind (full, or a patch of the "
+           "communities an update touched).\n# TYPE icpnsd_rebuilds_total counter\n"
+           "icpnsd_rebuilds_total{kind=\"full\"} %llu\nicpnsd_rebuilds_total{kind=\"patch\"} %llu\n",
+       (unsigned long long)ld(&m->rebuilds_full), (unsigned long long)ld(&m->rebuilds_patch));
     COUNTER("updates_ok_total", "Admin updates applied.", updates_ok);
     COUNTER("updates_failed_total", "Admin updates refused or failed.", updates_failed);
     COUNTER("request_bytes_total", "Request body bytes received.", bytes_in);

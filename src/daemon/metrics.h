@@ -23,6 +23,7 @@ typedef struct icpnsd_metrics {
     atomic_uint_fast64_t negatives[3];   /* by strategy */
     atomic_uint_fast64_t draws, rejections, residual_rows, fallback_rows, substituted_rows;
     atomic_uint_fast64_t reloads_ok, reloads_failed, updates_ok, updates_failed;
+    atomic_uint_fast64_t rebuilds_full, rebuilds_patch;
     atomic_uint_fast64_t bytes_in, bytes_out;
 } icpnsd_metrics_t;
 

@@ -35,6 +35,15 @@ icpns_snapshot_t *icpnsd_state_acquire(icpnsd_state_t *st)
     return s;
 }
 
+icpns_snapshot_t *icpnsd_state_acquire_meta(icpnsd_state_t *st, icpnsd_meta_t *ret)
+{
+    pthread_mutex_lock(&st->lock);
+    icpns_snapshot_t *s = st->current ? icpns_snapshot_ref(st->current) : NULL;
+    *ret = st->meta;
+    pthread_mutex_unlock(&st->lock);
+    return s;
+}
+
 void icpnsd_state_meta(icpnsd_state_t *st, icpnsd_meta_t *ret)
 {
     pthread_mutex_lock(&st->lock);
@@ -171,6 +180,9 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *tables, c
     meta.built_at = time(NULL);
     meta.build_seconds = icpns_now() - t0;
     snprintf(meta.origin, sizeof(meta.origin), "startup");
+    snprintf(meta.rebuild, sizeof(meta.rebuild), "full");
+    meta.comms_rebuilt = s->comms.n;
+    st->in_sync = true;
     publish(st, s, &meta);
     return 0;
 }
@@ -317,6 +329,46 @@ static const char *code_of(int rc)
     }
 }
 
+/* Whether the batch is updates that a patch can express. */
+static bool can_patch(const icpnsd_job_t *batch)
+{
+    for (const icpnsd_job_t *j = batch; j; j = j->next)
+        if (j->kind == JOB_RELOAD || (j->kind == JOB_COMMUNITIES && j->replace))
+            return false;
+    return true;
+}
+
+/* The batch's successfully applied updates as one delta (communities in
+ * job order, so later assignments win as they did in the dataset). */
+static int gather_delta(const icpnsd_job_t *batch, icpns_delta_t *ret)
+{
+    size_t ni = 0, nc = 0;
+    for (const icpnsd_job_t *j = batch; j; j = j->next)
+        if (j->status == 0)
+            *(j->kind == JOB_INTERACTIONS ? &ni : &nc) += j->n;
+    icpns_pair_t *inter = malloc((ni ? ni : 1) * sizeof(*inter));
+    icpns_pair_t *comm = malloc((nc ? nc : 1) * sizeof(*comm));
+    if (!inter || !comm) {
+        free(inter);
+        free(comm);
+        return -1;
+    }
+    ni = nc = 0;
+    for (const icpnsd_job_t *j = batch; j; j = j->next) {
+        if (j->status != 0)
+            continue;
+        if (j->kind == JOB_INTERACTIONS) {
+            memcpy(inter + ni, j->pairs, j->n * sizeof(*inter));
+            ni += j->n;
+        } else {
+            memcpy(comm + nc, j->pairs, j->n * sizeof(*comm));
+            nc += j->n;
+        }
+    }
+    *ret = (icpns_delta_t){inter, ni, comm, nc};
+    return 0;
+}
+
 /* Runs on the thread pool: everything slow happens here. */
 static void build_work(uv_work_t *w)
 {
@@ -376,8 +428,35 @@ static void build_work(uv_work_t *w)
     }
     if (!changed)
         return;
-    icpns_snapshot_t *s;
-    int rc = icpns_snapshot_build(d, &opts.params, &s, &err);
+    /* Updates alone patch the serving snapshot: only the communities they
+     * touch are recomputed.  Reloads, replacements and whatever the patch
+     * cannot express (new ids, emptied communities) take a full build. */
+    icpns_snapshot_t *s = NULL;
+    int rc = ICPNS_ENOPATCH;
+    if (!reload && st->in_sync && can_patch(st->batch)) {
+        icpns_delta_t delta;
+        if (gather_delta(st->batch, &delta) == 0) {
+            icpns_snapshot_t *cur = icpnsd_state_acquire(st);
+            icpns_patch_stats_t ps;
+            rc = icpns_snapshot_patch(cur, &delta, &s, &ps, &err);
+            icpns_snapshot_unref(cur);
+            free((void *)delta.inter);
+            free((void *)delta.comm);
+            if (rc == 0) {
+                snprintf(st->built_meta.rebuild, sizeof(st->built_meta.rebuild), "patch");
+                st->built_meta.comms_rebuilt = ps.comms_rebuilt;
+            } else if (rc == ICPNS_ENOPATCH) {
+                log_debug("update needs a full rebuild: %s", err.message);
+            }
+        }
+    }
+    if (rc == ICPNS_ENOPATCH) {
+        rc = icpns_snapshot_build(d, &opts.params, &s, &err);
+        snprintf(st->built_meta.rebuild, sizeof(st->built_meta.rebuild), "full");
+        st->built_meta.comms_rebuilt = s ? s->comms.n : 0;
+    }
+    if (rc)
+        st->in_sync = false; /* the dataset moved on without a snapshot */
     if (rc) {
         icpns_error_format(&err, st->build_error, sizeof(st->build_error));
         snprintf(st->build_code, sizeof(st->build_code), "%s", code_of(rc));
@@ -410,14 +489,20 @@ static void build_done(uv_work_t *w, int status)
             st->dataset = st->built_dataset;
             st->built_dataset = NULL;
         }
+        st->in_sync = true;
         st->built->version = st->next_version++;
         st->built_meta.version = st->built->version;
         snprintf(st->built_meta.origin, sizeof(st->built_meta.origin), "%s",
                  st->batch ? st->batch->origin : "?");
         version = st->built->version;
         publish(st, st->built, &st->built_meta);
-        log_info("snapshot version=%llu built in %.3fs users=%u items=%u interactions=%llu",
-                 (unsigned long long)version, st->built_meta.build_seconds,
+        atomic_fetch_add(strcmp(st->built_meta.rebuild, "patch") ? &icpnsd_metrics.rebuilds_full
+                                                                 : &icpnsd_metrics.rebuilds_patch,
+                         1);
+        log_info("snapshot version=%llu built (%s, %u communities) in %.3fs users=%u items=%u "
+                 "interactions=%llu",
+                 (unsigned long long)version, st->built_meta.rebuild,
+                 st->built_meta.comms_rebuilt, st->built_meta.build_seconds,
                  st->built->users.n, st->built->items.n,
                  (unsigned long long)st->built->n_interactions);
         st->built = NULL;
@@ -434,6 +519,8 @@ static void build_done(uv_work_t *w, int status)
             j->status = 200;
         j->version = version;
         j->build_seconds = st->built_meta.build_seconds;
+        snprintf(j->rebuild, sizeof(j->rebuild), "%s", st->built_meta.rebuild);
+        j->comms_rebuilt = st->built_meta.comms_rebuilt;
         bool ok = j->status == 200;
         if (j->kind == JOB_RELOAD) {
             atomic_fetch_add(ok ? &icpnsd_metrics.reloads_ok : &icpnsd_metrics.reloads_failed, 1);

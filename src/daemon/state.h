@@ -37,6 +37,8 @@ struct icpnsd_job {
     char message[512];
     uint64_t version;
     double build_seconds;
+    char rebuild[8];     /* "patch" or "full" */
+    uint32_t comms_rebuilt;
     icpnsd_job_done_cb done_cb; /* called on the loop thread; may be NULL */
     void *user;
     icpnsd_job_t *next;
@@ -53,6 +55,8 @@ typedef struct icpnsd_meta {
     uint64_t version;
     time_t built_at;
     double build_seconds;   /* load + index + weights */
+    char rebuild[8];        /* "full" or "patch" (only what an update touched) */
+    uint32_t comms_rebuilt; /* community tables computed for this version */
     icpnsd_source_t sources[4];
     int n_sources;
     char origin[32];
@@ -69,6 +73,7 @@ typedef struct icpnsd_state {
     char tables[1024];             /* empty: built-in dataset */
     icpns_table_opts_t opts;
     icpns_dataset_t *dataset;      /* the raw tables the current version came from */
+    bool in_sync;                  /* current was built from dataset as it is */
     bool building;
     icpnsd_job_t *batch;
     icpns_snapshot_t *built;
@@ -95,6 +100,9 @@ void icpnsd_state_free(icpnsd_state_t *st);
 
 /* A new reference to the serving snapshot (never NULL once initialised). */
 icpns_snapshot_t *icpnsd_state_acquire(icpnsd_state_t *st);
+
+/* The serving snapshot and its metadata, taken together. */
+icpns_snapshot_t *icpnsd_state_acquire_meta(icpnsd_state_t *st, icpnsd_meta_t *ret);
 
 /* Copies the serving version's metadata. */
 void icpnsd_state_meta(icpnsd_state_t *st, icpnsd_meta_t *ret);

@@ -20,6 +20,7 @@ const char *icpns_strerror(int code)
     case ICPNS_EINFEASIBLE: return "user has interacted with every item";
     case ICPNS_ENOCOMMUNITY: return "user has no community";
     case ICPNS_ELIMIT: return "limit exceeded";
+    case ICPNS_ENOPATCH: return "the change needs a full rebuild";
     default: return "unknown error";
     }
 }
@@ -36,6 +37,7 @@ const char *icpns_errname(int code)
     case ICPNS_EINFEASIBLE: return "infeasible";
     case ICPNS_ENOCOMMUNITY: return "no_community";
     case ICPNS_ELIMIT: return "limit_exceeded";
+    case ICPNS_ENOPATCH: return "needs_full_rebuild";
     default: return "unknown_error";
     }
 }

@@ -1,5 +1,6 @@
 /* idmap.c - external ids <-> dense indices (sorted array + hash table). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "icpns/common.h"
 #include "icpns/idmap.h"
@@ -77,6 +78,23 @@ uint32_t icpns_idmap_find(const icpns_idmap_t *m, int64_t id)
             return k;
         h = (h + 1) & m->mask;
     }
+}
+
+int icpns_idmap_copy(icpns_idmap_t *dst, const icpns_idmap_t *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->n = src->n;
+    dst->mask = src->mask;
+    dst->ids = malloc((src->n ? src->n : 1) * sizeof(*dst->ids));
+    dst->slots = src->slots ? malloc(((size_t)src->mask + 1) * sizeof(*dst->slots)) : NULL;
+    if (!dst->ids || (src->slots && !dst->slots)) {
+        icpns_idmap_free(dst);
+        return ICPNS_ENOMEM;
+    }
+    memcpy(dst->ids, src->ids, (size_t)src->n * sizeof(*dst->ids));
+    if (src->slots)
+        memcpy(dst->slots, src->slots, ((size_t)src->mask + 1) * sizeof(*dst->slots));
+    return 0;
 }
 
 size_t icpns_idmap_bytes(const icpns_idmap_t *m)

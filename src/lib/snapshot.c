@@ -113,19 +113,14 @@ static void prefix_sums(const double *w, uint32_t m, double *cdf)
     }
 }
 
-int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
-                        icpns_weights_t **ret, icpns_error_t *err)
+/* Allocates the weights of @p over @s, tables unfilled. */
+static icpns_weights_t *weights_alloc(const icpns_snapshot_t *s, const icpns_params_t *p)
 {
-    int rc = icpns_params_check(p, err);
-    if (rc)
-        return rc;
-    double t0 = icpns_now();
     uint32_t nc = s->comms.n, ni = s->items.n, nu = s->users.n;
     size_t nsup = (size_t)s->sup_off[nc];
-    pow_cache_t powa = {0}, powb = {0};
     icpns_weights_t *w = calloc(1, sizeof(*w));
     if (!w)
-        goto oom;
+        return NULL;
     w->params = *p;
     w->n_comms = nc;
     w->comm = calloc(nc ? nc : 1, sizeof(*w->comm));
@@ -136,81 +131,184 @@ int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
     w->pos_hits_comm = malloc((nu ? nu : 1) * sizeof(uint32_t));
     w->pos_mass_pop = malloc((nu ? nu : 1) * sizeof(double));
     if (!w->comm || !w->arena_w || !w->arena_cdf || !w->arena_alias ||
-        !w->pos_mass_comm || !w->pos_hits_comm || !w->pos_mass_pop ||
-        pow_cache_init(&powa, s->max_count, p->alpha) ||
-        pow_cache_init(&powb, s->max_count, p->beta))
-        goto oom;
-
-    double *aw = w->arena_w, *acdf = w->arena_cdf;
-    icpns_alias_entry_t *aal = w->arena_alias;
-    for (uint32_t c = 0; c < nc; c++) {
-        size_t off = (size_t)s->sup_off[c];
-        uint32_t m = (uint32_t)(s->sup_off[c + 1] - off);
-        icpns_wtable_t *t = &w->comm[c];
-        double *cw = aw + off, *ccdf = acdf + off + c;
-        for (uint32_t k = 0; k < m; k++)
-            cw[k] = pow_cache_get(&powa, s->sup_count[off + k]);
-        prefix_sums(cw, m, ccdf);
-        t->m = m;
-        t->items = s->sup_item + off;
-        t->w = cw;
-        t->cdf = ccdf;
-        if (m > 0 && (rc = icpns_alias_build(&t->alias, cw, m, aal + off)))
-            goto fail;
-    }
-    {
-        icpns_wtable_t *g = &w->global;
-        double *gw = aw + nsup, *gcdf = acdf + nsup + nc;
-        for (uint32_t i = 0; i < ni; i++)
-            gw[i] = pow_cache_get(&powb, s->item_pop[i]);
-        prefix_sums(gw, ni, gcdf);
-        g->m = ni;
-        g->items = NULL;
-        g->w = gw;
-        g->cdf = gcdf;
-        if ((rc = icpns_alias_build(&g->alias, gw, ni, aal + nsup)))
-            goto fail;
-    }
-    for (uint32_t u = 0; u < nu; u++) {
-        const uint32_t *pos = s->pos + s->pos_off[u];
-        uint32_t d = icpns_snapshot_degree(s, u);
-        double mp = 0, mc = 0;
-        uint32_t hits = 0;
-        for (uint32_t k = 0; k < d; k++)
-            mp += w->global.w[pos[k]];
-        uint32_t c = s->user_comm[u];
-        if (c != ICPNS_NONE) {
-            const icpns_wtable_t *t = &w->comm[c];
-            for (uint32_t k = 0; k < d; k++) {
-                uint32_t j = icpns_wtable_find(t, pos[k]);
-                if (j != ICPNS_NONE) {
-                    mc += t->w[j];
-                    hits++;
-                }
-            }
-        }
-        w->pos_mass_comm[u] = mc;
-        w->pos_hits_comm[u] = hits;
-        w->pos_mass_pop[u] = mp;
-    }
-    free(powa.t);
-    free(powb.t);
+        !w->pos_mass_comm || !w->pos_hits_comm || !w->pos_mass_pop)
+        return icpns_weights_free(w);
     w->bytes = sizeof(*w) + (size_t)nc * sizeof(*w->comm) + (nsup + ni) * sizeof(double) +
                (nsup + nc + ni + 1) * sizeof(double) +
                (nsup + ni) * sizeof(icpns_alias_entry_t) +
                (size_t)nu * (2 * sizeof(double) + sizeof(uint32_t));
+    return w;
+}
+
+/* Where community @c's table lives in the arenas (the global table comes
+ * after all communities: c = nc). */
+static void table_place(const icpns_snapshot_t *s, icpns_weights_t *w, uint32_t c,
+                        double **cw, double **ccdf, icpns_alias_entry_t **cal)
+{
+    size_t off = (size_t)s->sup_off[c];
+    *cw = (double *)w->arena_w + off;
+    *ccdf = (double *)w->arena_cdf + off + c;
+    *cal = (icpns_alias_entry_t *)w->arena_alias + off;
+}
+
+/* Points table @t at its arena storage, already filled. */
+static void table_bind(icpns_wtable_t *t, uint32_t m, const uint32_t *items, double *cw,
+                       double *ccdf, icpns_alias_entry_t *cal)
+{
+    t->m = m;
+    t->items = items;
+    t->w = cw;
+    t->cdf = ccdf;
+    t->alias.n = m;
+    t->alias.e = m ? cal : NULL;
+}
+
+/* Computes community @c's table: w = pop_c^alpha, prefix sums, alias. */
+static int comm_table_fill(const icpns_snapshot_t *s, icpns_weights_t *w, uint32_t c,
+                           const pow_cache_t *powa)
+{
+    size_t off = (size_t)s->sup_off[c];
+    uint32_t m = (uint32_t)(s->sup_off[c + 1] - off);
+    double *cw, *ccdf;
+    icpns_alias_entry_t *cal;
+    table_place(s, w, c, &cw, &ccdf, &cal);
+    for (uint32_t k = 0; k < m; k++)
+        cw[k] = pow_cache_get(powa, s->sup_count[off + k]);
+    prefix_sums(cw, m, ccdf);
+    icpns_wtable_t *t = &w->comm[c];
+    table_bind(t, m, s->sup_item + off, cw, ccdf, cal);
+    return m > 0 ? icpns_alias_build(&t->alias, cw, m, cal) : 0;
+}
+
+/* Computes the global table: w = pop^beta over all items. */
+static int global_table_fill(const icpns_snapshot_t *s, icpns_weights_t *w,
+                             const pow_cache_t *powb)
+{
+    uint32_t ni = s->items.n;
+    double *gw, *gcdf;
+    icpns_alias_entry_t *gal;
+    table_place(s, w, s->comms.n, &gw, &gcdf, &gal);
+    for (uint32_t i = 0; i < ni; i++)
+        gw[i] = pow_cache_get(powb, s->item_pop[i]);
+    prefix_sums(gw, ni, gcdf);
+    table_bind(&w->global, ni, NULL, gw, gcdf, gal);
+    return icpns_alias_build(&w->global.alias, gw, ni, gal);
+}
+
+/* Copies table @t of @ow (over @os) into @w's arenas at community @c. */
+static void table_copy(const icpns_snapshot_t *s, icpns_weights_t *w, uint32_t c,
+                       const icpns_wtable_t *t, icpns_wtable_t *dst, const uint32_t *items)
+{
+    double *cw, *ccdf;
+    icpns_alias_entry_t *cal;
+    table_place(s, w, c, &cw, &ccdf, &cal);
+    memcpy(cw, t->w, (size_t)t->m * sizeof(double));
+    memcpy(ccdf, t->cdf, ((size_t)t->m + 1) * sizeof(double));
+    if (t->m)
+        memcpy(cal, t->alias.e, (size_t)t->m * sizeof(*cal));
+    table_bind(dst, t->m, items, cw, ccdf, cal);
+}
+
+/* The masses of user @u's positives under its tables. */
+static void user_masses(const icpns_snapshot_t *s, icpns_weights_t *w, uint32_t u)
+{
+    const uint32_t *pos = s->pos + s->pos_off[u];
+    uint32_t d = icpns_snapshot_degree(s, u);
+    double mp = 0, mc = 0;
+    uint32_t hits = 0;
+    for (uint32_t k = 0; k < d; k++)
+        mp += w->global.w[pos[k]];
+    uint32_t c = s->user_comm[u];
+    if (c != ICPNS_NONE) {
+        const icpns_wtable_t *t = &w->comm[c];
+        for (uint32_t k = 0; k < d; k++) {
+            uint32_t j = icpns_wtable_find(t, pos[k]);
+            if (j != ICPNS_NONE) {
+                mc += t->w[j];
+                hits++;
+            }
+        }
+    }
+    w->pos_mass_comm[u] = mc;
+    w->pos_hits_comm[u] = hits;
+    w->pos_mass_pop[u] = mp;
+}
+
+/*
+ * Fills @w over @s.  With @old (the weights of the same setting over the
+ * snapshot @s was patched from), tables of communities not in @touched and,
+ * unless @global_changed, the global table are copied; users not in
+ * @user_touched whose community was not touched keep their masses.  The
+ * result is bit-identical to a fresh build: every value is computed by the
+ * same code in the same order.
+ */
+static int weights_fill(const icpns_snapshot_t *s, icpns_weights_t *w,
+                        const icpns_weights_t *old, const uint8_t *touched,
+                        bool global_changed, const uint8_t *user_touched)
+{
+    uint32_t nc = s->comms.n, nu = s->users.n;
+    pow_cache_t powa = {0}, powb = {0};
+    int rc = ICPNS_ENOMEM;
+    if (pow_cache_init(&powa, s->max_count, w->params.alpha) ||
+        pow_cache_init(&powb, s->max_count, w->params.beta))
+        goto out;
+    for (uint32_t c = 0; c < nc; c++) {
+        if (old && !touched[c])
+            table_copy(s, w, c, &old->comm[c], &w->comm[c], s->sup_item + s->sup_off[c]);
+        else if ((rc = comm_table_fill(s, w, c, &powa)))
+            goto out;
+    }
+    if (old && !global_changed)
+        table_copy(s, w, nc, &old->global, &w->global, NULL);
+    else if ((rc = global_table_fill(s, w, &powb)))
+        goto out;
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t c = s->user_comm[u];
+        if (old && !global_changed && !user_touched[u] && (c == ICPNS_NONE || !touched[c])) {
+            w->pos_mass_comm[u] = old->pos_mass_comm[u];
+            w->pos_hits_comm[u] = old->pos_hits_comm[u];
+            w->pos_mass_pop[u] = old->pos_mass_pop[u];
+        } else if (old && !user_touched[u] && (c == ICPNS_NONE || !touched[c])) {
+            /* Only the global weights moved: the community part stands. */
+            w->pos_mass_comm[u] = old->pos_mass_comm[u];
+            w->pos_hits_comm[u] = old->pos_hits_comm[u];
+            const uint32_t *pos = s->pos + s->pos_off[u];
+            uint32_t d = icpns_snapshot_degree(s, u);
+            double mp = 0;
+            for (uint32_t k = 0; k < d; k++)
+                mp += w->global.w[pos[k]];
+            w->pos_mass_pop[u] = mp;
+        } else {
+            user_masses(s, w, u);
+        }
+    }
+    rc = 0;
+out:
+    free(powa.t);
+    free(powb.t);
+    return rc;
+}
+
+int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
+                        icpns_weights_t **ret, icpns_error_t *err)
+{
+    int rc = icpns_params_check(p, err);
+    if (rc)
+        return rc;
+    double t0 = icpns_now();
+    icpns_weights_t *w = weights_alloc(s, p);
+    if (!w)
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL,
+                               "out of memory building weights");
+    if ((rc = weights_fill(s, w, NULL, NULL, false, NULL))) {
+        icpns_weights_free(w);
+        return rc == ICPNS_ENOMEM
+                   ? icpns_error_set(err, rc, NULL, 0, NULL, "out of memory building weights")
+                   : icpns_error_set(err, ICPNS_EINVAL, NULL, 0, NULL, "invalid weights");
+    }
     w->build_seconds = icpns_now() - t0;
     *ret = w;
     return 0;
-oom:
-    rc = icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory building weights");
-fail:
-    if (rc == ICPNS_EINVAL)
-        rc = icpns_error_set(err, ICPNS_EINVAL, NULL, 0, NULL, "invalid weights");
-    free(powa.t);
-    free(powb.t);
-    icpns_weights_free(w);
-    return rc;
 }
 
 /* ---- snapshot ------------------------------------------------------------- */
@@ -318,50 +416,46 @@ static int support_from_file(icpns_snapshot_t *s, const icpns_dataset_t *d,
     return 0;
 }
 
-/* Computes pop_c(i) from the positives: for each community, a dense
- * counter touched only at the items its users have, then sorted. */
-static int support_from_positives(icpns_snapshot_t *s, icpns_error_t *err)
+/*
+ * Computes pop_c(i) from the positives: for each community (each one with
+ * @only[c] set, when @only is given; the others get empty supports), a dense
+ * counter touched only at the items its users have, then sorted.  Writes
+ * *@ret_off (nc + 1 offsets), *@ret_item and *@ret_count.
+ */
+static int count_support(const icpns_snapshot_t *s, const uint8_t *only, uint64_t **ret_off,
+                         uint32_t **ret_item, uint32_t **ret_count)
 {
     uint32_t nc = s->comms.n, nu = s->users.n, ni = s->items.n;
     uint64_t bound = 0;
-    for (uint32_t u = 0; u < nu; u++)
-        if (s->user_comm[u] != ICPNS_NONE)
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t c = s->user_comm[u];
+        if (c != ICPNS_NONE && (!only || only[c]))
             bound += icpns_snapshot_degree(s, u);
+    }
     uint32_t *by_comm = malloc(((size_t)nu + 1) * sizeof(*by_comm));
     uint64_t *coff = calloc((size_t)nc + 1, sizeof(*coff));
+    uint64_t *fill = malloc(((size_t)nc + 1) * sizeof(*fill));
     uint32_t *cnt = calloc(ni, sizeof(*cnt));
     uint32_t *touched = malloc(ni * sizeof(*touched));
-    s->sup_off = calloc((size_t)nc + 1, sizeof(*s->sup_off));
-    s->sup_item = malloc((bound ? bound : 1) * sizeof(uint32_t));
-    s->sup_count = malloc((bound ? bound : 1) * sizeof(uint32_t));
-    if (!by_comm || !coff || !cnt || !touched || !s->sup_off || !s->sup_item ||
-        !s->sup_count) {
-        free(by_comm);
-        free(coff);
-        free(cnt);
-        free(touched);
-        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
-    }
+    uint64_t *off = calloc((size_t)nc + 1, sizeof(*off));
+    uint32_t *item = malloc((bound ? bound : 1) * sizeof(uint32_t));
+    uint32_t *count = malloc((bound ? bound : 1) * sizeof(uint32_t));
+    int rc = ICPNS_ENOMEM;
+    if (!by_comm || !coff || !fill || !cnt || !touched || !off || !item || !count)
+        goto out;
     /* Users grouped by community (counting sort). */
-    for (uint32_t u = 0; u < nu; u++)
-        if (s->user_comm[u] != ICPNS_NONE)
-            coff[s->user_comm[u] + 1]++;
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t c = s->user_comm[u];
+        if (c != ICPNS_NONE && (!only || only[c]))
+            coff[c + 1]++;
+    }
     for (uint32_t c = 0; c < nc; c++)
         coff[c + 1] += coff[c];
-    {
-        uint64_t *fill = malloc(((size_t)nc + 1) * sizeof(*fill));
-        if (!fill) {
-            free(by_comm);
-            free(coff);
-            free(cnt);
-            free(touched);
-            return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
-        }
-        memcpy(fill, coff, ((size_t)nc + 1) * sizeof(*fill));
-        for (uint32_t u = 0; u < nu; u++)
-            if (s->user_comm[u] != ICPNS_NONE)
-                by_comm[fill[s->user_comm[u]]++] = u;
-        free(fill);
+    memcpy(fill, coff, ((size_t)nc + 1) * sizeof(*fill));
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t c = s->user_comm[u];
+        if (c != ICPNS_NONE && (!only || only[c]))
+            by_comm[fill[c]++] = u;
     }
     uint64_t out = 0;
     for (uint32_t c = 0; c < nc; c++) {
@@ -377,20 +471,50 @@ static int support_from_positives(icpns_snapshot_t *s, icpns_error_t *err)
         sort_u32(touched, nt);
         for (uint32_t k = 0; k < nt; k++) {
             uint32_t i = touched[k];
-            s->sup_item[out] = i;
-            s->sup_count[out] = cnt[i];
-            if (cnt[i] > s->max_count)
-                s->max_count = cnt[i];
+            item[out] = i;
+            count[out] = cnt[i];
             cnt[i] = 0;
             out++;
         }
-        s->sup_off[c + 1] = out;
+        off[c + 1] = out;
     }
+    *ret_off = off;
+    *ret_item = item;
+    *ret_count = count;
+    off = NULL;
+    item = count = NULL;
+    rc = 0;
+out:
     free(by_comm);
     free(coff);
+    free(fill);
     free(cnt);
     free(touched);
+    free(off);
+    free(item);
+    free(count);
+    return rc;
+}
+
+static int support_from_positives(icpns_snapshot_t *s, icpns_error_t *err)
+{
+    if (count_support(s, NULL, &s->sup_off, &s->sup_item, &s->sup_count))
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    for (uint64_t k = 0; k < s->sup_off[s->comms.n]; k++)
+        if (s->sup_count[k] > s->max_count)
+            s->max_count = s->sup_count[k];
     return 0;
+}
+
+static size_t snapshot_bytes(const icpns_snapshot_t *s)
+{
+    uint32_t nu = s->users.n, ni = s->items.n, nc = s->comms.n;
+    size_t nsup = (size_t)s->sup_off[nc];
+    return sizeof(*s) + icpns_idmap_bytes(&s->users) + icpns_idmap_bytes(&s->items) +
+           icpns_idmap_bytes(&s->comms) + ((size_t)nu + 1) * sizeof(uint64_t) +
+           (size_t)s->n_interactions * sizeof(uint32_t) + (size_t)nu * sizeof(uint32_t) +
+           (size_t)nc * sizeof(uint32_t) + ((size_t)nc + 1) * sizeof(uint64_t) +
+           nsup * 2 * sizeof(uint32_t) + (size_t)ni * sizeof(uint32_t) + s->weights->bytes;
 }
 
 int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
@@ -519,13 +643,7 @@ int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
 
     if ((rc = icpns_weights_build(s, p, &s->weights, err)))
         goto fail;
-    size_t nsup = (size_t)s->sup_off[nc];
-    s->bytes = sizeof(*s) + icpns_idmap_bytes(&s->users) + icpns_idmap_bytes(&s->items) +
-               icpns_idmap_bytes(&s->comms) + ((size_t)nu + 1) * sizeof(uint64_t) +
-               (size_t)out * sizeof(uint32_t) + (size_t)nu * sizeof(uint32_t) +
-               (size_t)nc * sizeof(uint32_t) + ((size_t)nc + 1) * sizeof(uint64_t) +
-               nsup * 2 * sizeof(uint32_t) + (size_t)ni * sizeof(uint32_t) +
-               s->weights->bytes;
+    s->bytes = snapshot_bytes(s);
     s->build_seconds = icpns_now() - t0;
     *ret = s;
     return 0;
@@ -534,6 +652,223 @@ oom:
 fail:
     free(tmp);
     snapshot_free(s);
+    return rc;
+}
+
+/* ---- patching ------------------------------------------------------------- */
+
+typedef struct upair {
+    uint32_t u, i;
+} upair_t;
+
+static int cmp_upair(const void *a, const void *b)
+{
+    const upair_t *x = a, *y = b;
+    if (x->u != y->u)
+        return x->u < y->u ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Whether @item is among the sorted positives of @u in @s. */
+static bool has_positive(const icpns_snapshot_t *s, uint32_t u, uint32_t item)
+{
+    const uint32_t *pos = s->pos + s->pos_off[u];
+    uint32_t lo = 0, hi = icpns_snapshot_degree(s, u);
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (pos[mid] < item)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < icpns_snapshot_degree(s, u) && pos[lo] == item;
+}
+
+int icpns_snapshot_patch(const icpns_snapshot_t *o, const icpns_delta_t *dl,
+                         icpns_snapshot_t **ret, icpns_patch_stats_t *stats,
+                         icpns_error_t *err)
+{
+    if (o->pop_from_file)
+        return icpns_error_set(err, ICPNS_ENOPATCH, NULL, 0, NULL,
+                               "pop_c comes from a popularity file");
+    double t0 = icpns_now();
+    uint32_t nu = o->users.n, ni = o->items.n, nc = o->comms.n;
+    icpns_snapshot_t *s = NULL;
+    upair_t *np = malloc((dl->n_inter ? dl->n_inter : 1) * sizeof(*np));
+    uint8_t *user_touched = calloc(nu ? nu : 1, 1);
+    uint8_t *touched = calloc(nc ? nc : 1, 1);
+    uint64_t *toff = NULL;
+    uint32_t *titem = NULL, *tcount = NULL;
+    int rc = 0;
+    if (!np || !user_touched || !touched)
+        goto oom;
+
+    /* The new pairs, dense, sorted, without duplicates or known positives. */
+    size_t n = 0;
+    for (size_t k = 0; k < dl->n_inter; k++) {
+        uint32_t u = icpns_idmap_find(&o->users, dl->inter[k].a);
+        uint32_t i = icpns_idmap_find(&o->items, dl->inter[k].b);
+        if (u == ICPNS_NONE || i == ICPNS_NONE) {
+            rc = icpns_error_set(err, ICPNS_ENOPATCH, NULL, 0, u == ICPNS_NONE ? "user" : "item",
+                                 "new %s id %lld", u == ICPNS_NONE ? "user" : "item",
+                                 (long long)(u == ICPNS_NONE ? dl->inter[k].a : dl->inter[k].b));
+            goto fail;
+        }
+        if (!has_positive(o, u, i))
+            np[n++] = (upair_t){u, i};
+    }
+    if (n > 1)
+        qsort(np, n, sizeof(*np), cmp_upair);
+    size_t na = 0;
+    for (size_t k = 0; k < n; k++)
+        if (k == 0 || np[k].u != np[k - 1].u || np[k].i != np[k - 1].i)
+            np[na++] = np[k];
+    if (o->n_interactions + na > UINT32_MAX - 1) {
+        rc = icpns_error_set(err, ICPNS_ELIMIT, NULL, 0, "interactions",
+                             "more than 2^32-2 interactions");
+        goto fail;
+    }
+
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        goto oom;
+    atomic_init(&s->refs, 1);
+    s->params = o->params;
+    if (icpns_idmap_copy(&s->users, &o->users) || icpns_idmap_copy(&s->items, &o->items) ||
+        icpns_idmap_copy(&s->comms, &o->comms))
+        goto oom;
+
+    /* Positives: each row merged with its new items. */
+    s->n_interactions = o->n_interactions + na;
+    s->pos_off = malloc(((size_t)nu + 1) * sizeof(*s->pos_off));
+    s->pos = malloc((s->n_interactions ? s->n_interactions : 1) * sizeof(*s->pos));
+    s->item_pop = malloc(ni * sizeof(*s->item_pop));
+    s->user_comm = malloc((nu ? nu : 1) * sizeof(*s->user_comm));
+    s->comm_size = malloc((nc ? nc : 1) * sizeof(*s->comm_size));
+    if (!s->pos_off || !s->pos || !s->item_pop || !s->user_comm || !s->comm_size)
+        goto oom;
+    memcpy(s->item_pop, o->item_pop, ni * sizeof(*s->item_pop));
+    memcpy(s->user_comm, o->user_comm, nu * sizeof(*s->user_comm));
+    memcpy(s->comm_size, o->comm_size, nc * sizeof(*s->comm_size));
+    uint64_t out = 0;
+    size_t q = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        s->pos_off[u] = out;
+        const uint32_t *row = o->pos + o->pos_off[u];
+        uint32_t d = icpns_snapshot_degree(o, u), k = 0;
+        if (q < na && np[q].u == u)
+            user_touched[u] = 1;
+        while (k < d || (q < na && np[q].u == u)) {
+            if (q < na && np[q].u == u && (k == d || np[q].i < row[k])) {
+                s->item_pop[np[q].i]++;
+                s->pos[out++] = np[q++].i;
+            } else {
+                s->pos[out++] = row[k++];
+            }
+        }
+    }
+    s->pos_off[nu] = out;
+
+    /* Communities: apply the assignments in order. */
+    for (size_t k = 0; k < dl->n_comm; k++) {
+        uint32_t u = icpns_idmap_find(&o->users, dl->comm[k].a);
+        uint32_t c = icpns_idmap_find(&o->comms, dl->comm[k].b);
+        if (u == ICPNS_NONE || c == ICPNS_NONE) {
+            rc = icpns_error_set(err, ICPNS_ENOPATCH, NULL, 0,
+                                 u == ICPNS_NONE ? "user" : "community", "new %s id %lld",
+                                 u == ICPNS_NONE ? "user" : "community",
+                                 (long long)(u == ICPNS_NONE ? dl->comm[k].a : dl->comm[k].b));
+            goto fail;
+        }
+        uint32_t was = s->user_comm[u];
+        if (was == c)
+            continue;
+        if (was != ICPNS_NONE) {
+            s->comm_size[was]--;
+            touched[was] = 1;
+        }
+        s->comm_size[c]++;
+        touched[c] = 1;
+        user_touched[u] = 1;
+        s->user_comm[u] = c;
+    }
+    for (uint32_t c = 0; c < nc; c++)
+        if (s->comm_size[c] == 0) {
+            rc = icpns_error_set(err, ICPNS_ENOPATCH, NULL, 0, "community",
+                                 "community %lld would be left without members",
+                                 (long long)o->comms.ids[c]);
+            goto fail;
+        }
+    for (size_t k = 0; k < na; k++)
+        if (s->user_comm[np[k].u] != ICPNS_NONE)
+            touched[s->user_comm[np[k].u]] = 1;
+
+    /* Supports: recount the touched communities, copy the others. */
+    if (count_support(s, touched, &toff, &titem, &tcount))
+        goto oom;
+    s->sup_off = malloc(((size_t)nc + 1) * sizeof(*s->sup_off));
+    if (!s->sup_off)
+        goto oom;
+    s->sup_off[0] = 0;
+    for (uint32_t c = 0; c < nc; c++)
+        s->sup_off[c + 1] = s->sup_off[c] + (touched[c] ? toff[c + 1] - toff[c]
+                                                         : o->sup_off[c + 1] - o->sup_off[c]);
+    size_t nsup = (size_t)s->sup_off[nc];
+    s->sup_item = malloc((nsup ? nsup : 1) * sizeof(uint32_t));
+    s->sup_count = malloc((nsup ? nsup : 1) * sizeof(uint32_t));
+    if (!s->sup_item || !s->sup_count)
+        goto oom;
+    for (uint32_t c = 0; c < nc; c++) {
+        const uint32_t *si = touched[c] ? titem + toff[c] : o->sup_item + o->sup_off[c];
+        const uint32_t *sc = touched[c] ? tcount + toff[c] : o->sup_count + o->sup_off[c];
+        size_t m = (size_t)(s->sup_off[c + 1] - s->sup_off[c]);
+        memcpy(s->sup_item + s->sup_off[c], si, m * sizeof(uint32_t));
+        memcpy(s->sup_count + s->sup_off[c], sc, m * sizeof(uint32_t));
+    }
+    for (uint32_t i = 0; i < ni; i++)
+        if (s->item_pop[i] > s->max_count)
+            s->max_count = s->item_pop[i];
+    for (size_t k = 0; k < nsup; k++)
+        if (s->sup_count[k] > s->max_count)
+            s->max_count = s->sup_count[k];
+
+    /* Weights: copy what did not move. */
+    if (!(s->weights = weights_alloc(s, &o->params)))
+        goto oom;
+    double tw = icpns_now();
+    if ((rc = weights_fill(s, s->weights, o->weights, touched, na > 0, user_touched))) {
+        rc = rc == ICPNS_ENOMEM
+                 ? icpns_error_set(err, rc, NULL, 0, NULL, "out of memory building weights")
+                 : icpns_error_set(err, ICPNS_EINVAL, NULL, 0, NULL, "invalid weights");
+        goto fail;
+    }
+    s->weights->build_seconds = icpns_now() - tw;
+    s->bytes = snapshot_bytes(s);
+    s->build_seconds = icpns_now() - t0;
+    if (stats) {
+        memset(stats, 0, sizeof(*stats));
+        stats->pairs_added = na;
+        stats->global_rebuilt = na > 0;
+        for (uint32_t u = 0; u < nu; u++)
+            stats->users_touched += user_touched[u];
+        for (uint32_t c = 0; c < nc; c++)
+            stats->comms_rebuilt += touched[c];
+    }
+    *ret = s;
+    s = NULL;
+    goto done;
+oom:
+    rc = icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory patching the snapshot");
+fail:
+done:
+    if (s)
+        snapshot_free(s);
+    free(np);
+    free(user_touched);
+    free(touched);
+    free(toff);
+    free(titem);
+    free(tcount);
     return rc;
 }
 

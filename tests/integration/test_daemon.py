@@ -23,6 +23,8 @@ except ImportError:  # pragma: no cover
     jsonschema = None
 
 TOKEN = "test-token-0123456789abcdef"
+MIX = [{"strategy": "icpns", "n": 4}, {"strategy": "popularity", "n": 2},
+       {"strategy": "uniform", "n": 2}]
 FRAME_REQ = struct.Struct("<4sHHIIB3sIQQ")
 
 
@@ -322,6 +324,50 @@ class TestReloadAndUpdates(Base):
         pos, comm, items = load_tables(tables)
         self.assertIn(5004, comm)
         self.assertEqual(pos[5004], {1, 2})
+
+    def test_updates_patch_only_touched_communities(self):
+        tables = self.fresh_tables()
+        pos, comm, items = load_tables(tables)
+        user = min(u for u in comm)
+        item = min(i for i in items if i not in pos[user])
+        other = min(c for c in set(comm.values()) if c != comm[user])
+        mover = min(u for u in comm if u != user and comm[u] == comm[user])
+        users = sorted(comm)[:60]
+        with Daemon(tables=tables, token=TOKEN) as d:
+            st, body = d.admin("POST", "/admin/interactions", {"interactions": [[user, item]]})
+            self.assertEqual(st, 200, body)
+            validate(self, body, "admin_result.json")
+            self.assertEqual((body["rebuild"], body["communities_rebuilt"]), ("patch", 1))
+            st, body = d.admin("PUT", "/admin/communities", {"communities": [[mover, other]]})
+            self.assertEqual((st, body["rebuild"], body["communities_rebuilt"]), (200, "patch", 2))
+            st, snap = d.admin("GET", "/admin/snapshot")
+            self.assertEqual((snap["rebuild"], snap["version"]), ("patch", 3))
+            validate(self, snap, "snapshot.json")
+            # A new user cannot be patched in: a full build, said so.
+            st, body = d.admin("POST", "/admin/interactions", {"interactions": [[987654, item]]})
+            self.assertEqual((st, body["rebuild"]), (200, "full"))
+            st, text = d.request("GET", "/metrics")
+            self.assertIn('icpnsd_rebuilds_total{kind="patch"} 2', text.decode())
+            # The patched tables sample the exact distribution of the new data.
+            pos, comm, items = load_tables(tables)
+            probs = exact_distribution(pos, comm, items, mover, "icpns")
+            counts = {}
+            for seed in range(8):
+                st, b = d.negatives(users=[mover] * 250, n=8, seed=seed)
+                for row in b["negatives"]:
+                    for i in row:
+                        counts[i] = counts.get(i, 0) + 1
+            self.assertGreater(chi2_test(counts, probs), 1e-4)
+            st, before = d.negatives(users=users + [987654], seed=5, strategy=MIX,
+                                    unknown_users="popularity")
+            self.assertEqual(st, 200, before)
+        # A restart builds everything from the files: the same negatives.
+        with Daemon(tables=tables, token=TOKEN) as d:
+            st, after = d.negatives(users=users + [987654], seed=5, strategy=MIX,
+                                    unknown_users="popularity")
+            self.assertEqual(before["negatives"], after["negatives"])
+            st, snap = d.admin("GET", "/admin/snapshot")
+            self.assertEqual(snap["rebuild"], "full")
 
     def test_failed_reload_keeps_serving(self):
         tables = self.fresh_tables()
