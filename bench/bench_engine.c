@@ -89,6 +89,77 @@ static double strategy_loop(const icpns_snapshot_t *s, icpns_work_t *w, const ui
     return (double)rows * n / (icpns_now() - t0);
 }
 
+/* An item @u has not touched. */
+static uint32_t fresh_item(const icpns_snapshot_t *s, uint32_t u, icpns_rng_t *r)
+{
+    for (;;) {
+        uint32_t i = (uint32_t)icpns_rng_below(r, s->items.n);
+        bool has = false;
+        for (uint64_t k = s->pos_off[u]; k < s->pos_off[u + 1]; k++)
+            has |= s->pos[k] == i;
+        if (!has)
+            return i;
+    }
+}
+
+/* Update costs: patching the snapshot against a full build of the same
+ * change, interleaved. */
+static void update_bench(const icpns_snapshot_t *s, const icpns_dataset_t *d, int reps)
+{
+    icpns_rng_t r;
+    icpns_rng_init(&r, 99, 0, 0);
+    uint32_t u0 = 0;
+    while (s->user_comm[u0] == ICPNS_NONE)
+        u0++;
+    icpns_pair_t one = {.a = s->users.ids[u0], .b = s->items.ids[fresh_item(s, u0, &r)]};
+    icpns_pair_t many[100];
+    for (int k = 0; k < 100; k++) {
+        uint32_t u = (uint32_t)icpns_rng_below(&r, s->users.n);
+        many[k] = (icpns_pair_t){.a = s->users.ids[u], .b = s->items.ids[fresh_item(s, u, &r)]};
+    }
+    icpns_pair_t move = {.a = s->users.ids[u0],
+                         .b = s->comms.ids[(s->user_comm[u0] + 1) % s->comms.n]};
+    struct {
+        const char *what;
+        icpns_delta_t delta;
+    } cases[3] = {
+        {"1 new pair (1 community)", {&one, 1, NULL, 0}},
+        {"100 new pairs, random users", {many, 100, NULL, 0}},
+        {"1 user moves community (2 communities)", {NULL, 0, &move, 1}},
+    };
+    double full[7], patch[3][7];
+    uint32_t touched[3] = {0};
+    icpns_error_t err;
+    for (int k = 0; k < reps; k++) {
+        icpns_snapshot_t *x;
+        double t0 = icpns_now();
+        if (icpns_snapshot_build(d, &s->params, &x, &err))
+            exit(1);
+        full[k] = icpns_now() - t0;
+        icpns_snapshot_unref(x);
+        for (int c = 0; c < 3; c++) {
+            icpns_patch_stats_t ps;
+            t0 = icpns_now();
+            if (icpns_snapshot_patch(s, &cases[c].delta, &x, &ps, &err)) {
+                fprintf(stderr, "patch: %s\n", err.message);
+                exit(1);
+            }
+            patch[c][k] = icpns_now() - t0;
+            touched[c] = ps.comms_rebuilt;
+            icpns_snapshot_unref(x);
+        }
+    }
+    double mf = median(full, reps);
+    printf("\nUpdates: icpns_snapshot_patch against a full icpns_snapshot_build (median of %d "
+           "interleaved runs):\n\n| update | communities rebuilt | patch | full build | ratio |\n"
+           "|---|---|---|---|---|\n", reps);
+    for (int c = 0; c < 3; c++) {
+        double mp = median(patch[c], reps);
+        printf("| %s | %u of %u | %.1f ms | %.1f ms | %.2f |\n", cases[c].what, touched[c],
+               s->comms.n, mp * 1e3, mf * 1e3, mp / mf);
+    }
+}
+
 static void run(const char *name, uint32_t U, uint32_t I, uint32_t K, uint64_t N, int reps)
 {
     icpns_gen_opts_t g;
@@ -123,6 +194,7 @@ static void run(const char *name, uint32_t U, uint32_t I, uint32_t K, uint64_t N
     printf("| snapshot build (median of %d) | %.3f s |\n", reps, median(builds, reps));
     printf("| snapshot memory (accounted) | %.1f MB |\n", (double)s->bytes / 1e6);
     printf("| RSS growth while building | %.1f MB |\n", (double)(rss1 - rss0) / 1024.0);
+    update_bench(s, d, reps);
     icpns_dataset_free(d);
 
     uint32_t rows = 200000, n = 16;
