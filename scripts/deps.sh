@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Installs what icpnsd needs to build, run and test, from Debian 12 packages.
-# Idempotent: skips apt when everything is present.  Uses sudo when not root.
+# Installs what icpnsd needs to build and run (and, with --test, to run the
+# whole test suite), from Debian 12 packages.  Idempotent: skips apt when
+# everything is present.  Uses sudo when not root.
 set -euo pipefail
 PKGS=(meson ninja-build pkg-config gcc libc6-dev
       libmicrohttpd-dev libjansson-dev libuv1-dev libcmocka-dev
-      python3 python3-numpy python3-jsonschema curl)
+      python3 python3-numpy curl)
+# The tests also validate responses against proto/ (jsonschema), build the
+# man pages (scdoc), check the systemd units (systemd-analyze), put replicas
+# behind nginx, and compare k-means with scikit-learn.
+TEST_PKGS=(python3-jsonschema scdoc systemd nginx-light python3-sklearn)
+[ "${1:-}" = --test ] && PKGS+=("${TEST_PKGS[@]}")
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,4 +21,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # nginx is installed for a test that runs its own instance on loopback;
+  # do not leave Debian's default server running on port 80.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi

@@ -3,7 +3,7 @@
 # SANITIZE=1 builds and runs it under AddressSanitizer + UBSan instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --test
 if [ "${SANITIZE:-0}" = 1 ]; then
   dir=build-asan
   opts=(-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug)

@@ -58,6 +58,7 @@ typedef struct req {
     route_t route;
     double t0;
     uint64_t id;
+    char rid[65]; /* the client's X-Request-Id when sane, else id */
     char *body;
     size_t len, cap;
     bool too_large;
@@ -164,6 +165,21 @@ static void wb_str(wbuf_t *b, const char *s)
 
 /* ---- responses -------------------------------------------------------------------- */
 
+/* Adopts a client's (or proxy's) X-Request-Id of 1..64 characters from
+ * [A-Za-z0-9._:-] so logs line up across nginx and replicas; anything else
+ * is replaced by the daemon's own counter. */
+static void set_request_id(req_t *r, const char *h)
+{
+    size_t n = h ? strlen(h) : 0;
+    bool ok = n > 0 && n < sizeof(r->rid);
+    for (size_t k = 0; ok && k < n; k++)
+        ok = isalnum((unsigned char)h[k]) || strchr("._:-", h[k]);
+    if (ok)
+        memcpy(r->rid, h, n + 1);
+    else
+        snprintf(r->rid, sizeof(r->rid), "%llu", (unsigned long long)r->id);
+}
+
 static enum MHD_Result send_buf(req_t *r, unsigned status, const char *ctype, wbuf_t *b,
                                 const char *allow)
 {
@@ -195,9 +211,7 @@ static enum MHD_Result send_buf(req_t *r, unsigned status, const char *ctype, wb
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"icpnsd-admin\"");
     if (status == 503)
         MHD_add_response_header(resp, "Retry-After", "1");
-    char rid[24];
-    snprintf(rid, sizeof(rid), "%llu", (unsigned long long)r->id);
-    MHD_add_response_header(resp, "X-Request-Id", rid);
+    MHD_add_response_header(resp, "X-Request-Id", r->rid);
     atomic_fetch_add_explicit(&icpnsd_metrics.bytes_out, b->len, memory_order_relaxed);
     r->status = status;
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
@@ -240,10 +254,10 @@ static enum MHD_Result send_error_ex(req_t *r, unsigned status, const char *code
     }
     wb_lit(&b, "}}\n");
     if (status >= 500)
-        log_warn("request id=%llu route=%s status=%u code=%s: %s", (unsigned long long)r->id,
+        log_warn("request id=%s route=%s status=%u code=%s: %s", r->rid,
                  icpnsd_route_name(r->route), status, code, msg);
     else
-        log_debug("request id=%llu route=%s status=%u code=%s: %s", (unsigned long long)r->id,
+        log_debug("request id=%s route=%s status=%u code=%s: %s", r->rid,
                   icpnsd_route_name(r->route), status, code, msg);
     return send_buf(r, status, CT_JSON, &b, allow);
 }
@@ -922,6 +936,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->t0 = icpns_now();
         r->conn = conn;
         r->id = atomic_fetch_add(&srv->request_ids, 1) + 1;
+        set_request_id(r, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
         const char *allow;
         int64_t id;
         r->route = route_of(url, &allow, &id);
@@ -988,7 +1003,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->status)
         icpnsd_metrics_request(r->route, r->status, icpns_now() - r->t0);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        log_debug("request id=%llu route=%s ended early (%d)", (unsigned long long)r->id,
+        log_debug("request id=%s route=%s ended early (%d)", r->rid,
                   icpnsd_route_name(r->route), (int)toe);
     free(r->body);
     free(r);

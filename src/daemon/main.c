@@ -36,6 +36,8 @@ static const char help[] =
     "      --admin-token-file F   enables /admin/* with the bearer token in F\n"
     "      --log-level L          error|warn|info|debug (default info)\n"
     "      --watch                reload when the table directory changes\n"
+    "      --check-config         load the configuration, token and tables, then exit\n"
+    "                             (0 when all is well) without binding\n"
     "  -h, --help                 this text\n"
     "      --version              print the version\n\n"
     "Signals: SIGHUP reloads the tables; SIGTERM/SIGINT stop gracefully.\n"
@@ -70,6 +72,13 @@ static int read_token(const char *path, char *out, size_t size, char *err, size_
     out[n] = '\0';
     while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
         out[--n] = '\0';
+    if (n == 0 || !strcmp(out, "disabled")) {
+        /* An empty file, or the word "disabled" (the unit's fallback
+         * credential), means that no token was provisioned. */
+        log_warn("admin token file %s holds no token: /admin/* is disabled (403)", path);
+        out[0] = '\0';
+        return 0;
+    }
     if (n < 16) {
         snprintf(err, es, "admin token file %s: the token must have at least 16 characters", path);
         return -1;
@@ -174,7 +183,7 @@ int main(int argc, char **argv)
     app_t *a = &app;
     icpnsd_config_default(&a->cfg);
     char err[1400];
-    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_LOG, O_WATCH, O_VERSION };
+    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_LOG, O_WATCH, O_VERSION, O_CHECK };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -186,7 +195,9 @@ int main(int argc, char **argv)
         {"watch", no_argument, NULL, O_WATCH},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
+        {"check-config", no_argument, NULL, O_CHECK},
         {0}};
+    bool check_only = false;
     /* The config file first, then the flags over it. */
     for (int k = 1; k < argc; k++) {
         const char *path = NULL;
@@ -211,6 +222,7 @@ int main(int argc, char **argv)
         case O_TOKEN: key = "admin_token_file"; break;
         case O_LOG: key = "log_level"; break;
         case O_WATCH: a->cfg.watch = true; continue;
+        case O_CHECK: check_only = true; continue;
         case 'h': fputs(help, stdout); return 0;
         case O_VERSION: printf("icpnsd %s\n", ICPNS_VERSION_STRING); return 0;
         default: fprintf(stderr, "Try 'icpnsd --help'.\n"); return 2;
@@ -246,6 +258,14 @@ int main(int argc, char **argv)
                  "bytes=%zu built in %.3fs", s->users.n, s->items.n,
                  (unsigned long long)s->n_interactions, s->comms.n, s->bytes, m.build_seconds);
         icpns_snapshot_unref(s);
+    }
+    if (check_only) {
+        printf("configuration ok: tables load and build; listen %s\n", a->cfg.listen);
+        uv_walk(&a->loop, close_all, NULL);
+        uv_run(&a->loop, UV_RUN_DEFAULT);
+        icpnsd_state_free(&a->st);
+        uv_loop_close(&a->loop);
+        return 0;
     }
     icpnsd_state_start(&a->st);
     /* Signals are caught before the first connection can be accepted, so a

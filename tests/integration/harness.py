@@ -27,10 +27,19 @@ def gen_tables(directory, users=200, items=150, communities=4, interactions=4000
 class Daemon:
     """A running icpnsd; use as a context manager."""
 
-    def __init__(self, *args, env=None, token=None, tables=None, check_start=True):
+    def __init__(self, *args, env=None, token=None, tables=None, check_start=True,
+                 listen_socket=None):
         self.tmp = tempfile.mkdtemp(prefix="icpnsd-test-")
         self.token = token
         argv = [ICPNSD, "--listen", "127.0.0.1:0", "--log-level", "debug"]
+        popen_extra = {}
+        if listen_socket is not None:
+            # Socket activation as systemd does it: the socket on fd 3,
+            # LISTEN_FDS=1 and LISTEN_PID = the daemon's pid (exec keeps
+            # the shell's pid).
+            argv = ["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"'] + argv
+            fd = listen_socket.fileno()
+            popen_extra = {"pass_fds": (3,), "preexec_fn": lambda: os.dup2(fd, 3)}
         if tables:
             argv += ["--tables", tables]
         if token:
@@ -47,7 +56,7 @@ class Daemon:
         if env:
             full_env.update(env)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.errlog,
-                                     env=full_env, text=True)
+                                     env=full_env, text=True, **popen_extra)
         self.port = None
         if check_start:
             line = self.proc.stdout.readline()

@@ -1,0 +1,263 @@
+"""Deployment: the installed tree, the systemd units (verify, security
+exposure), socket activation across a restart, and replicas behind nginx
+with one replica killed mid-traffic.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import http.client
+import json
+
+from harness import Daemon, ICPNSD, wait_until
+
+BUILD = os.environ.get("BUILD_DIR", "")
+SOURCE = os.environ.get("SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def post(port, body, timeout=10, close=True):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = {"Content-Type": "application/json"}
+    if close:
+        h["Connection"] = "close"
+    conn.request("POST", "/v1/negatives", json.dumps(body).encode(), h)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, data
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+@unittest.skipUnless(BUILD, "BUILD_DIR is not set (run through meson test)")
+class TestInstall(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dest = tempfile.mkdtemp(prefix="icpnsd-destdir-")
+        env = dict(os.environ, DESTDIR=cls.dest)
+        r = subprocess.run(["meson", "install", "-C", BUILD, "--no-rebuild", "--quiet"],
+                           env=env, capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError("meson install failed: " + r.stdout + r.stderr)
+        out = subprocess.run(["meson", "introspect", BUILD, "--buildoptions"],
+                             capture_output=True, text=True, check=True).stdout
+        opts = {o["name"]: o["value"] for o in json.loads(out)}
+        cls.prefix = opts["prefix"]
+        cls.opts = opts
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dest, ignore_errors=True)
+
+    def path(self, *parts):
+        p = os.path.join(self.prefix, *parts)
+        return self.dest + p
+
+    def test_tree(self):
+        o = self.opts
+        expect = [
+            (o["sbindir"], "icpnsd"),
+            (o["bindir"], "icpns"),
+            (o["sysconfdir"], "icpnsd", "icpnsd.conf"),
+            ("lib", "systemd", "system", "icpnsd.service"),
+            ("lib", "systemd", "system", "icpnsd.socket"),
+            (o["datadir"], "doc", "icpnsd", "operations.md"),
+            (o["datadir"], "doc", "icpnsd", "nginx-icpnsd.conf"),
+        ]
+        if shutil.which("scdoc"):
+            expect += [(o["mandir"], "man8", "icpnsd.8"), (o["mandir"], "man1", "icpns.1")]
+        for parts in expect:
+            self.assertTrue(os.path.isfile(self.path(*parts)), parts)
+        for exe in [self.path(o["sbindir"], "icpnsd"), self.path(o["bindir"], "icpns")]:
+            self.assertTrue(os.access(exe, os.X_OK), exe)
+            r = subprocess.run([exe, "--version"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0)
+        unit = read(self.path("lib", "systemd", "system", "icpnsd.service"))
+        # Prefix-aware paths, no template placeholders left.
+        self.assertIn("ExecStart=" + os.path.join(self.prefix, o["sbindir"], "icpnsd"), unit)
+        self.assertIn(os.path.join(self.prefix, o["sysconfdir"], "icpnsd", "icpnsd.conf"), unit)
+        self.assertNotIn("@", unit.replace("@system-service", "").replace("@privileged", "")
+                         .replace("@resources", ""))
+        # The installed configuration is valid for the installed daemon.
+        r = subprocess.run([self.path(o["sbindir"], "icpnsd"), "--config",
+                            self.path(o["sysconfdir"], "icpnsd", "icpnsd.conf"),
+                            "--listen", "127.0.0.1:0", "--check-config"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def installed_unit(self):
+        """The installed unit with its binaries pointed into DESTDIR, so that
+        systemd-analyze can check that they exist and are executable."""
+        unit = read(self.path("lib", "systemd", "system", "icpnsd.service"))
+        unit = unit.replace("ExecStart=" + self.prefix, "ExecStart=" + self.dest + self.prefix)
+        d = tempfile.mkdtemp(prefix="icpnsd-unit-")
+        self.addCleanup(shutil.rmtree, d, True)
+        p = os.path.join(d, "icpnsd.service")
+        with open(p, "w") as f:
+            f.write(unit)
+        shutil.copy(self.path("lib", "systemd", "system", "icpnsd.socket"), d)
+        return p
+
+    @unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze is not installed")
+    def test_systemd_verify(self):
+        unit = self.installed_unit()
+        for u in [unit, os.path.join(os.path.dirname(unit), "icpnsd.socket")]:
+            r = subprocess.run(["systemd-analyze", "verify", "--man=no", u],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(r.stderr.strip(), "", r.stderr)
+
+    @unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze is not installed")
+    def test_systemd_security_exposure(self):
+        r = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                            "--no-pager", self.installed_unit()],
+                           capture_output=True, text=True)
+        m = re.search(r"Overall exposure level for icpnsd\.service: ([0-9.]+)", r.stdout)
+        self.assertIsNotNone(m, r.stdout + r.stderr)
+        self.assertLessEqual(float(m.group(1)), 2.0, r.stdout)
+        for must in ["Type=notify", "WatchdogSec=", "ExecReload=", "Restart=on-failure",
+                     "StateDirectory=icpnsd", "ConfigurationDirectory=icpnsd"]:
+            self.assertIn(must, read(self.installed_unit()))
+
+
+class TestSocketActivation(unittest.TestCase):
+    def test_restart_refuses_no_connection(self):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1024)
+        port = sock.getsockname()[1]
+        self.addCleanup(sock.close)
+        failures, ok = [], [0]
+        stop = threading.Event()
+
+        def client(k):
+            seed = 0
+            while not stop.is_set():
+                seed += 1
+                try:
+                    st, _ = post(port, {"users": [1, 2, 3], "n": 4, "seed": seed}, timeout=30)
+                    if st != 200:
+                        failures.append(st)
+                    else:
+                        ok[0] += 1
+                except OSError as e:
+                    failures.append(repr(e))
+
+        a = Daemon(listen_socket=sock)
+        self.assertEqual(a.port, port)
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: ok[0] > 50)
+        # Restart: the old process drains and exits; the socket stays open,
+        # so connections wait in its backlog for the new process.
+        a.__exit__(None, None, None)
+        before = ok[0]
+        b = Daemon(listen_socket=sock)
+        wait_until(lambda: ok[0] > before + 50)
+        stop.set()
+        for t in threads:
+            t.join()
+        b.__exit__(None, None, None)
+        self.assertEqual(failures, [])
+        self.assertGreater(ok[0], before + 50)
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+@unittest.skipUnless(NGINX, "nginx is not installed (apt-get install nginx-light)")
+class TestNginxReplicas(unittest.TestCase):
+    def test_replica_killed_no_request_fails(self):
+        a, b = Daemon(), Daemon()
+        self.addCleanup(lambda: [d.proc.poll() is None and d.stop(signal.SIGKILL) for d in (a, b)])
+        front = free_port()
+        conf = read(os.path.join(SOURCE, "deploy", "nginx", "icpnsd.conf"))
+        conf = conf.replace("127.0.0.1:8470", "127.0.0.1:%d" % a.port)
+        conf = conf.replace("127.0.0.1:8480", "127.0.0.1:%d" % b.port)
+        conf = conf.replace("listen 127.0.0.1:8400;", "listen 127.0.0.1:%d;" % front)
+        tmp = tempfile.mkdtemp(prefix="icpnsd-nginx-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        with open(os.path.join(tmp, "icpnsd.conf"), "w") as f:
+            f.write(conf)
+        user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
+        with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+            f.write(user + "worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log;\n"
+                    "events { worker_connections 1024; }\n"
+                    "http { access_log off; client_body_temp_path %s/body; proxy_temp_path %s/proxy;\n"
+                    "include %s/icpnsd.conf; }\n" % (tmp, tmp, tmp, tmp, tmp))
+        ng = subprocess.Popen([NGINX, "-p", tmp, "-c", os.path.join(tmp, "nginx.conf"),
+                               "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (ng.poll() is None and ng.terminate(), ng.wait()))
+
+        def up():
+            try:
+                return post(front, {"users": [1], "n": 1, "seed": 1})[0] == 200
+            except OSError:
+                return False
+        self.assertTrue(wait_until(up, timeout=10), "nginx did not come up")
+
+        # The replicas serve the same tables: same seed, same bytes.
+        st, one = post(a.port, {"users": [1, 2], "n": 8, "seed": 42})
+        st, two = post(b.port, {"users": [1, 2], "n": 8, "seed": 42})
+        self.assertEqual(one, two)
+
+        failures, ok = [], [0]
+        stop = threading.Event()
+
+        def client(k):
+            seed = k * 1000000
+            conn = None
+            while not stop.is_set():
+                seed += 1
+                try:
+                    st, data = post(front, {"users": [1, 2, 3, 4], "n": 4, "seed": seed},
+                                    close=False)
+                    if st != 200:
+                        failures.append((st, data[:200]))
+                    else:
+                        ok[0] += 1
+                except OSError as e:
+                    failures.append(repr(e))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: ok[0] > 200)
+        a.stop(signal.SIGKILL)  # no goodbye: SIGKILL mid-traffic
+        a.errlog.close()
+        killed_at = ok[0]
+        wait_until(lambda: ok[0] > killed_at + 300, timeout=20)
+        stop.set()
+        for t in threads:
+            t.join()
+        b.__exit__(None, None, None)
+        self.assertEqual(failures, [])
+        self.assertGreater(ok[0], killed_at + 300)
+        # Admin routes are not exposed through the balancer.
+        conn = http.client.HTTPConnection("127.0.0.1", front, timeout=5)
+        conn.request("POST", "/admin/reload")
+        self.assertEqual(conn.getresponse().status, 404)
+        conn.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
