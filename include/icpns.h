@@ -9,4 +9,5 @@
 #include "icpns/snapshot.h"
 #include "icpns/sampler.h"
 #include "icpns/gen.h"
+#include "icpns/kmeans.h"
 #endif

@@ -613,6 +613,217 @@ out:
     return rc;
 }
 
+/* ---- cluster -------------------------------------------------------------- */
+
+static const char cluster_help[] =
+    "Usage: icpns cluster --embeddings FILE --k K [OPTIONS] [-o FILE]\n"
+    "Cluster user embeddings into K communities with k-means (k-means++\n"
+    "seeding, Lloyd iterations, restarts keeping the lowest inertia) and write\n"
+    "user<TAB>community lines (atomically; '-' or no -o for stdout).  The same\n"
+    "embeddings, k and seed give the same communities.\n\n"
+    "  --embeddings FILE   .npy (2-D float32/float64) or text 'user v1 v2 ...'\n"
+    "  --users FILE        user ids of the .npy rows, one per line (default:\n"
+    "                      row r is user --user-base + r)\n"
+    "  --user-base ID      id of row 0 when there is no --users (default 0)\n"
+    "  --k K               number of communities (default 8)\n"
+    "  --seed S            random seed (default 2026)\n"
+    "  --restarts R        k-means++ restarts, the best is kept (default 4)\n"
+    "  --max-iter N        Lloyd iterations per restart (default 300)\n"
+    "  --tol T             stop when centres move less than T x the mean\n"
+    "                      feature variance (default 1e-4)\n"
+    "  -o, --output FILE   where to write (default stdout)\n"
+    "  -q, --quiet         no progress on stderr\n"
+    "  -h, --help          this text\n";
+
+static void cluster_progress(void *arg, uint32_t r, uint32_t n, double inertia)
+{
+    (void)arg;
+    fprintf(stderr, "%s cluster: restart %u/%u inertia %.6g\n", prog, r + 1, n, inertia);
+}
+
+/* Reads user ids, one per line ('#' comments, blank lines skipped). */
+static int read_ids(const char *path, uint32_t want, int64_t **ret, icpns_error_t *err)
+{
+    char *buf;
+    size_t len;
+    int rc = icpns_file_read(path, (size_t)1 << 36, &buf, &len, err);
+    if (rc)
+        return rc;
+    int64_t *ids = malloc(((size_t)want + 1) * sizeof(*ids));
+    if (!ids) {
+        free(buf);
+        return icpns_error_set(err, ICPNS_ENOMEM, path, 0, NULL, "out of memory");
+    }
+    uint32_t n = 0;
+    uint64_t line = 0;
+    for (char *p = buf, *eol; p < buf + len; p = eol + 1) {
+        eol = memchr(p, '\n', (size_t)(buf + len - p));
+        if (!eol)
+            eol = buf + len;
+        *eol = '\0';
+        line++;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        char *e = p + strlen(p);
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+            *--e = '\0';
+        if (!*p || *p == '#')
+            continue;
+        int64_t v;
+        if (!parse_i64(p, &v) || v < 0) {
+            rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "user", "bad user id '%s'", p);
+            break;
+        }
+        if (n == want) {
+            rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "user",
+                                 "more ids than embedding rows (%u)", want);
+            break;
+        }
+        ids[n++] = v;
+    }
+    if (!rc && n != want)
+        rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "user",
+                             "%u ids for %u embedding rows", n, want);
+    free(buf);
+    if (rc)
+        free(ids);
+    else
+        *ret = ids;
+    return rc;
+}
+
+static int cmd_cluster(int argc, char **argv)
+{
+    const char *emb = NULL, *users = NULL, *out = "-";
+    int64_t base = 0;
+    bool quiet = false;
+    icpns_kmeans_opts_t ko;
+    icpns_kmeans_opts_default(&ko);
+    enum { O_EMB = 1000, O_USERS, O_BASE, O_K, O_SEED, O_RESTARTS, O_MAXIT, O_TOL };
+    static const struct option longopts[] = {
+        {"embeddings", required_argument, NULL, O_EMB},
+        {"users", required_argument, NULL, O_USERS},
+        {"user-base", required_argument, NULL, O_BASE},
+        {"k", required_argument, NULL, O_K},
+        {"seed", required_argument, NULL, O_SEED},
+        {"restarts", required_argument, NULL, O_RESTARTS},
+        {"max-iter", required_argument, NULL, O_MAXIT},
+        {"tol", required_argument, NULL, O_TOL},
+        {"output", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    int c;
+    uint64_t u;
+    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_EMB: emb = optarg; break;
+        case O_USERS: users = optarg; break;
+        case O_BASE:
+            if (!parse_i64(optarg, &base) || base < 0)
+                return usage_error("cluster", "--user-base: bad id '%s'", optarg);
+            break;
+        case O_K:
+            if (!parse_u64(optarg, &u) || u < 1 || u > 1000000)
+                return usage_error("cluster", "--k: expected 1..1000000, got '%s'", optarg);
+            ko.k = (uint32_t)u;
+            break;
+        case O_SEED:
+            if (!parse_u64(optarg, &ko.seed))
+                return usage_error("cluster", "--seed: bad number '%s'", optarg);
+            break;
+        case O_RESTARTS:
+            if (!parse_u64(optarg, &u) || u < 1 || u > 10000)
+                return usage_error("cluster", "--restarts: expected 1..10000, got '%s'", optarg);
+            ko.restarts = (uint32_t)u;
+            break;
+        case O_MAXIT:
+            if (!parse_u64(optarg, &u) || u < 1 || u > 1000000)
+                return usage_error("cluster", "--max-iter: expected 1..1000000, got '%s'", optarg);
+            ko.max_iter = (uint32_t)u;
+            break;
+        case O_TOL:
+            if (!parse_f64(optarg, &ko.tol) || ko.tol < 0)
+                return usage_error("cluster", "--tol: expected a number >= 0, got '%s'", optarg);
+            break;
+        case 'o': out = optarg; break;
+        case 'q': quiet = true; break;
+        case 'h': fputs(cluster_help, stdout); return 0;
+        default: return usage_error("cluster", "%s", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return usage_error("cluster", "unexpected argument '%s'", argv[optind]);
+    if (!emb)
+        return usage_error("cluster", "%s", "--embeddings FILE is required");
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    icpns_embeddings_t e;
+    int rc = icpns_embeddings_load(emb, &e, &err);
+    if (rc)
+        return fail(&err);
+    if (users && e.ids) {
+        icpns_embeddings_free(&e);
+        return usage_error("cluster", "%s", "--users is for .npy files; text embeddings name their users");
+    }
+    if (users && (rc = read_ids(users, e.n, &e.ids, &err))) {
+        icpns_embeddings_free(&e);
+        return fail(&err);
+    }
+    if (!e.ids) {
+        e.ids = malloc((size_t)e.n * sizeof(int64_t));
+        if (!e.ids) {
+            icpns_embeddings_free(&e);
+            icpns_error_set(&err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+            return fail(&err);
+        }
+        for (uint32_t r = 0; r < e.n; r++)
+            e.ids[r] = base + r;
+    }
+    if (!quiet) {
+        fprintf(stderr, "%s cluster: %u users x %u dimensions, k=%u, %u restarts\n", prog, e.n,
+                e.dim, ko.k, ko.restarts);
+        ko.progress = cluster_progress;
+    }
+    icpns_kmeans_result_t res;
+    double t0 = icpns_now();
+    if ((rc = icpns_kmeans(e.x, e.n, e.dim, &ko, &res, &err))) {
+        if (err.line) /* a row of the file */
+            snprintf(err.path, sizeof(err.path), "%s", emb);
+        icpns_embeddings_free(&e);
+        return fail(&err);
+    }
+    double secs = icpns_now() - t0;
+    size_t cap = 32 + (size_t)e.n * 32, len = 0;
+    char *text = malloc(cap);
+    if (!text) {
+        rc = icpns_error_set(&err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    } else {
+        len += (size_t)snprintf(text, cap, "# user\tcommunity\n");
+        for (uint32_t r = 0; r < e.n; r++)
+            len += (size_t)snprintf(text + len, cap - len, "%lld\t%u\n", (long long)e.ids[r],
+                                    res.labels[r]);
+        if (!strcmp(out, "-"))
+            rc = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0
+                     ? 0
+                     : icpns_error_set(&err, ICPNS_EIO, "stdout", 0, NULL, "write failed");
+        else
+            rc = icpns_file_write_atomic(out, text, len, &err);
+    }
+    if (!rc && !quiet) {
+        fprintf(stderr, "%s cluster: inertia %.6g (restart %u, %u iterations%s, %.2f s); sizes", prog,
+                res.inertia, res.best_restart + 1, res.iterations,
+                res.converged ? "" : ", max-iter reached", secs);
+        for (uint32_t k = 0; k < res.k; k++)
+            fprintf(stderr, " %u", res.sizes[k]);
+        fprintf(stderr, "%s%s\n", strcmp(out, "-") ? "; wrote " : "", strcmp(out, "-") ? out : "");
+    }
+    free(text);
+    icpns_kmeans_result_free(&res);
+    icpns_embeddings_free(&e);
+    return rc ? fail(&err) : 0;
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static const char main_help[] =
@@ -623,6 +834,7 @@ static const char main_help[] =
     "  build     compute popularity.tsv (pop_c(i)) from the interactions\n"
     "  check     validate tables and print statistics\n"
     "  sample    draw negatives for users (uniform, popularity, icpns)\n"
+    "  cluster   k-means over user embeddings -> communities.tsv\n"
     "\n"
     "Run 'icpns COMMAND --help' for a command's options.\n"
     "  -h, --help      this text\n"
@@ -649,6 +861,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "build")) return cmd_build(argc, argv);
     if (!strcmp(cmd, "check")) return cmd_check(argc, argv);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
+    if (!strcmp(cmd, "cluster")) return cmd_cluster(argc, argv);
     fprintf(stderr, "%s: unknown command '%s'\nTry '%s --help'.\n", prog, cmd, prog);
     return EXIT_USAGE;
 }

@@ -8,6 +8,15 @@ import unittest
 
 from harness import ICPNS, Daemon, gen_tables, load_tables
 
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover
+    np = None
+try:
+    from sklearn.cluster import KMeans
+except ImportError:  # pragma: no cover
+    KMeans = None
+
 
 def run(*args, check=True):
     p = subprocess.run([ICPNS, *args], capture_output=True, text=True, timeout=60)
@@ -24,7 +33,7 @@ class TestCli(unittest.TestCase):
                             interactions=2000, seed=3)
 
     def test_help(self):
-        for cmd in ([], ["gen"], ["build"], ["check"], ["sample"]):
+        for cmd in ([], ["gen"], ["build"], ["check"], ["sample"], ["cluster"]):
             p = run(*cmd, "--help")
             self.assertIn("Usage: icpns", p.stdout)
         p = run("frobnicate", check=False)
@@ -120,3 +129,112 @@ class TestCli(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+def overlapping_blobs(n=3000, dim=16, k=8, seed=11):
+    """Clusters that overlap, so that k-means has local optima to miss."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 2.0, size=(k, dim))
+    labels = rng.integers(0, k, size=n)
+    return (centers[labels] + rng.normal(0, 1.5, size=(n, dim))).astype(np.float32)
+
+
+def inertia_of(x, labels):
+    total = 0.0
+    for c in np.unique(labels):
+        pts = x[labels == c].astype(np.float64)
+        total += ((pts - pts.mean(axis=0)) ** 2).sum()
+    return total
+
+
+def read_communities(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            u, c = line.split()
+            out[int(u)] = int(c)
+    return out
+
+
+@unittest.skipUnless(np is not None, "numpy is not installed")
+class TestCluster(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="icpns-cluster-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    @unittest.skipUnless(KMeans is not None, "scikit-learn is not installed (python3-sklearn)")
+    def test_inertia_matches_scikit_learn(self):
+        for seed, k in [(11, 8), (12, 4), (13, 16)]:
+            x = overlapping_blobs(seed=seed, k=k)
+            np.save(self.path("e.npy"), x)
+            run("cluster", "--embeddings", self.path("e.npy"), "--k", str(k), "--restarts", "10",
+                "--seed", "2026", "-o", self.path("c.tsv"), "-q")
+            comm = read_communities(self.path("c.tsv"))
+            labels = np.array([comm[i] for i in range(len(x))])
+            ours = inertia_of(x, labels)
+            sk = KMeans(n_clusters=k, n_init=10, random_state=0).fit(x.astype(np.float64))
+            self.assertLess(abs(ours - sk.inertia_) / sk.inertia_, 0.01,
+                            "k=%d: ours %.1f, scikit-learn %.1f" % (k, ours, sk.inertia_))
+            self.assertEqual(len(set(labels)), k)
+
+    def test_formats_determinism_and_ids(self):
+        x = overlapping_blobs(n=500)
+        np.save(self.path("f32.npy"), x)
+        np.save(self.path("f64.npy"), x.astype(np.float64))
+        ids = np.arange(500) * 3 + 1000
+        np.savetxt(self.path("users.txt"), ids, fmt="%d")
+        with open(self.path("e.tsv"), "w") as f:
+            for u, row in zip(ids, x):
+                f.write("%d\t%s\n" % (u, "\t".join(repr(float(v)) for v in row)))
+        outs = []
+        for args in (["--embeddings", self.path("f32.npy"), "--users", self.path("users.txt")],
+                     ["--embeddings", self.path("f64.npy"), "--users", self.path("users.txt")],
+                     ["--embeddings", self.path("e.tsv")],
+                     ["--embeddings", self.path("f32.npy"), "--users", self.path("users.txt")]):
+            p = run("cluster", *args, "--k", "8", "--seed", "5")
+            self.assertIn("inertia", p.stderr)
+            outs.append(p.stdout)
+        # Same data and seed: the same communities whatever the file format.
+        self.assertEqual(len(set(outs)), 1)
+        comm = {}
+        for line in outs[0].splitlines()[1:]:
+            u, c = line.split("\t")
+            comm[int(u)] = int(c)
+        self.assertEqual(sorted(comm), sorted(int(i) for i in ids))
+        self.assertEqual(set(comm.values()), set(range(8)))
+        # Another seed is a different run (still a valid clustering).
+        p = run("cluster", "--embeddings", self.path("f32.npy"), "--k", "8", "--seed", "6", "-q")
+        self.assertEqual(len(p.stdout.splitlines()), 501)
+        # Without --users, row r is user --user-base + r.
+        p = run("cluster", "--embeddings", self.path("f32.npy"), "--k", "2", "--user-base", "1", "-q")
+        self.assertEqual(p.stdout.splitlines()[1].split("\t")[0], "1")
+
+    def test_cluster_errors(self):
+        np.save(self.path("e.npy"), overlapping_blobs(n=20))
+        np.save(self.path("int.npy"), np.zeros((4, 2), dtype=np.int64))
+        np.save(self.path("vec.npy"), np.zeros(4, dtype=np.float32))
+        with open(self.path("bad.tsv"), "w") as f:
+            f.write("1 0.5 0.25\n2 0.5\n")
+        with open(self.path("ids.txt"), "w") as f:
+            f.write("1\n2\n")
+        cases = [
+            (["--embeddings", self.path("e.npy"), "--k", "21"], "k must be between 1 and"),
+            (["--embeddings", self.path("int.npy")], "float32 or float64"),
+            (["--embeddings", self.path("vec.npy")], "2-D"),
+            (["--embeddings", self.path("bad.tsv")], "bad.tsv:2: value: row has 1 values"),
+            (["--embeddings", self.path("e.npy"), "--users", self.path("ids.txt")],
+             "2 ids for 20 embedding rows"),
+            (["--embeddings", self.path("nope.npy")], "nope.npy"),
+        ]
+        for args, msg in cases:
+            p = run("cluster", *args, check=False)
+            self.assertEqual(p.returncode, 1, args)
+            self.assertIn(msg, p.stderr)
+        p = run("cluster", "--k", "3", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--embeddings FILE is required", p.stderr)

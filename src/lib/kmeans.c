@@ -1,0 +1,544 @@
+/*
+ * kmeans.c - k-means (greedy k-means++ seeding, Lloyd iterations, restarts)
+ * and the embedding readers (.npy, text).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "icpns/dataset.h"
+#include "icpns/kmeans.h"
+#include "icpns/rng.h"
+
+void icpns_kmeans_opts_default(icpns_kmeans_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->k = 8;
+    o->restarts = 4;
+    o->max_iter = 300;
+    o->tol = 1e-4;
+    o->seed = 2026;
+}
+
+void icpns_kmeans_result_free(icpns_kmeans_result_t *r)
+{
+    if (!r)
+        return;
+    free(r->labels);
+    free(r->centers);
+    free(r->sizes);
+    memset(r, 0, sizeof(*r));
+}
+
+static inline double sqdist(const float *a, const double *c, uint32_t dim)
+{
+    double s = 0;
+    for (uint32_t j = 0; j < dim; j++) {
+        double d = (double)a[j] - c[j];
+        s += d * d;
+    }
+    return s;
+}
+
+static void set_center(double *c, const float *a, uint32_t dim)
+{
+    for (uint32_t j = 0; j < dim; j++)
+        c[j] = a[j];
+}
+
+/* Index of the first prefix sum above r (cum ascending, cum[n-1] = total). */
+static uint32_t pick(const double *cum, uint32_t n, double r)
+{
+    uint32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (cum[mid] > r)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/*
+ * Greedy k-means++: each new centre is the best (lowest resulting
+ * potential) of 2 + ln k candidates drawn with probability proportional to
+ * the squared distance to the nearest centre so far.  @d2 ends as those
+ * distances; @cum, @cand_d2 are scratch (n and n).
+ */
+static void seed_plusplus(const float *x, uint32_t n, uint32_t dim, uint32_t k,
+                          icpns_rng_t *rng, double *centers, double *d2, double *cum,
+                          double *cand_d2)
+{
+    uint32_t trials = 2 + (uint32_t)log((double)k);
+    uint32_t first = (uint32_t)icpns_rng_below(rng, n);
+    set_center(centers, x + (size_t)first * dim, dim);
+    for (uint32_t i = 0; i < n; i++)
+        d2[i] = sqdist(x + (size_t)i * dim, centers, dim);
+    for (uint32_t c = 1; c < k; c++) {
+        double total = 0;
+        for (uint32_t i = 0; i < n; i++)
+            cum[i] = total += d2[i];
+        uint32_t best = UINT32_MAX;
+        double best_pot = INFINITY;
+        for (uint32_t t = 0; t < trials; t++) {
+            uint32_t cand = total > 0 ? pick(cum, n, icpns_rng_double(rng) * total)
+                                      : (uint32_t)icpns_rng_below(rng, n);
+            double *cc = centers + (size_t)c * dim;
+            set_center(cc, x + (size_t)cand * dim, dim);
+            double pot = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                double d = sqdist(x + (size_t)i * dim, cc, dim);
+                pot += d < d2[i] ? d : d2[i];
+            }
+            if (pot < best_pot) {
+                best_pot = pot;
+                best = cand;
+            }
+        }
+        double *cc = centers + (size_t)c * dim;
+        set_center(cc, x + (size_t)best * dim, dim);
+        for (uint32_t i = 0; i < n; i++) {
+            double d = sqdist(x + (size_t)i * dim, cc, dim);
+            cand_d2[i] = d < d2[i] ? d : d2[i];
+        }
+        memcpy(d2, cand_d2, (size_t)n * sizeof(*d2));
+    }
+}
+
+/* Assigns every row to its nearest centre; returns the inertia.  With
+ * @sticky a row keeps its label on ties, so points on identical centres
+ * (duplicates re-seeding empty clusters) do not all fall back to one. */
+static double assign(const float *x, uint32_t n, uint32_t dim, uint32_t k,
+                     const double *centers, uint32_t *labels, double *dist, bool sticky)
+{
+    double inertia = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const float *a = x + (size_t)i * dim;
+        uint32_t best = 0;
+        double bd = INFINITY;
+        if (sticky) {
+            best = labels[i];
+            bd = sqdist(a, centers + (size_t)best * dim, dim);
+        }
+        for (uint32_t c = 0; c < k; c++) {
+            double d = sqdist(a, centers + (size_t)c * dim, dim);
+            if (d < bd) {
+                bd = d;
+                best = c;
+            }
+        }
+        labels[i] = best;
+        dist[i] = bd;
+        inertia += bd;
+    }
+    return inertia;
+}
+
+typedef struct scratch {
+    double *centers, *newc, *dist, *cum, *cand;
+    uint32_t *labels, *sizes;
+} scratch_t;
+
+/* One restart: seeding then Lloyd.  Fills s->centers, s->labels, s->sizes. */
+static double one_run(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_opts_t *o,
+                      double tol_abs, uint32_t restart, scratch_t *s, uint32_t *ret_iter,
+                      uint32_t *ret_reseeded, bool *ret_converged)
+{
+    uint32_t k = o->k;
+    icpns_rng_t rng;
+    icpns_rng_init(&rng, o->seed, restart, 0);
+    seed_plusplus(x, n, dim, k, &rng, s->centers, s->dist, s->cum, s->cand);
+    uint32_t it = 0, reseeded = 0;
+    bool converged = false;
+    double inertia = 0;
+    for (it = 1; it <= o->max_iter; it++) {
+        assign(x, n, dim, k, s->centers, s->labels, s->dist, it > 1);
+        memset(s->newc, 0, (size_t)k * dim * sizeof(double));
+        memset(s->sizes, 0, (size_t)k * sizeof(uint32_t));
+        for (uint32_t i = 0; i < n; i++) {
+            double *c = s->newc + (size_t)s->labels[i] * dim;
+            const float *a = x + (size_t)i * dim;
+            for (uint32_t j = 0; j < dim; j++)
+                c[j] += a[j];
+            s->sizes[s->labels[i]]++;
+        }
+        /* Empty clusters take the point farthest from its centre (each
+         * point at most once). */
+        for (uint32_t c = 0; c < k; c++) {
+            if (s->sizes[c])
+                continue;
+            uint32_t far = 0;
+            double fd = -1;
+            for (uint32_t i = 0; i < n; i++)
+                if (s->dist[i] > fd && s->sizes[s->labels[i]] > 1) {
+                    fd = s->dist[i];
+                    far = i;
+                }
+            if (fd < 0)
+                break; /* cannot happen with k <= n */
+            uint32_t from = s->labels[far];
+            const float *a = x + (size_t)far * dim;
+            for (uint32_t j = 0; j < dim; j++) {
+                s->newc[(size_t)from * dim + j] -= a[j];
+                s->newc[(size_t)c * dim + j] = a[j];
+            }
+            s->sizes[from]--;
+            s->sizes[c] = 1;
+            s->labels[far] = c;
+            s->dist[far] = 0;
+            reseeded++;
+        }
+        double shift = 0;
+        for (uint32_t c = 0; c < k; c++) {
+            double *nc = s->newc + (size_t)c * dim, *oc = s->centers + (size_t)c * dim;
+            for (uint32_t j = 0; j < dim; j++) {
+                nc[j] /= s->sizes[c];
+                double d = nc[j] - oc[j];
+                shift += d * d;
+            }
+        }
+        memcpy(s->centers, s->newc, (size_t)k * dim * sizeof(double));
+        if (shift <= tol_abs) {
+            converged = true;
+            break;
+        }
+    }
+    if (it > o->max_iter)
+        it = o->max_iter;
+    /* Labels and inertia consistent with the final centres. */
+    inertia = assign(x, n, dim, k, s->centers, s->labels, s->dist, true);
+    memset(s->sizes, 0, (size_t)k * sizeof(uint32_t));
+    for (uint32_t i = 0; i < n; i++)
+        s->sizes[s->labels[i]]++;
+    *ret_iter = it;
+    *ret_reseeded = reseeded;
+    *ret_converged = converged;
+    return inertia;
+}
+
+int icpns_kmeans(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_opts_t *o,
+                 icpns_kmeans_result_t *ret, icpns_error_t *err)
+{
+    memset(ret, 0, sizeof(*ret));
+    if (n == 0)
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, 0, "embeddings", "no rows to cluster");
+    if (dim == 0)
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, 0, "embeddings", "rows have no values");
+    if (o->k < 1 || o->k > n)
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, 0, "k",
+                               "k must be between 1 and the number of rows (%u), not %u", n, o->k);
+    if (o->restarts < 1 || o->max_iter < 1 || !(o->tol >= 0) || !isfinite(o->tol))
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, 0,
+                               o->restarts < 1 ? "restarts" : o->max_iter < 1 ? "max_iter" : "tol",
+                               "restarts and max_iter must be >= 1 and tol finite and >= 0");
+    if ((uint64_t)o->k * dim > (UINT64_C(1) << 31))
+        return icpns_error_set(err, ICPNS_ELIMIT, NULL, 0, "k", "k x dim is too large");
+    for (uint64_t i = 0; i < (uint64_t)n * dim; i++)
+        if (!isfinite(x[i]))
+            return icpns_error_set(err, ICPNS_EINVAL, NULL, i / dim + 1, "embeddings",
+                                   "row %llu, column %llu is not a finite number",
+                                   (unsigned long long)(i / dim + 1),
+                                   (unsigned long long)(i % dim + 1));
+    /* tol is relative to the mean per-feature variance. */
+    double var = 0;
+    for (uint32_t j = 0; j < dim; j++) {
+        double m = 0, m2 = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            double v = x[(size_t)i * dim + j], d = v - m;
+            m += d / (i + 1);
+            m2 += d * (v - m);
+        }
+        var += m2 / n;
+    }
+    double tol_abs = o->tol * var / dim;
+
+    uint32_t k = o->k;
+    scratch_t s = {0};
+    s.centers = malloc((size_t)k * dim * sizeof(double));
+    s.newc = malloc((size_t)k * dim * sizeof(double));
+    s.dist = malloc((size_t)n * sizeof(double));
+    s.cum = malloc((size_t)n * sizeof(double));
+    s.cand = malloc((size_t)n * sizeof(double));
+    s.labels = malloc((size_t)n * sizeof(uint32_t));
+    s.sizes = malloc((size_t)k * sizeof(uint32_t));
+    ret->labels = malloc((size_t)n * sizeof(uint32_t));
+    ret->centers = malloc((size_t)k * dim * sizeof(double));
+    ret->sizes = malloc((size_t)k * sizeof(uint32_t));
+    int rc = 0;
+    if (!s.centers || !s.newc || !s.dist || !s.cum || !s.cand || !s.labels || !s.sizes ||
+        !ret->labels || !ret->centers || !ret->sizes) {
+        rc = icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory for k-means");
+        icpns_kmeans_result_free(ret);
+        goto out;
+    }
+    ret->k = k;
+    ret->dim = dim;
+    ret->inertia = INFINITY;
+    for (uint32_t r = 0; r < o->restarts; r++) {
+        uint32_t iters, reseeded;
+        bool conv;
+        double inertia = one_run(x, n, dim, o, tol_abs, r, &s, &iters, &reseeded, &conv);
+        if (o->progress)
+            o->progress(o->progress_arg, r, o->restarts, inertia);
+        if (inertia < ret->inertia) {
+            ret->inertia = inertia;
+            ret->iterations = iters;
+            ret->best_restart = r;
+            ret->reseeded = reseeded;
+            ret->converged = conv;
+            memcpy(ret->labels, s.labels, (size_t)n * sizeof(uint32_t));
+            memcpy(ret->centers, s.centers, (size_t)k * dim * sizeof(double));
+            memcpy(ret->sizes, s.sizes, (size_t)k * sizeof(uint32_t));
+        }
+    }
+out:
+    free(s.centers);
+    free(s.newc);
+    free(s.dist);
+    free(s.cum);
+    free(s.cand);
+    free(s.labels);
+    free(s.sizes);
+    return rc;
+}
+
+/* ---- embedding files --------------------------------------------------------- */
+
+void icpns_embeddings_free(icpns_embeddings_t *e)
+{
+    if (!e)
+        return;
+    free(e->ids);
+    free(e->x);
+    memset(e, 0, sizeof(*e));
+}
+
+/* Finds 'key': VALUE in the .npy header dict; returns a pointer to VALUE. */
+static const char *npy_key(const char *h, size_t hl, const char *key)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i + kl + 2 < hl; i++)
+        if ((h[i] == '\'' || h[i] == '"') && !memcmp(h + i + 1, key, kl) &&
+            h[i + 1 + kl] == h[i]) {
+            const char *p = h + i + kl + 2;
+            while (p < h + hl && (*p == ' ' || *p == ':'))
+                p++;
+            return p < h + hl ? p : NULL;
+        }
+    return NULL;
+}
+
+int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
+                               icpns_embeddings_t *ret, icpns_error_t *err)
+{
+    const unsigned char *b = buf;
+    memset(ret, 0, sizeof(*ret));
+    if (len < 10 || memcmp(b, "\x93NUMPY", 6))
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy", "not a .npy file (bad magic)");
+    unsigned major = b[6];
+    size_t hl, off;
+    if (major == 1) {
+        hl = (size_t)b[8] | (size_t)b[9] << 8;
+        off = 10;
+    } else if (major == 2 || major == 3) {
+        if (len < 12)
+            return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy", "truncated header");
+        hl = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+        off = 12;
+    } else {
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy", "unsupported .npy version %u",
+                               major);
+    }
+    if (hl > len - off)
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy", "truncated header");
+    const char *h = (const char *)b + off;
+    const char *descr = npy_key(h, hl, "descr"), *fo = npy_key(h, hl, "fortran_order"),
+               *shape = npy_key(h, hl, "shape");
+    if (!descr || !fo || !shape)
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
+                               "header lacks descr, fortran_order or shape");
+    size_t esz;
+    if (!strncmp(descr, "'<f4'", 5) || !strncmp(descr, "\"<f4\"", 5))
+        esz = 4;
+    else if (!strncmp(descr, "'<f8'", 5) || !strncmp(descr, "\"<f8\"", 5))
+        esz = 8;
+    else
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "dtype",
+                               "dtype must be little-endian float32 or float64 ('<f4', '<f8')");
+    if (strncmp(fo, "False", 5))
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "fortran_order",
+                               "Fortran-ordered arrays are not supported (use np.ascontiguousarray)");
+    if (*shape != '(')
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape", "bad shape");
+    char *end;
+    unsigned long long rows = strtoull(shape + 1, &end, 10);
+    while (*end == ' ')
+        end++;
+    if (end == shape + 1 || *end != ',')
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
+                               "the array must be 2-D (users x dimensions)");
+    const char *p = end + 1;
+    while (*p == ' ')
+        p++;
+    unsigned long long cols = strtoull(p, &end, 10);
+    while (*end == ' ' || *end == ',')
+        end++;
+    if (end == p || *end != ')')
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
+                               "the array must be 2-D (users x dimensions)");
+    if (rows == 0 || cols == 0 || rows > UINT32_MAX - 1 || cols > 65536)
+        return icpns_error_set(err, ICPNS_ELIMIT, path, 0, "shape",
+                               "shape (%llu, %llu) is out of range (rows 1..2^32-2, columns 1..65536)",
+                               rows, cols);
+    size_t data = off + hl;
+    if ((len - data) / esz / cols < rows)
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
+                               "truncated: the shape needs %llu bytes of data, the file has %zu",
+                               rows * cols * esz, len - data);
+    ret->x = malloc(rows * cols * sizeof(float));
+    if (!ret->x)
+        return icpns_error_set(err, ICPNS_ENOMEM, path, 0, NULL, "out of memory");
+    ret->n = (uint32_t)rows;
+    ret->dim = (uint32_t)cols;
+    const unsigned char *src = b + data;
+    for (size_t i = 0; i < rows * cols; i++) {
+        if (esz == 4) {
+            memcpy(&ret->x[i], src + i * 4, 4);
+        } else {
+            double v;
+            memcpy(&v, src + i * 8, 8);
+            ret->x[i] = (float)v;
+        }
+    }
+    return 0;
+}
+
+int icpns_embeddings_parse_tsv(const char *buf, size_t len, const char *path,
+                               icpns_embeddings_t *ret, icpns_error_t *err)
+{
+    memset(ret, 0, sizeof(*ret));
+    size_t cap_rows = 0, cap_x = 0;
+    uint64_t line = 0;
+    const char *p = buf, *end = buf + len;
+    int rc = 0;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        line++;
+        const char *q = p;
+        while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r' || *q == ','))
+            q++;
+        if (q == eol || *q == '#') {
+            p = eol + 1;
+            continue;
+        }
+        char tmp[64];
+        uint32_t col = 0;
+        int64_t id = 0;
+        while (q < eol) {
+            const char *f = q;
+            while (q < eol && *q != ' ' && *q != '\t' && *q != '\r' && *q != ',')
+                q++;
+            size_t fl = (size_t)(q - f);
+            if (fl >= sizeof(tmp)) {
+                rc = icpns_error_set(err, ICPNS_EPARSE, path, line, col ? "value" : "user",
+                                     "field %u is too long", col + 1);
+                goto fail;
+            }
+            memcpy(tmp, f, fl);
+            tmp[fl] = '\0';
+            char *e;
+            if (col == 0) {
+                long long v = strtoll(tmp, &e, 10);
+                if (*e || v < 0) {
+                    rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "user",
+                                         "bad user id '%s'", tmp);
+                    goto fail;
+                }
+                id = v;
+            } else {
+                double v = strtod(tmp, &e);
+                if (*e || !isfinite(v)) {
+                    rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "value",
+                                         "column %u: bad number '%s'", col + 1, tmp);
+                    goto fail;
+                }
+                if (ret->n > 0 && col > ret->dim) {
+                    rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "value",
+                                         "row has more than %u values", ret->dim);
+                    goto fail;
+                }
+                /* The first row's length sets dim (0 until then). */
+                size_t at = (size_t)ret->n * ret->dim + (col - 1);
+                if (at >= cap_x) {
+                    size_t nc = cap_x ? cap_x * 2 : 1024;
+                    while (nc <= at)
+                        nc *= 2;
+                    float *nx = realloc(ret->x, nc * sizeof(float));
+                    if (!nx)
+                        goto oom;
+                    ret->x = nx;
+                    cap_x = nc;
+                }
+                ret->x[at] = (float)v;
+            }
+            col++;
+            while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r' || *q == ','))
+                q++;
+        }
+        if (col < 2) {
+            rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "value",
+                                 "missing values: expected 'user v1 v2 ...'");
+            goto fail;
+        }
+        if (ret->n == 0)
+            ret->dim = col - 1;
+        else if (col - 1 != ret->dim) {
+            rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "value",
+                                 "row has %u values, the first row has %u", col - 1, ret->dim);
+            goto fail;
+        }
+        if (ret->n >= cap_rows) {
+            size_t nc = cap_rows ? cap_rows * 2 : 1024;
+            int64_t *ni = realloc(ret->ids, nc * sizeof(int64_t));
+            if (!ni)
+                goto oom;
+            ret->ids = ni;
+            cap_rows = nc;
+        }
+        if (ret->n == UINT32_MAX - 1) {
+            rc = icpns_error_set(err, ICPNS_ELIMIT, path, line, NULL, "too many rows");
+            goto fail;
+        }
+        ret->ids[ret->n++] = id;
+        p = eol + 1;
+    }
+    if (ret->n == 0) {
+        rc = icpns_error_set(err, ICPNS_EPARSE, path, 0, "embeddings", "no rows");
+        goto fail;
+    }
+    return 0;
+oom:
+    rc = icpns_error_set(err, ICPNS_ENOMEM, path, line, NULL, "out of memory");
+fail:
+    icpns_embeddings_free(ret);
+    return rc;
+}
+
+int icpns_embeddings_load(const char *path, icpns_embeddings_t *ret, icpns_error_t *err)
+{
+    char *buf;
+    size_t len;
+    int rc = icpns_file_read(path, (size_t)1 << 40, &buf, &len, err);
+    if (rc)
+        return rc;
+    if (len >= 6 && !memcmp(buf, "\x93NUMPY", 6))
+        rc = icpns_embeddings_parse_npy(buf, len, path, ret, err);
+    else
+        rc = icpns_embeddings_parse_tsv(buf, len, path, ret, err);
+    free(buf);
+    return rc;
+}
