@@ -127,8 +127,6 @@ class TestCli(unittest.TestCase):
         self.assertIn("dropped by min_rating", f)
 
 
-if __name__ == "__main__":
-    unittest.main(verbosity=2)
 
 
 def overlapping_blobs(n=3000, dim=16, k=8, seed=11):
@@ -238,3 +236,6 @@ class TestCluster(unittest.TestCase):
         p = run("cluster", "--k", "3", check=False)
         self.assertEqual(p.returncode, 2)
         self.assertIn("--embeddings FILE is required", p.stderr)
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
