@@ -18,6 +18,7 @@ void icpnsd_config_default(icpnsd_config_t *c)
     snprintf(c->default_strategy, sizeof(c->default_strategy), "icpns");
     c->default_n = 4;
     c->max_body_bytes = 64u << 20;
+    c->max_upload_bytes = UINT64_C(1) << 30;
     c->max_users = 1u << 20;
     c->max_n = 100000;
     c->max_candidates = 1024;
@@ -68,6 +69,7 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
     NUM(threads, 1, 256)
     NUM(default_n, 1, 1000000)
     NUM(max_body_bytes, 1024, UINT64_C(1) << 40)
+    NUM(max_upload_bytes, 1024, UINT64_C(1) << 40)
     NUM(max_users, 1, UINT32_MAX / 2)
     NUM(max_n, 1, UINT32_MAX / 2)
     NUM(max_candidates, 1, 65536)
@@ -123,18 +125,26 @@ static char *trim(char *s)
     return s;
 }
 
-int icpnsd_config_load(icpnsd_config_t *c, const char *path, char *eb, size_t es)
+int icpnsd_config_parse(icpnsd_config_t *c, const char *buf, size_t len, const char *name,
+                        char *eb, size_t es)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(eb, es, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
     char line[4096], msg[512];
     unsigned lineno = 0;
-    int rc = 0;
-    while (fgets(line, sizeof(line), f)) {
+    for (const char *p = buf, *end = buf + len; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((eol ? eol : end) - p);
         lineno++;
+        if (n >= sizeof(line)) {
+            snprintf(eb, es, "%s:%u: line longer than %zu bytes", name, lineno, sizeof(line) - 1);
+            return -1;
+        }
+        if (memchr(p, '\0', n)) {
+            snprintf(eb, es, "%s:%u: NUL byte in the line", name, lineno);
+            return -1;
+        }
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p += n + 1;
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
@@ -143,23 +153,43 @@ int icpnsd_config_load(icpnsd_config_t *c, const char *path, char *eb, size_t es
             continue;
         char *eq = strchr(s, '=');
         if (!eq) {
-            snprintf(eb, es, "%s:%u: expected 'key = value'", path, lineno);
-            rc = -1;
-            break;
+            snprintf(eb, es, "%s:%u: expected 'key = value'", name, lineno);
+            return -1;
         }
         *eq = '\0';
         char *key = trim(s), *val = trim(eq + 1);
-        size_t n = strlen(val);
-        if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
-            val[n - 1] = '\0';
+        size_t vn = strlen(val);
+        if (vn >= 2 && val[0] == '"' && val[vn - 1] == '"') {
+            val[vn - 1] = '\0';
             val++;
         }
         if (icpnsd_config_set(c, key, val, msg, sizeof(msg))) {
-            snprintf(eb, es, "%s:%u: %s", path, lineno, msg);
-            rc = -1;
-            break;
+            snprintf(eb, es, "%s:%u: %s", name, lineno, msg);
+            return -1;
         }
     }
+    return 0;
+}
+
+int icpnsd_config_load(icpnsd_config_t *c, const char *path, char *eb, size_t es)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(eb, es, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    enum { MAX_CONFIG = 1 << 20 };
+    char *buf = malloc(MAX_CONFIG + 1);
+    size_t len = buf ? fread(buf, 1, MAX_CONFIG + 1, f) : 0;
+    int err = ferror(f);
     fclose(f);
+    if (!buf || err || len > MAX_CONFIG) {
+        snprintf(eb, es, "%s: %s", path,
+                 !buf ? "out of memory" : err ? "read error" : "larger than 1 MiB");
+        free(buf);
+        return -1;
+    }
+    int rc = icpnsd_config_parse(c, buf, len, path, eb, es);
+    free(buf);
     return rc;
 }

@@ -17,6 +17,7 @@ typedef struct icpnsd_config {
     char default_strategy[16];
     uint32_t default_n;
     uint64_t max_body_bytes;
+    uint64_t max_upload_bytes; /* POST /admin/cluster */
     uint32_t max_users;        /* rows per request */
     uint32_t max_n;
     uint32_t max_candidates;
@@ -34,6 +35,10 @@ void icpnsd_config_default(icpnsd_config_t *c);
  * and writes "path:line: message" into @errbuf.
  */
 int icpnsd_config_load(icpnsd_config_t *c, const char *path, char *errbuf, size_t errsize);
+
+/* Parses configuration text (@name for messages); as icpnsd_config_load. */
+int icpnsd_config_parse(icpnsd_config_t *c, const char *buf, size_t len, const char *name,
+                        char *errbuf, size_t errsize);
 
 /* Sets one key from a string (used by the file and by flags). */
 int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *value,

@@ -29,6 +29,8 @@
 
 #define CT_JSON "application/json"
 #define CT_FRAME "application/x-icpns-frame"
+#define CT_EMB "application/x-icpns-embeddings"
+#define CT_NPY "application/x-npy"
 
 struct icpnsd_server {
     const icpnsd_config_t *cfg;
@@ -701,12 +703,20 @@ static enum MHD_Result finish_job(req_t *r)
             wb_lit(&b, ",\"accepted\":");
             wb_i64(&b, (int64_t)j->n);
         }
+        if (j->kind == JOB_CLUSTER) {
+            wb_printf(&b, ",\"k\":%u,\"inertia\":%.17g,\"iterations\":%u,\"best_restart\":%u,"
+                          "\"converged\":%s,\"cluster_seconds\":%.6f,\"sizes\":[",
+                      j->k, j->inertia, j->iterations, j->best_restart,
+                      j->converged ? "true" : "false", j->cluster_seconds);
+            for (uint32_t c = 0; c < j->k; c++)
+                wb_printf(&b, c ? ",%u" : "%u", j->sizes[c]);
+            wb_lit(&b, "]");
+        }
         wb_printf(&b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u}",
                   j->build_seconds, j->rebuild[0] ? j->rebuild : "none", j->comms_rebuilt);
         ret = send_json(r, 200, &b);
     }
-    free(j->pairs);
-    free(j);
+    icpnsd_job_free(j);
     return ret;
 }
 
@@ -760,6 +770,73 @@ out:
     return rc;
 }
 
+/* Collects the query-string options of POST /admin/cluster. */
+typedef struct qctx {
+    cluster_req_t *q;
+    icpnsd_reqerr_t *e;
+    int failed;
+} qctx_t;
+
+static enum MHD_Result cluster_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         const char *value)
+{
+    qctx_t *c = cls;
+    (void)kind;
+    if (!c->failed && icpnsd_cluster_opt(c->q, key, value, c->e))
+        c->failed = 1;
+    return c->failed ? MHD_NO : MHD_YES;
+}
+
+/* POST /admin/cluster: embeddings in (JSON, an ICPE frame or .npy), k-means
+ * and the new communities on the build thread, the answer when published. */
+static enum MHD_Result handle_admin_cluster(icpnsd_server_t *srv, req_t *r)
+{
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    if (!is_ctype(ct, CT_JSON) && !is_ctype(ct, CT_EMB) && !is_ctype(ct, CT_NPY))
+        return send_error(r, 415, "unsupported_media_type", NULL,
+                          "send Content-Type: " CT_JSON ", " CT_EMB " or " CT_NPY);
+    cluster_req_t *q = malloc(sizeof(*q));
+    icpnsd_job_t *j = calloc(1, sizeof(*j));
+    if (!q || !j) {
+        free(q);
+        free(j);
+        return send_error(r, 503, "out_of_memory", NULL, "no memory");
+    }
+    icpnsd_cluster_req_init(q);
+    j->kind = JOB_CLUSTER;
+    j->cluster = q;
+    icpnsd_reqerr_t e = {0};
+    qctx_t qc = {q, &e, 0};
+    int rc;
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, cluster_query_arg, &qc);
+    if (qc.failed)
+        rc = -1;
+    else if (is_ctype(ct, CT_JSON))
+        rc = icpnsd_parse_cluster_json(r->body, r->len, q, &e);
+    else if (is_ctype(ct, CT_EMB))
+        rc = icpnsd_parse_cluster_frame(r->body, r->len, q, &e);
+    else
+        rc = icpnsd_parse_cluster_npy(r->body, r->len, q, &e);
+    if (!rc)
+        rc = icpnsd_cluster_check(q, &e);
+    /* The upload is parsed: drop the raw body now, it may be large. */
+    free(r->body);
+    r->body = NULL;
+    r->len = r->cap = 0;
+    if (rc) {
+        icpnsd_job_free(j);
+        return send_error_ex(r, e.status, e.code, e.field[0] ? e.field : NULL, e.row, NULL, "%s",
+                             e.message);
+    }
+    snprintf(j->origin, sizeof(j->origin), "cluster");
+    j->done_cb = job_done_cb;
+    j->user = r;
+    r->job = j;
+    MHD_suspend_connection(r->conn);
+    icpnsd_state_submit(srv->st, j);
+    return MHD_YES;
+}
+
 static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
 {
     icpnsd_meta_t m;
@@ -799,10 +876,16 @@ static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
 
 /* ---- routing ------------------------------------------------------------------------------- */
 
+/* The body limit of a route: uploads of embeddings may be larger. */
+static uint64_t body_limit(const icpnsd_server_t *srv, route_t rt)
+{
+    return rt == R_ADMIN_CLUSTER ? srv->cfg->max_upload_bytes : srv->cfg->max_body_bytes;
+}
+
 static bool is_admin_route(route_t rt)
 {
     return rt == R_ADMIN_RELOAD || rt == R_ADMIN_INTERACTIONS || rt == R_ADMIN_COMMUNITIES ||
-           rt == R_ADMIN_SNAPSHOT;
+           rt == R_ADMIN_SNAPSHOT || rt == R_ADMIN_CLUSTER;
 }
 
 /* Finds the route of @url; *@allow gets the methods it takes. */
@@ -817,6 +900,7 @@ static route_t route_of(const char *url, const char **allow, int64_t *id)
     if (!strcmp(url, "/admin/interactions")) return *allow = "POST", R_ADMIN_INTERACTIONS;
     if (!strcmp(url, "/admin/communities")) return *allow = "PUT", R_ADMIN_COMMUNITIES;
     if (!strcmp(url, "/admin/snapshot")) return *allow = "GET", R_ADMIN_SNAPSHOT;
+    if (!strcmp(url, "/admin/cluster")) return *allow = "POST", R_ADMIN_CLUSTER;
     if (!strncmp(url, "/v1/users/", 10)) {
         *allow = "GET";
         *id = -1;
@@ -852,7 +936,7 @@ static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, c
                              "%s takes %s, not %s", url, allow, method);
     if (r->too_large)
         return send_error(r, 413, "body_too_large", NULL, "the body is above the limit of %llu bytes",
-                          (unsigned long long)srv->cfg->max_body_bytes);
+                          (unsigned long long)body_limit(srv, rt));
     if (is_admin_route(rt) && check_admin(srv, r, &ret))
         return ret;
     switch (rt) {
@@ -916,6 +1000,8 @@ static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, c
     }
     case R_ADMIN_SNAPSHOT:
         return handle_admin_snapshot(srv, r);
+    case R_ADMIN_CLUSTER:
+        return handle_admin_cluster(srv, r);
     default:
         return send_error(r, 404, "not_found", NULL, "no such endpoint");
     }
@@ -945,10 +1031,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
             unsigned long long n = strtoull(cl, NULL, 10);
-            if (n > srv->cfg->max_body_bytes)
+            if (n > body_limit(srv, r->route))
                 return send_error(r, 413, "body_too_large", NULL,
                                   "Content-Length %llu is above the limit of %llu bytes", n,
-                                  (unsigned long long)srv->cfg->max_body_bytes);
+                                  (unsigned long long)body_limit(srv, r->route));
         }
         return MHD_YES;
     }
@@ -960,7 +1046,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         size_t n = *upload_data_size;
         atomic_fetch_add_explicit(&icpnsd_metrics.bytes_in, n, memory_order_relaxed);
         if (!r->too_large) {
-            if (r->len + n > srv->cfg->max_body_bytes) {
+            if (r->len + n > body_limit(srv, r->route)) {
                 /* Chunked bodies have no Content-Length: count and stop. */
                 r->too_large = true;
                 free(r->body);

@@ -1,6 +1,9 @@
-/* request.c - the negatives request parsers (JSON and binary frames). */
+/* request.c - the request parsers: negatives (JSON and binary frames) and
+ * cluster uploads (JSON, ICPE frames, .npy). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,3 +259,233 @@ int icpnsd_parse_negatives_frame(const icpnsd_config_t *cfg, const char *body, s
     return 0;
 }
 
+
+/* ---- POST /admin/cluster ------------------------------------------------- */
+
+#define MAX_K 65536
+#define MAX_RESTARTS 100
+#define MAX_ITER 100000
+
+void icpnsd_cluster_req_init(cluster_req_t *q)
+{
+    memset(q, 0, sizeof(*q));
+    icpns_kmeans_opts_default(&q->ko);
+}
+
+void icpnsd_cluster_req_free(cluster_req_t *q)
+{
+    icpns_embeddings_free(&q->emb);
+}
+
+static int opt_u64(const char *key, const char *v, uint64_t lo, uint64_t hi, uint64_t *out,
+                   icpnsd_reqerr_t *e)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
+    if (!(v[0] >= '0' && v[0] <= '9') || errno || *end || x < lo || x > hi)
+        return reqerr(e, 400, "bad_parameter", key, -1, "%s must be an integer in [%llu, %llu], not '%s'",
+                      key, (unsigned long long)lo, (unsigned long long)hi, v);
+    *out = x;
+    return 0;
+}
+
+int icpnsd_cluster_opt(cluster_req_t *q, const char *key, const char *v, icpnsd_reqerr_t *e)
+{
+    uint64_t x;
+    if (!v)
+        v = "";
+    if (!strcmp(key, "k")) {
+        if (opt_u64(key, v, 1, MAX_K, &x, e))
+            return -1;
+        q->ko.k = (uint32_t)x;
+    } else if (!strcmp(key, "seed")) {
+        if (opt_u64(key, v, 0, UINT64_MAX, &x, e))
+            return -1;
+        q->ko.seed = x;
+    } else if (!strcmp(key, "restarts")) {
+        if (opt_u64(key, v, 1, MAX_RESTARTS, &x, e))
+            return -1;
+        q->ko.restarts = (uint32_t)x;
+    } else if (!strcmp(key, "max_iter")) {
+        if (opt_u64(key, v, 1, MAX_ITER, &x, e))
+            return -1;
+        q->ko.max_iter = (uint32_t)x;
+    } else if (!strcmp(key, "tol")) {
+        char *end;
+        double t = strtod(v, &end);
+        if (!v[0] || *end || !(t >= 0) || !isfinite(t) || t > 1)
+            return reqerr(e, 400, "bad_parameter", key, -1, "tol must be a number in [0, 1], not '%s'", v);
+        q->ko.tol = t;
+    } else {
+        return reqerr(e, 400, "bad_parameter", key, -1,
+                      "unknown parameter '%s' (k, seed, restarts, max_iter, tol)", key);
+    }
+    return 0;
+}
+
+int icpnsd_cluster_check(const cluster_req_t *q, icpnsd_reqerr_t *e)
+{
+    if (q->emb.n == 0)
+        return reqerr(e, 400, "bad_embeddings", "embeddings", -1, "no rows to cluster");
+    if (q->ko.k > q->emb.n)
+        return reqerr(e, 400, "bad_parameter", "k", -1, "k = %u is more than the %u rows", q->ko.k,
+                      q->emb.n);
+    for (uint64_t i = 0; i < (uint64_t)q->emb.n * q->emb.dim; i++)
+        if (!isfinite(q->emb.x[i]))
+            return reqerr(e, 400, "bad_embeddings", "embeddings", (long long)(i / q->emb.dim),
+                          "row %llu has a value that is not a finite number",
+                          (unsigned long long)(i / q->emb.dim));
+    return 0;
+}
+
+int icpnsd_parse_cluster_json(const char *body, size_t len, cluster_req_t *q, icpnsd_reqerr_t *e)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return reqerr(e, 400, "bad_json", NULL, -1, "line %d column %d: %s", je.line, je.column,
+                      je.text);
+    int rc = -1;
+    if (!json_is_object(root)) {
+        reqerr(e, 400, "bad_request", NULL, -1, "the body must be a JSON object");
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (!strcmp(key, "users") || !strcmp(key, "embeddings"))
+            continue;
+        char text[64];
+        if (json_is_integer(v))
+            snprintf(text, sizeof(text), "%lld", (long long)json_integer_value(v));
+        else if (json_is_real(v))
+            snprintf(text, sizeof(text), "%.17g", json_real_value(v));
+        else {
+            reqerr(e, 400, "bad_parameter", key, -1, "'%s' must be a number", key);
+            goto out;
+        }
+        if (icpnsd_cluster_opt(q, key, text, e))
+            goto out;
+    }
+    json_t *users = json_object_get(root, "users"), *emb = json_object_get(root, "embeddings");
+    if (!json_is_array(users) || !json_is_array(emb)) {
+        reqerr(e, 400, "bad_request", !json_is_array(users) ? "users" : "embeddings", -1,
+               "'users' (ids) and 'embeddings' (one array of numbers per user) are required");
+        goto out;
+    }
+    size_t n = json_array_size(users);
+    if (json_array_size(emb) != n) {
+        reqerr(e, 400, "bad_embeddings", "embeddings", -1, "%zu users but %zu embedding rows", n,
+               json_array_size(emb));
+        goto out;
+    }
+    if (n == 0 || n > UINT32_MAX / 2) {
+        reqerr(e, 400, "bad_embeddings", "users", -1, "between 1 and 2^31 users");
+        goto out;
+    }
+    size_t dim = json_array_size(json_array_get(emb, 0));
+    if (dim == 0 || dim > 65536) {
+        reqerr(e, 400, "bad_embeddings", "embeddings", 0, "rows must have 1..65536 numbers");
+        goto out;
+    }
+    q->emb.n = (uint32_t)n;
+    q->emb.dim = (uint32_t)dim;
+    q->emb.ids = malloc(n * sizeof(int64_t));
+    q->emb.x = malloc(n * dim * sizeof(float));
+    if (!q->emb.ids || !q->emb.x) {
+        reqerr(e, 503, "out_of_memory", NULL, -1, "no memory for the embeddings");
+        goto out;
+    }
+    for (size_t r = 0; r < n; r++) {
+        json_t *u = json_array_get(users, r), *row = json_array_get(emb, r);
+        if (!json_is_integer(u) || json_integer_value(u) < 0) {
+            reqerr(e, 400, "bad_user_id", "users", (long long)r, "user ids are non-negative integers");
+            goto out;
+        }
+        q->emb.ids[r] = json_integer_value(u);
+        if (!json_is_array(row) || json_array_size(row) != dim) {
+            reqerr(e, 400, "bad_embeddings", "embeddings", (long long)r,
+                   "every row must have %zu numbers", dim);
+            goto out;
+        }
+        for (size_t j = 0; j < dim; j++) {
+            json_t *x = json_array_get(row, j);
+            if (!json_is_number(x)) {
+                reqerr(e, 400, "bad_embeddings", "embeddings", (long long)r,
+                       "column %zu is not a number", j);
+                goto out;
+            }
+            q->emb.x[r * dim + j] = (float)json_number_value(x);
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+int icpnsd_parse_cluster_frame(const char *body, size_t len, cluster_req_t *q,
+                               icpnsd_reqerr_t *e)
+{
+    const unsigned char *p = (const unsigned char *)body;
+    if (len < FRAME_EMB_HEADER || memcmp(p, FRAME_EMB_MAGIC, 4))
+        return reqerr(e, 400, "bad_frame", NULL, -1,
+                      "an embeddings frame starts with a 40-byte header and magic 'ICPE'");
+    if (rd16(p + 4) != 1)
+        return reqerr(e, 400, "bad_frame", "version", -1, "unsupported frame version %u", rd16(p + 4));
+    if (rd16(p + 6) != 0)
+        return reqerr(e, 400, "bad_frame", "flags", -1, "unknown flag bits 0x%x", rd16(p + 6));
+    uint32_t k = rd32(p + 8), rows = rd32(p + 12), dim = rd32(p + 16), restarts = rd32(p + 20),
+             max_iter = rd32(p + 24);
+    char text[32];
+    snprintf(text, sizeof(text), "%u", k);
+    if (icpnsd_cluster_opt(q, "k", text, e))
+        return -1;
+    snprintf(text, sizeof(text), "%llu", (unsigned long long)rd64(p + 32));
+    if (icpnsd_cluster_opt(q, "seed", text, e))
+        return -1;
+    if (restarts) {
+        snprintf(text, sizeof(text), "%u", restarts);
+        if (icpnsd_cluster_opt(q, "restarts", text, e))
+            return -1;
+    }
+    if (max_iter) {
+        snprintf(text, sizeof(text), "%u", max_iter);
+        if (icpnsd_cluster_opt(q, "max_iter", text, e))
+            return -1;
+    }
+    if (rows == 0 || dim == 0 || dim > 65536 || rows > UINT32_MAX / 2)
+        return reqerr(e, 400, "bad_frame", rows == 0 ? "rows" : "dim", -1,
+                      "rows must be 1..2^31 and dim 1..65536");
+    uint64_t need = FRAME_EMB_HEADER + (uint64_t)rows * 8 + (uint64_t)rows * dim * 4;
+    if ((uint64_t)len != need)
+        return reqerr(e, 400, "bad_frame", "embeddings", -1,
+                      "the header announces %u x %u (%llu bytes) but the body has %zu bytes", rows,
+                      dim, (unsigned long long)need, len);
+    q->emb.n = rows;
+    q->emb.dim = dim;
+    q->emb.ids = malloc((size_t)rows * sizeof(int64_t));
+    q->emb.x = malloc((size_t)rows * dim * sizeof(float));
+    if (!q->emb.ids || !q->emb.x)
+        return reqerr(e, 503, "out_of_memory", NULL, -1, "no memory for the embeddings");
+    for (uint32_t r = 0; r < rows; r++) {
+        q->emb.ids[r] = (int64_t)rd64(p + FRAME_EMB_HEADER + (size_t)r * 8);
+        if (q->emb.ids[r] < 0)
+            return reqerr(e, 400, "bad_user_id", "users", r, "user ids are non-negative");
+    }
+    memcpy(q->emb.x, p + FRAME_EMB_HEADER + (size_t)rows * 8, (size_t)rows * dim * 4);
+    return 0;
+}
+
+int icpnsd_parse_cluster_npy(const char *body, size_t len, cluster_req_t *q, icpnsd_reqerr_t *e)
+{
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    if (icpns_embeddings_parse_npy(body, len, NULL, &q->emb, &err)) {
+        if (err.code == ICPNS_ENOMEM)
+            return reqerr(e, 503, "out_of_memory", NULL, -1, "no memory for the embeddings");
+        return reqerr(e, 400, "bad_npy", err.field, -1, "%s", err.message);
+    }
+    return 0;
+}

@@ -60,4 +60,37 @@ int icpnsd_parse_negatives_frame(const icpnsd_config_t *cfg, const char *body, s
 
 void icpnsd_neg_req_free(neg_req_t *q);
 
+/* ---- POST /admin/cluster ------------------------------------------------- */
+
+#define FRAME_EMB_MAGIC "ICPE"
+#define FRAME_EMB_HEADER 40
+
+typedef struct cluster_req {
+    icpns_embeddings_t emb; /* ids NULL (.npy): row r is the r-th user by ascending id */
+    icpns_kmeans_opts_t ko;
+} cluster_req_t;
+
+/*
+ * Sets one k-means option ("k", "seed", "restarts", "max_iter", "tol") from
+ * text (a query-string value).  Unknown keys and bad values are 400s.
+ */
+int icpnsd_cluster_opt(cluster_req_t *q, const char *key, const char *value, icpnsd_reqerr_t *e);
+
+/* {"users":[...], "embeddings":[[...],...], "k":8, "seed":..., ...} */
+int icpnsd_parse_cluster_json(const char *body, size_t len, cluster_req_t *q, icpnsd_reqerr_t *e);
+
+/* An ICPE frame: 40-byte header, int64 users, float32 row-major matrix
+ * (proto/frames.md). */
+int icpnsd_parse_cluster_frame(const char *body, size_t len, cluster_req_t *q,
+                               icpnsd_reqerr_t *e);
+
+/* A .npy body (options come from the query string). */
+int icpnsd_parse_cluster_npy(const char *body, size_t len, cluster_req_t *q, icpnsd_reqerr_t *e);
+
+/* Checks the options against the rows (k <= rows, limits). */
+int icpnsd_cluster_check(const cluster_req_t *q, icpnsd_reqerr_t *e);
+
+void icpnsd_cluster_req_init(cluster_req_t *q);
+void icpnsd_cluster_req_free(cluster_req_t *q);
+
 #endif

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "request.h"
 #include "state.h"
 
 #define JOURNAL "interactions.journal"
@@ -333,7 +334,8 @@ static const char *code_of(int rc)
 static bool can_patch(const icpnsd_job_t *batch)
 {
     for (const icpnsd_job_t *j = batch; j; j = j->next)
-        if (j->kind == JOB_RELOAD || (j->kind == JOB_COMMUNITIES && j->replace))
+        if (j->kind == JOB_RELOAD || j->kind == JOB_CLUSTER ||
+            (j->kind == JOB_COMMUNITIES && j->replace))
             return false;
     return true;
 }
@@ -367,6 +369,116 @@ static int gather_delta(const icpnsd_job_t *batch, icpns_delta_t *ret)
     }
     *ret = (icpns_delta_t){inter, ni, comm, nc};
     return 0;
+}
+
+void icpnsd_job_free(icpnsd_job_t *j)
+{
+    if (!j)
+        return;
+    if (j->cluster) {
+        icpnsd_cluster_req_free(j->cluster);
+        free(j->cluster);
+    }
+    free(j->sizes);
+    free(j->pairs);
+    free(j);
+}
+
+static void kmeans_progress(void *arg, uint32_t r, uint32_t n, double inertia)
+{
+    (void)arg;
+    log_info("cluster: restart %u/%u inertia %.6g", r + 1, n, inertia);
+}
+
+/*
+ * A cluster job: checks the users against the serving snapshot, runs
+ * k-means (here, on the thread pool: sampling requests never wait for it)
+ * and turns the labels into a replacing communities update.  Returns 0 with
+ * j->pairs set, or an error status already in the job.
+ */
+static int run_cluster(icpnsd_state_t *st, icpnsd_job_t *j)
+{
+    cluster_req_t *q = j->cluster;
+    icpns_snapshot_t *s = icpnsd_state_acquire(st);
+    uint32_t n = q->emb.n;
+    int rc = -1;
+    if (!q->emb.ids) {
+        /* A bare .npy: row r is the r-th user by ascending id. */
+        if (n != s->users.n) {
+            set_job_error(j, 422, "row_count_mismatch", "");
+            snprintf(j->message, sizeof(j->message),
+                     "the .npy has %u rows but the tables have %u users (row r is the r-th user "
+                     "by ascending id; send an ICPE frame or JSON to name the users)",
+                     n, s->users.n);
+            goto out;
+        }
+        q->emb.ids = malloc((size_t)n * sizeof(int64_t));
+        if (!q->emb.ids) {
+            set_job_error(j, 503, "out_of_memory", "no memory for the user ids");
+            goto out;
+        }
+        memcpy(q->emb.ids, s->users.ids, (size_t)n * sizeof(int64_t));
+    } else {
+        uint8_t *seen = calloc(s->users.n ? s->users.n : 1, 1);
+        if (!seen) {
+            set_job_error(j, 503, "out_of_memory", "no memory");
+            goto out;
+        }
+        for (uint32_t r = 0; r < n; r++) {
+            uint32_t u = icpns_idmap_find(&s->users, q->emb.ids[r]);
+            if (u == ICPNS_NONE || seen[u]) {
+                set_job_error(j, 422, u == ICPNS_NONE ? "unknown_user" : "duplicate_user", "");
+                snprintf(j->message, sizeof(j->message),
+                         u == ICPNS_NONE ? "row %u: user %lld is not in the tables (send the "
+                                           "tables' user ids, not a trainer's dense index)"
+                                         : "row %u: user %lld appears twice",
+                         r, (long long)q->emb.ids[r]);
+                free(seen);
+                goto out;
+            }
+            seen[u] = 1;
+        }
+        free(seen);
+    }
+    icpns_kmeans_result_t res;
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    q->ko.progress = kmeans_progress;
+    double t0 = icpns_now();
+    log_info("cluster: %u users x %u dimensions, k=%u, %u restarts, seed %llu", n, q->emb.dim,
+             q->ko.k, q->ko.restarts, (unsigned long long)q->ko.seed);
+    if (icpns_kmeans(q->emb.x, n, q->emb.dim, &q->ko, &res, &err)) {
+        set_job_error(j, err.code == ICPNS_ENOMEM ? 503 : 400,
+                      err.code == ICPNS_ENOMEM ? "out_of_memory" : "bad_embeddings", err.message);
+        goto out;
+    }
+    j->cluster_seconds = icpns_now() - t0;
+    j->pairs = malloc((size_t)n * sizeof(*j->pairs));
+    if (!j->pairs) {
+        icpns_kmeans_result_free(&res);
+        set_job_error(j, 503, "out_of_memory", "no memory");
+        goto out;
+    }
+    for (uint32_t r = 0; r < n; r++)
+        j->pairs[r] = (icpns_pair_t){q->emb.ids[r], res.labels[r]};
+    j->n = n;
+    j->replace = true;
+    j->k = res.k;
+    j->sizes = res.sizes;
+    res.sizes = NULL;
+    j->inertia = res.inertia;
+    j->iterations = res.iterations;
+    j->best_restart = res.best_restart;
+    j->converged = res.converged;
+    icpns_kmeans_result_free(&res);
+    log_info("cluster: inertia %.6g after %u iterations (restart %u) in %.3fs", j->inertia,
+             j->iterations, j->best_restart + 1, j->cluster_seconds);
+    /* The matrix is no longer needed: free it before the rebuild. */
+    icpnsd_cluster_req_free(q);
+    rc = 0;
+out:
+    icpns_snapshot_unref(s);
+    return rc;
 }
 
 /* Runs on the thread pool: everything slow happens here. */
@@ -415,6 +527,8 @@ static void build_work(uv_work_t *w)
                           "to accept updates");
             continue;
         }
+        if (j->kind == JOB_CLUSTER && run_cluster(st, j))
+            continue;
         int rc = j->kind == JOB_INTERACTIONS ? apply_interactions(st, d, j, &err)
                                              : apply_communities(st, d, j, &err);
         if (rc) {
@@ -535,8 +649,7 @@ static void build_done(uv_work_t *w, int status)
         if (j->done_cb)
             j->done_cb(j);
         else {
-            free(j->pairs);
-            free(j);
+            icpnsd_job_free(j);
         }
     }
     st->batch = NULL;

@@ -20,7 +20,9 @@
 
 #include "icpns.h"
 
-typedef enum job_kind { JOB_RELOAD, JOB_INTERACTIONS, JOB_COMMUNITIES } job_kind_t;
+typedef enum job_kind { JOB_RELOAD, JOB_INTERACTIONS, JOB_COMMUNITIES, JOB_CLUSTER } job_kind_t;
+
+struct cluster_req;
 
 typedef struct icpnsd_job icpnsd_job_t;
 typedef void (*icpnsd_job_done_cb)(icpnsd_job_t *job);
@@ -31,6 +33,7 @@ struct icpnsd_job {
     size_t n;
     bool replace;        /* communities: replace all instead of merging */
     char origin[32];     /* "http", "SIGHUP", "watch" */
+    struct cluster_req *cluster; /* JOB_CLUSTER: owned; freed with the job */
     /* Result, written by the loop thread before done_cb. */
     int status;          /* HTTP status */
     char code[48];
@@ -39,6 +42,11 @@ struct icpnsd_job {
     double build_seconds;
     char rebuild[8];     /* "patch" or "full" */
     uint32_t comms_rebuilt;
+    /* JOB_CLUSTER results. */
+    uint32_t k, *sizes;  /* sizes owned */
+    double inertia, cluster_seconds;
+    uint32_t iterations, best_restart;
+    bool converged;
     icpnsd_job_done_cb done_cb; /* called on the loop thread; may be NULL */
     void *user;
     icpnsd_job_t *next;
@@ -106,6 +114,9 @@ icpns_snapshot_t *icpnsd_state_acquire_meta(icpnsd_state_t *st, icpnsd_meta_t *r
 
 /* Copies the serving version's metadata. */
 void icpnsd_state_meta(icpnsd_state_t *st, icpnsd_meta_t *ret);
+
+/* Frees a job and what it owns. */
+void icpnsd_job_free(icpnsd_job_t *j);
 
 /* Queues a job; thread-safe.  The job's done_cb runs on the loop thread. */
 void icpnsd_state_submit(icpnsd_state_t *st, icpnsd_job_t *job);

@@ -1,0 +1,206 @@
+"""POST /admin/cluster against the real daemon: JSON, ICPE frames and .npy
+uploads give the same communities for the same seed, they are written
+durably and served, bad uploads get clear errors, and a large upload with
+its k-means does not stall sampling.
+"""
+import http.client
+import json
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import Daemon, gen_tables, load_tables
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover
+    np = None
+try:
+    import jsonschema
+except ImportError:  # pragma: no cover
+    jsonschema = None
+
+TOKEN = "cluster-token-0123456789"
+PROTO = os.environ.get("PROTO_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "proto"))
+AUTH = {"Authorization": "Bearer " + TOKEN}
+
+
+def frame(users, x, k, seed, restarts=0, max_iter=0):
+    rows, dim = x.shape
+    head = struct.pack("<4sHHIIIIIIQ", b"ICPE", 1, 0, k, rows, dim, restarts, max_iter, 0, seed)
+    return head + np.asarray(users, dtype="<i8").tobytes() + np.asarray(x, dtype="<f4").tobytes()
+
+
+def npy_bytes(x):
+    import io
+    b = io.BytesIO()
+    np.save(b, x)
+    return b.getvalue()
+
+
+def planted(users, comm, dim=8, seed=1):
+    """Embeddings that carry the generator's planted communities."""
+    rng = np.random.default_rng(seed)
+    cs = sorted(set(comm.values()))
+    centers = rng.normal(0, 4, size=(len(cs), dim))
+    return np.stack([centers[cs.index(comm[u])] + rng.normal(0, 0.5, dim) for u in users]).astype(np.float32)
+
+
+def read_comm(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#") and line.strip():
+                u, c = line.split()
+                out[int(u)] = int(c)
+    return out
+
+
+@unittest.skipUnless(np is not None, "numpy is not installed")
+class TestCluster(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="icpnsd-cluster-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        gen_tables(self.dir, users=300, items=200, communities=4, interactions=6000)
+        pos, self.comm, _ = load_tables(self.dir)
+        self.users = sorted(set(pos) | set(self.comm))
+        self.x = planted(self.users, self.comm)
+
+    def post(self, d, body, ctype, query=""):
+        return d.request("POST", "/admin/cluster" + query, body,
+                         dict(AUTH, **{"Content-Type": ctype}))
+
+    def test_json_frame_and_npy_agree_and_persist(self):
+        with Daemon(tables=self.dir, token=TOKEN) as d:
+            body = {"users": self.users, "embeddings": self.x.tolist(), "k": 4, "seed": 7}
+            st, res = self.post(d, json.dumps(body).encode(), "application/json")
+            self.assertEqual(st, 200, res)
+            if jsonschema:
+                with open(os.path.join(PROTO, "schemas", "admin_cluster_result.json")) as f:
+                    jsonschema.validate(res, json.load(f))
+            self.assertEqual((res["k"], res["accepted"], res["rebuild"]), (4, len(self.users), "full"))
+            self.assertEqual(sum(res["sizes"]), len(self.users))
+            self.assertTrue(res["converged"])
+            by_json = read_comm(os.path.join(self.dir, "communities.tsv"))
+            # The planted communities are recovered (up to renaming).
+            mapping = {}
+            for u in self.users:
+                mapping.setdefault(self.comm[u], set()).add(by_json[u])
+            self.assertTrue(all(len(v) == 1 for v in mapping.values()), mapping)
+            self.assertEqual(len({next(iter(v)) for v in mapping.values()}), 4)
+            # Served at once.
+            u = self.users[5]
+            st, info = d.request("GET", "/v1/users/%d" % u)
+            self.assertEqual(info["community"], by_json[u])
+            self.assertEqual(info["version"] if "version" in info else res["version"], res["version"])
+            st, neg = d.negatives(users=self.users[:10], n=4, seed=1)
+            self.assertEqual((st, neg["version"]), (200, res["version"]))
+
+            # The same data and seed as an ICPE frame and as .npy.
+            shutil.copy(os.path.join(self.dir, "communities.tsv"), os.path.join(self.dir, "json.tsv"))
+            st, res2 = self.post(d, frame(self.users, self.x, 4, 7), "application/x-icpns-embeddings")
+            self.assertEqual(st, 200, res2)
+            self.assertEqual(read_comm(os.path.join(self.dir, "communities.tsv")), by_json)
+            self.assertEqual(res2["inertia"], res["inertia"])
+            st, res3 = self.post(d, npy_bytes(self.x), "application/x-npy", "?k=4&seed=7")
+            self.assertEqual(st, 200, res3)
+            self.assertEqual(read_comm(os.path.join(self.dir, "communities.tsv")), by_json)
+            self.assertGreater(res3["version"], res2["version"])
+        # After a restart the clustered communities are served.
+        with Daemon(tables=self.dir, token=TOKEN) as d:
+            st, info = d.request("GET", "/v1/users/%d" % self.users[5])
+            self.assertEqual(info["community"], by_json[self.users[5]])
+
+    def test_errors(self):
+        with Daemon(tables=self.dir, token=TOKEN) as d:
+            bad_rows = self.x.copy()
+            bad_rows[3, 2] = np.nan
+            cases = [
+                (json.dumps({"users": [999999] + self.users[1:], "embeddings": self.x.tolist(), "k": 4}),
+                 "application/json", "", 422, "unknown_user"),
+                (json.dumps({"users": [self.users[1]] + self.users[1:], "embeddings": self.x.tolist()}),
+                 "application/json", "", 422, "duplicate_user"),
+                (json.dumps({"users": self.users[:3], "embeddings": self.x[:3].tolist(), "k": 4}),
+                 "application/json", "", 400, "bad_parameter"),
+                (json.dumps({"users": self.users[:2], "embeddings": [[1, 2], [3]]}),
+                 "application/json", "", 400, "bad_embeddings"),
+                (json.dumps({"users": self.users[:2], "embeddings": [[1], [2]], "kk": 2}),
+                 "application/json", "", 400, "bad_parameter"),
+                (frame(self.users, bad_rows, 4, 1), "application/x-icpns-embeddings", "", 400, "bad_embeddings"),
+                (frame(self.users, self.x, 4, 1)[:-4], "application/x-icpns-embeddings", "", 400, "bad_frame"),
+                (npy_bytes(self.x[:-1]), "application/x-npy", "?k=4", 422, "row_count_mismatch"),
+                (npy_bytes(self.x.astype(np.int32)), "application/x-npy", "", 400, "bad_npy"),
+                (npy_bytes(self.x), "application/x-npy", "?k=0", 400, "bad_parameter"),
+                (b"k=4", "text/plain", "", 415, "unsupported_media_type"),
+            ]
+            before = read_comm(os.path.join(self.dir, "communities.tsv"))
+            for body, ctype, q, status, code in cases:
+                body = body.encode() if isinstance(body, str) else body
+                st, err = self.post(d, body, ctype, q)
+                self.assertEqual((st, err["error"]["code"]), (status, code), err)
+            st, err = self.post(d, frame(self.users, bad_rows, 4, 1), "application/x-icpns-embeddings")
+            self.assertEqual(err["error"]["row"], 3)
+            st, err = d.request("POST", "/admin/cluster", b"{}", {"Content-Type": "application/json"})
+            self.assertEqual(st, 401)
+            # Nothing was written by the refused uploads.
+            self.assertEqual(read_comm(os.path.join(self.dir, "communities.tsv")), before)
+        with Daemon(token=TOKEN) as d:  # the built-in dataset is read-only
+            st, err = d.request("POST", "/admin/cluster", frame([1, 2], np.zeros((2, 2)), 1, 1),
+                                dict(AUTH, **{"Content-Type": "application/x-icpns-embeddings"}))
+            self.assertEqual((st, err["error"]["code"]), (409, "read_only_tables"))
+
+    def test_large_upload_does_not_stall_sampling(self):
+        big = tempfile.mkdtemp(prefix="icpnsd-cluster-big-")
+        self.addCleanup(shutil.rmtree, big, True)
+        gen_tables(big, users=20000, items=3000, communities=8, interactions=200000)
+        pos, comm, _ = load_tables(big)
+        users = sorted(set(pos) | set(comm))
+        x = planted(users, comm, dim=128, seed=3)  # 20000 x 128: a 10 MB upload
+        body = frame(users, x, 8, 1, restarts=2)
+        with Daemon(tables=big, token=TOKEN) as d:
+            done = threading.Event()
+            result = {}
+
+            def upload():
+                conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=120)
+                conn.putrequest("POST", "/admin/cluster")
+                for k, v in dict(AUTH, **{"Content-Type": "application/x-icpns-embeddings",
+                                          "Content-Length": str(len(body))}).items():
+                    conn.putheader(k, v)
+                conn.endheaders()
+                step = len(body) // 40 + 1
+                for off in range(0, len(body), step):  # trickle it over ~2 s
+                    conn.send(body[off:off + step])
+                    time.sleep(0.05)
+                r = conn.getresponse()
+                result["status"], result["body"] = r.status, json.loads(r.read())
+                conn.close()
+                done.set()
+
+            t = threading.Thread(target=upload)
+            t.start()
+            served, failures, worst = 0, [], 0.0
+            while not done.is_set():
+                t0 = time.time()
+                st, b = d.negatives(users=users[:64], n=8, seed=served)
+                worst = max(worst, time.time() - t0)
+                if st == 200:
+                    served += 1
+                else:
+                    failures.append(b)
+            t.join()
+            self.assertEqual(result["status"], 200, result)
+            self.assertEqual(failures, [])
+            # Sampling kept going during the upload and the k-means.
+            self.assertGreater(served, 50)
+            self.assertLess(worst, 2.0)
+            st, b = d.negatives(users=users[:4], n=2, seed=1)
+            self.assertEqual(b["version"], result["body"]["version"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
