@@ -1,0 +1,1 @@
+"""The ICPNS two-stage experiment: data protocol, models, metrics, runner."""

@@ -1,0 +1,343 @@
+#!/usr/bin/python3
+"""The ICPNS two-stage experiment, end to end against a real icpnsd.
+
+Stage 1 trains BPR-MF / LightGCN with uniform negatives (RNS) from the
+daemon. Stage 2 uploads the stage-1 user embeddings (LightGCN: the final
+propagated ones) to POST /admin/cluster (k-means, K communities) and
+fine-tunes from the stage-1 model for the same budget with each sampler:
+ICPNS, PNS, continued RNS, and trainer-side hard negatives (the best of m
+uniform candidates by model score), all drawn from the daemon. Results
+(mean +- std over seeds of Recall@10, NDCG@10, MRR@10 on the test split,
+models selected by validation NDCG@10) go to docs/results.md.
+
+    examples/two_stage.py                      # MovieLens-100K from ../shared/data
+    examples/two_stage.py --quick              # a short smoke run
+    examples/two_stage.py --data DIR_OR_FILE   # u.data, RecBole .inter, or train.txt/test.txt
+
+Needs Debian's python3-torch and python3-numpy, and a built icpnsd.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from icpns_experiment import data as D  # noqa: E402
+from icpns_experiment import metrics as M  # noqa: E402
+
+SAMPLERS = {"icpns": "ICPNS", "pns": "PNS", "rns": "RNS", "hns": "HNS"}
+MODELS = {"bpr": "BPR-MF", "lightgcn": "LightGCN"}
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal."""
+
+    def __init__(self, quiet=False):
+        self.tty = sys.stderr.isatty()
+        self.quiet = quiet
+
+    def __call__(self, msg, final=False):
+        if self.quiet:
+            return
+        if self.tty and not final:
+            sys.stderr.write("\r\033[K" + msg)
+        else:
+            sys.stderr.write(("\r\033[K" if self.tty else "") + msg + "\n")
+        sys.stderr.flush()
+
+
+class Daemon:
+    """icpnsd on a free loopback port, serving the training split."""
+
+    def __init__(self, binary, ds, alpha, workdir, log):
+        self.tables = os.path.join(workdir, "tables")
+        os.makedirs(self.tables, exist_ok=True)
+        with open(os.path.join(self.tables, "interactions.tsv"), "w") as f:
+            f.write("# user\titem (training split only: the positives excluded from negatives)\n")
+            for u, i in ds.train:
+                f.write("%d\t%d\n" % (ds.user_ids[u], ds.item_ids[i]))
+        with open(os.path.join(self.tables, "communities.tsv"), "w") as f:
+            f.write("# one community until stage 2 clusters the users\n")
+            for u in ds.user_ids:
+                f.write("%d\t0\n" % u)
+        with open(os.path.join(self.tables, "tables.json"), "w") as f:
+            json.dump({"alpha": alpha}, f)
+        self.token = "experiment-" + os.urandom(12).hex()
+        tok = os.path.join(workdir, "token")
+        with open(tok, "w") as f:
+            f.write(self.token)
+        os.chmod(tok, 0o600)
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen([binary, "--tables", self.tables, "--listen", "127.0.0.1:0",
+                                      "--admin-token-file", tok, "--threads", "2"],
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.wait()
+            raise SystemExit("icpnsd did not start; see %s" % log)
+        self.url = "http://" + line.split()[-1]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def evaluate(model, ds, split, truth_lists, mask_lists, k=10):
+    from icpns_experiment import models as MD
+    s = MD.scores(model)
+    return M.rank_metrics(s, truth_lists[split], mask_lists[split], k)
+
+
+def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label):
+    """BPR training with negatives from the daemon; early stopping on
+    validation NDCG@10. Returns (best state, best valid, epochs run)."""
+    import torch
+    from icpns_experiment import models as MD
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    gen = torch.Generator().manual_seed(seed)
+    strategy = {"icpns": "icpns", "pns": "popularity", "rns": "uniform", "hns": "uniform"}[sampler]
+    m = args.hns_candidates if sampler == "hns" else 1
+    best, best_state, best_epoch, bad = -1.0, None, 0, 0
+    t0 = time.time()
+    n = len(ds.train)
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(n, generator=gen).numpy()
+        batches = [ds.train[perm[b:b + args.batch]] for b in range(0, n, args.batch)]
+        loss_sum = 0.0
+        pf = client.prefetch((ds.user_ids[b[:, 0]] for b in batches), n=1, strategy=strategy,
+                             seed=seed * 100003 + epoch, depth=2, candidates=m)
+        with pf:
+            for b, (_, neg) in zip(batches, pf):
+                items = np.searchsorted(ds.item_ids, neg.items.reshape(len(b), m))
+                u = torch.as_tensor(b[:, 0])
+                i = torch.as_tensor(b[:, 1])
+                if m > 1:  # hard negatives: the best-scored of m uniform candidates
+                    with torch.no_grad():
+                        users, its = model.propagate()
+                        sc = (users[u].unsqueeze(1) * its[torch.as_tensor(items)]).sum(-1)
+                        pick = sc.argmax(1).numpy()
+                    j = torch.as_tensor(items[np.arange(len(b)), pick])
+                else:
+                    j = torch.as_tensor(items[:, 0])
+                loss_sum += MD.bpr_step(model, opt, u, i, j, args.reg) * len(b)
+        model.eval()
+        valid = evaluate(model, ds, "valid", *lists)
+        model.train()
+        if valid["ndcg"] > best:
+            best, best_epoch, bad = valid["ndcg"], epoch, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        progress("%s epoch %d/%d loss %.4f valid NDCG@10 %.4f (best %.4f @%d) %.0fs" %
+                 (label, epoch, epochs, loss_sum / n, valid["ndcg"], best, best_epoch,
+                  time.time() - t0))
+        if bad >= args.patience:
+            break
+    progress("%s done: best valid NDCG@10 %.4f at epoch %d of %d (%.0fs)" %
+             (label, best, best_epoch, epoch, time.time() - t0), final=True)
+    return best_state, best, epoch
+
+
+def run(args):
+    import torch
+    import icpns_client as ic
+    from icpns_experiment import models as MD
+    torch.set_num_threads(args.torch_threads)
+    progress = Progress(args.quiet)
+    if not os.path.exists(args.data):
+        print("two_stage: %s not found; skipping (MovieLens-100K is not shipped with the "
+              "repository; point --data at u.data, a RecBole .inter or a train.txt/test.txt "
+              "directory)" % args.data)
+        return 0
+    ds = D.load(args.data, min_rating=args.min_rating, core=args.core, seed=args.split_seed)
+    progress(ds.stats(), final=True)
+    truth = {"valid": M.user_lists(ds.valid, ds.n_users), "test": M.user_lists(ds.test, ds.n_users)}
+    tr = M.user_lists(ds.train, ds.n_users)
+    va = truth["valid"]
+    masks = {"valid": tr, "test": [np.concatenate([a, b]) for a, b in zip(tr, va)]}
+    lists = (truth, masks)
+    work = tempfile.mkdtemp(prefix="icpns-experiment-")
+    daemon = Daemon(args.icpnsd, ds, args.alpha, work, os.path.join(work, "icpnsd.log"))
+    client = ic.Client(daemon.url, token=daemon.token)
+    results = []
+    t_start = time.time()
+    try:
+        for model_name in args.models:
+            for seed in args.seeds:
+                torch.manual_seed(seed)
+                model = MD.make(model_name, ds, args.dim)
+                label = "[%s seed %d stage 1 RNS]" % (MODELS[model_name], seed)
+                state, _, ep1 = train(model, ds, client, "rns", args, seed, args.epochs, lists,
+                                      progress, label)
+                model.load_state_dict(state)
+                model.eval()
+                test = evaluate(model, ds, "test", *lists)
+                results.append({"model": model_name, "seed": seed, "stage": 1, "sampler": "rns",
+                                "epochs": ep1, **test})
+                emb = MD.user_embeddings(model)
+                t0 = time.time()
+                cl = client.cluster(ds.user_ids, emb, k=args.k, seed=seed, restarts=args.restarts)
+                progress("[%s seed %d] clustered %d users into %d communities (sizes %s, "
+                         "inertia %.4g) in %.2fs; version %d" %
+                         (MODELS[model_name], seed, len(ds.user_ids), cl["k"], cl["sizes"],
+                          cl["inertia"], time.time() - t0, cl["version"]), final=True)
+                for sampler in args.samplers:
+                    torch.manual_seed(seed + 1)
+                    model.load_state_dict(state)
+                    model.train()
+                    label = "[%s seed %d stage 2 %s]" % (MODELS[model_name], seed, SAMPLERS[sampler])
+                    st2, _, ep2 = train(model, ds, client, sampler, args, seed + 7919, args.epochs,
+                                        lists, progress, label)
+                    model.load_state_dict(st2)
+                    model.eval()
+                    test = evaluate(model, ds, "test", *lists)
+                    results.append({"model": model_name, "seed": seed, "stage": 2,
+                                    "sampler": sampler, "epochs": ep2, "communities": cl["sizes"],
+                                    **test})
+                    progress("%s test Recall@10 %.4f NDCG@10 %.4f MRR@10 %.4f" %
+                             (label, test["recall"], test["ndcg"], test["mrr"]), final=True)
+                    save_partial(args, ds, results, time.time() - t_start)
+    finally:
+        client.close()
+        daemon.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.time() - t_start
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "dataset": ds.stats(), "results": results,
+                       "seconds": elapsed,
+                       "command": " ".join(["examples/two_stage.py"] + sys.argv[1:])}, f, indent=1)
+        if os.path.exists(args.json + ".partial"):
+            os.remove(args.json + ".partial")
+    if args.out:
+        write_markdown(args, ds, results, elapsed)
+    return 0
+
+
+def save_partial(args, ds, results, elapsed):
+    """Keeps the runs done so far (a long experiment survives an interruption)."""
+    if args.json:
+        with open(args.json + ".partial", "w") as f:
+            json.dump({"dataset": ds.stats(), "results": results, "seconds": elapsed}, f, indent=1)
+
+
+def fmt(vals):
+    a = np.array(vals)
+    return "%.4f ± %.4f" % (a.mean(), a.std(ddof=1) if len(a) > 1 else 0.0)
+
+
+def write_markdown(args, ds, results, elapsed, command=None):
+    command = command or " ".join(["examples/two_stage.py"] + sys.argv[1:])
+    lines = ["# Results: the ICPNS two-stage scheme on %s" % ds.name, "",
+             "Generated by `%s` (%.0f minutes on this 2-core machine); rerun it to "
+             "reproduce, or `examples/two_stage.py --report %s` to re-render this page." % (
+                 command, elapsed / 60, os.path.relpath(args.json, ROOT) if args.json else "JSON"), "",
+             "- Data: %s." % ds.stats(),
+             "- Protocol: ratings >= %g, %d-core filtering, random 8:1:1 split per user "
+             "(seed %d); full ranking over all items with training (and, for test, validation) "
+             "positives masked; model selection and early stopping (patience %d epochs) on "
+             "validation NDCG@10." % (args.min_rating, args.core, args.split_seed, args.patience),
+             "- Models: %d-dim embeddings, Adam lr %g, batch %d, L2 %g, at most %d epochs per "
+             "stage; LightGCN with 3 layers." % (args.dim, args.lr, args.batch, args.reg,
+                                                 args.epochs),
+             "- Stage 1: uniform negatives (RNS) from icpnsd. Stage 2: the stage-1 user "
+             "embeddings (LightGCN: final propagated) clustered by `POST /admin/cluster` "
+             "(k-means, K = %d, %d restarts), then fine-tuning from the stage-1 model with "
+             "each sampler, one negative per positive: ICPNS (alpha %g), PNS (beta 1), RNS, "
+             "HNS (best of %d uniform candidates by model score)." % (
+                 args.k, args.restarts, args.alpha, args.hns_candidates),
+             "- Seeds: %s (model initialisation and negatives); mean ± sample std over seeds." %
+             ", ".join(str(s) for s in args.seeds), "",
+             "| model | training | Recall@10 | NDCG@10 | MRR@10 | epochs |",
+             "|---|---|---|---|---|---|"]
+    for model_name in args.models:
+        rows = [("stage 1 (RNS)", [r for r in results if r["model"] == model_name and r["stage"] == 1])]
+        for s in args.samplers:
+            rows.append(("stage 2 + %s" % SAMPLERS[s],
+                         [r for r in results if r["model"] == model_name and r["stage"] == 2
+                          and r["sampler"] == s]))
+        for name, rs in rows:
+            if not rs:
+                continue
+            lines.append("| %s | %s | %s | %s | %s | %.0f |" % (
+                MODELS[model_name], name, fmt([r["recall"] for r in rs]),
+                fmt([r["ndcg"] for r in rs]), fmt([r["mrr"] for r in rs]),
+                np.mean([r["epochs"] for r in rs])))
+    lines += ["", "Per-run figures: `%s`." % (args.json or "(not kept)"), ""]
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+    print("two_stage: wrote %s" % args.out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ml-100k", "u.data"),
+                   help="u.data / pairs file, RecBole .inter, or a directory (default: MovieLens-100K in ../shared/data)")
+    p.add_argument("--models", default="bpr,lightgcn", help="comma list of bpr, lightgcn")
+    p.add_argument("--samplers", default="icpns,pns,rns,hns", help="stage-2 samplers")
+    p.add_argument("--seeds", default="2026,2027,2028", help="comma list (>= 3 for mean ± std)")
+    p.add_argument("--k", type=int, default=8, help="communities (default 8)")
+    p.add_argument("--alpha", type=float, default=0.8, help="ICPNS smoothing exponent (default 0.8)")
+    p.add_argument("--restarts", type=int, default=10, help="k-means restarts")
+    p.add_argument("--epochs", type=int, default=300, help="max epochs per stage")
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--reg", type=float, default=1e-4)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--hns-candidates", type=int, default=8)
+    p.add_argument("--min-rating", type=float, default=3.0)
+    p.add_argument("--core", type=int, default=10)
+    p.add_argument("--split-seed", type=int, default=2026)
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--icpnsd", default=os.path.join(ROOT, "build", "src", "daemon", "icpnsd"))
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
+    p.add_argument("--json", default=os.path.join(ROOT, "docs", "results.json"))
+    p.add_argument("--quick", action="store_true", help="one seed, few epochs: a smoke run")
+    p.add_argument("--report", metavar="JSON",
+                   help="only re-render --out from a results JSON written by an earlier run")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.samplers = [s for s in args.samplers.split(",") if s]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    for m in args.models:
+        if m not in MODELS:
+            p.error("unknown model %r" % m)
+    for s in args.samplers:
+        if s not in SAMPLERS:
+            p.error("unknown sampler %r" % s)
+    if args.quick:
+        args.seeds, args.epochs, args.patience = args.seeds[:1], 3, 3
+    if args.report:
+        with open(args.report) as f:
+            saved = json.load(f)
+        old = argparse.Namespace(**saved["args"])
+        old.out, old.json = args.out, args.report
+        ds = argparse.Namespace(name=os.path.basename(os.path.dirname(old.data)),
+                                stats=lambda: saved["dataset"])
+        write_markdown(old, ds, saved["results"], saved["seconds"], saved.get("command"))
+        return 0
+    if not os.access(args.icpnsd, os.X_OK):
+        p.error("%s is not an executable icpnsd (build it: scripts/run.sh, or --icpnsd PATH)" % args.icpnsd)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("two_stage: PyTorch is not installed (apt-get install python3-torch); skipping")
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

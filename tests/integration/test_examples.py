@@ -1,0 +1,126 @@
+"""The experiment's data protocol and metrics (numpy only), and a smoke run
+of the whole two-stage pipeline against the real daemon when PyTorch is
+installed."""
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from harness import ICPNSD, gen_tables
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(HERE, "..", "..", "examples")
+sys.path.insert(0, EXAMPLES)
+try:
+    import numpy as np
+    from icpns_experiment import data as D
+    from icpns_experiment import metrics as M
+except ImportError:  # pragma: no cover
+    np = None
+
+
+@unittest.skipUnless(np is not None, "numpy is not installed")
+class TestProtocol(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="icpns-examples-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def write(self, name, text):
+        p = os.path.join(self.dir, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def test_loaders(self):
+        p = self.write("u.data", "1\t10\t5\t0\n1\t11\t2\t0\n2\t10\t3\t0\n")
+        self.assertEqual(D.load_udata(p, 3).tolist(), [[1, 10], [2, 10]])
+        p = self.write("x.inter", "user_id:token\titem_id:token\trating:float\n1\t10\t4\n2\t11\t1\n")
+        self.assertEqual(D.load_inter(p, 3).tolist(), [[1, 10]])
+        p = self.write("train.txt", "0 1 2 3\n1 2\n")
+        self.assertEqual(D.load_adjacency(p).tolist(), [[0, 1], [0, 2], [0, 3], [1, 2]])
+        with self.assertRaises(ValueError):
+            D.load_inter(self.write("bad.inter", "user:token\titem:token\n1\t2\n"))
+
+    def test_k_core_is_the_largest_subset_with_k(self):
+        rng = np.random.default_rng(1)
+        pairs = np.stack([rng.zipf(1.6, 4000) % 300, rng.zipf(1.4, 4000) % 200], 1)
+        core = D.k_core(pairs, 5)
+        _, uc = np.unique(core[:, 0], return_counts=True)
+        _, ic = np.unique(core[:, 1], return_counts=True)
+        self.assertTrue((uc >= 5).all() and (ic >= 5).all())
+        # Maximal: the k-core is unique, so a naive peeling gives the same set.
+        s = set(map(tuple, np.unique(pairs, axis=0).tolist()))
+        while True:
+            cu, ci = {}, {}
+            for u, i in s:
+                cu[u] = cu.get(u, 0) + 1
+                ci[i] = ci.get(i, 0) + 1
+            t = {(u, i) for u, i in s if cu[u] >= 5 and ci[i] >= 5}
+            if t == s:
+                break
+            s = t
+        self.assertEqual(set(map(tuple, core.tolist())), s)
+
+    def test_split(self):
+        rng = np.random.default_rng(2)
+        pairs = np.unique(np.stack([rng.integers(0, 50, 3000), rng.integers(0, 400, 3000)], 1), axis=0)
+        tr, va, te = D.split_per_user(pairs, seed=2026)
+        tr2, va2, te2 = D.split_per_user(pairs[::-1].copy(), seed=2026)
+        self.assertEqual((tr.tolist(), va.tolist(), te.tolist()), (tr2.tolist(), va2.tolist(), te2.tolist()))
+        allp = np.concatenate([tr, va, te])
+        self.assertEqual(len(allp), len(pairs))
+        self.assertEqual(set(map(tuple, allp.tolist())), set(map(tuple, pairs.tolist())))
+        for u in range(50):
+            n = (pairs[:, 0] == u).sum()
+            self.assertEqual((tr[:, 0] == u).sum(), round(n * 0.8))
+            self.assertEqual((va[:, 0] == u).sum(), round(n * 0.1))
+        other = D.split_per_user(pairs, seed=7)[2]
+        self.assertNotEqual(te.tolist(), other.tolist())
+
+    def test_metrics_by_hand(self):
+        # 1 user, 6 items; item 0 is a training positive (masked), test = {2, 4}.
+        scores = np.array([[9.0, 1.0, 5.0, 4.0, 3.0, 2.0]])
+        m = M.rank_metrics(scores, [np.array([2, 4])], [np.array([0])], k=3)
+        # Ranking after masking: 2, 3, 4 -> hits at ranks 1 and 3.
+        self.assertAlmostEqual(m["recall"], 1.0)
+        idcg = 1 + 1 / math.log2(3)
+        self.assertAlmostEqual(m["ndcg"], (1 + 1 / math.log2(4)) / idcg)
+        self.assertAlmostEqual(m["mrr"], 1.0)
+        m = M.rank_metrics(scores, [np.array([4])], [np.array([0])], k=2)
+        self.assertEqual((m["recall"], m["ndcg"], m["mrr"]), (0.0, 0.0, 0.0))
+        m = M.rank_metrics(scores, [np.array([3]), np.array([], np.int64)],
+                           [np.array([0, 2]), np.array([], np.int64)], k=2)
+        self.assertAlmostEqual(m["mrr"], 1.0)  # the empty user is not counted
+
+
+@unittest.skipUnless(np is not None, "numpy is not installed")
+class TestSmokeRun(unittest.TestCase):
+    def test_two_stage_quick(self):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            self.skipTest("PyTorch is not installed (python3-torch); the smoke run needs it")
+        d = tempfile.mkdtemp(prefix="icpns-smoke-")
+        self.addCleanup(shutil.rmtree, d, True)
+        gen_tables(os.path.join(d, "t"), users=150, items=120, communities=3, interactions=4000)
+        out = os.path.join(d, "results.md")
+        r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "two_stage.py"),
+                            "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
+                            "--models", "bpr,lightgcn", "--samplers", "icpns,hns", "--seeds", "1,2",
+                            "--epochs", "2", "--patience", "2", "--k", "3", "--restarts", "2",
+                            "--icpnsd", ICPNSD, "--out", out, "--json", os.path.join(d, "r.json"),
+                            "--quiet"], capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(out) as f:
+            text = f.read()
+        for row in ("| BPR-MF | stage 1 (RNS) |", "| LightGCN | stage 2 + ICPNS |",
+                    "| LightGCN | stage 2 + HNS |"):
+            self.assertIn(row, text)
+        self.assertIn("±", text)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
