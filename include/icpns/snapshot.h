@@ -70,6 +70,10 @@ typedef struct icpns_snapshot {
     icpns_weights_t *weights;  /* of params; owned */
     double build_seconds;      /* index + default weights */
     size_t bytes;              /* everything this snapshot holds */
+    /* An owner's attachment (the daemon's cache of other weight settings),
+     * freed with the snapshot by ext_free.  Set before publication. */
+    void *ext;
+    void (*ext_free)(void *ext);
 } icpns_snapshot_t;
 
 /*

@@ -27,6 +27,32 @@ void icpnsd_config_default(icpnsd_config_t *c)
     c->max_connections = 1024;
     c->max_connections_per_ip = 256;
     c->shutdown_timeout = 10;
+    c->weights_cache_size = 8;
+    c->weights_wait = true;
+}
+
+bool icpnsd_set_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= ICPNSD_SET_NAME)
+        return false;
+    for (size_t k = 0; k < n; k++)
+        if (!isalnum((unsigned char)name[k]) && !strchr("._-", name[k]))
+            return false;
+    return true;
+}
+
+static int parse_bool(const char *key, const char *v, bool *out, char *eb, size_t es)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
+        *out = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
+        *out = false;
+    else {
+        snprintf(eb, es, "%s: expected true or false, got '%s'", key, v);
+        return -1;
+    }
+    return 0;
 }
 
 static int set_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -78,6 +104,8 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
     NUM(max_connections, 1, 1000000)
     NUM(max_connections_per_ip, 1, 1000000)
     NUM(shutdown_timeout, 0, 3600)
+    NUM(memory_budget, 0, UINT64_C(1) << 50)
+    NUM(weights_cache_size, 0, 1024)
 #undef STR
 #undef NUM
     if (!strcmp(key, "log_level")) {
@@ -89,15 +117,33 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
         c->log_level = l;
         return 0;
     }
-    if (!strcmp(key, "watch")) {
-        if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
-            c->watch = true;
-        else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
-            c->watch = false;
-        else {
-            snprintf(eb, es, "watch: expected true or false, got '%s'", v);
+    if (!strcmp(key, "watch"))
+        return parse_bool(key, v, &c->watch, eb, es);
+    if (!strcmp(key, "weights_wait"))
+        return parse_bool(key, v, &c->weights_wait, eb, es);
+    if (!strncmp(key, "tables.", 7)) {
+        const char *name = key + 7;
+        if (!icpnsd_set_name_ok(name) || !strcmp(name, "default")) {
+            snprintf(eb, es, "%s: a table-set name is 1..63 of [A-Za-z0-9._-] (and not 'default', "
+                     "which is the plain 'tables' key)", key);
             return -1;
         }
+        if (!v[0] || strlen(v) >= sizeof(c->sets[0].dir)) {
+            snprintf(eb, es, "%s: expected a directory", key);
+            return -1;
+        }
+        unsigned k = 0;
+        while (k < c->n_sets && strcmp(c->sets[k].name, name))
+            k++;
+        if (k == c->n_sets) {
+            if (c->n_sets == ICPNSD_MAX_SETS - 1) {
+                snprintf(eb, es, "%s: at most %d table sets", key, ICPNSD_MAX_SETS - 1);
+                return -1;
+            }
+            c->n_sets++;
+        }
+        snprintf(c->sets[k].name, sizeof(c->sets[k].name), "%s", name);
+        snprintf(c->sets[k].dir, sizeof(c->sets[k].dir), "%s", v);
         return 0;
     }
     if (!strcmp(key, "default_strategy")) {

@@ -6,6 +6,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define ICPNSD_MAX_SETS 64
+#define ICPNSD_SET_NAME 64
+
+/* A named table set from the configuration (tables.NAME = DIR). */
+typedef struct icpnsd_set_conf {
+    char name[ICPNSD_SET_NAME];
+    char dir[1024];
+} icpnsd_set_conf_t;
+
 typedef struct icpnsd_config {
     char listen[256];          /* ADDR:PORT; [v6]:PORT */
     char admin_listen[256];    /* optional separate listener for /admin */
@@ -26,7 +35,16 @@ typedef struct icpnsd_config {
     unsigned max_connections;
     unsigned max_connections_per_ip;
     unsigned shutdown_timeout;
+    /* Table sets besides the default one ("tables"). */
+    icpnsd_set_conf_t sets[ICPNSD_MAX_SETS];
+    unsigned n_sets;
+    uint64_t memory_budget;        /* bytes of snapshots + weight caches; 0 = none */
+    uint32_t weights_cache_size;   /* per-request (alpha, epsilon, beta) settings kept per set */
+    bool weights_wait;             /* a request for a setting being built waits (else 503) */
 } icpnsd_config_t;
+
+/* Whether @name is a valid table-set name: 1..63 of [A-Za-z0-9._-]. */
+bool icpnsd_set_name_ok(const char *name);
 
 void icpnsd_config_default(icpnsd_config_t *c);
 

@@ -34,7 +34,7 @@
 
 struct icpnsd_server {
     const icpnsd_config_t *cfg;
-    icpnsd_state_t *st;
+    icpnsd_registry_t *reg;
     char token[512];
     size_t token_len;
     bool admin_enabled;
@@ -69,6 +69,12 @@ typedef struct req {
     icpnsd_job_t *job;
     atomic_bool job_done;
     unsigned status;
+    icpnsd_set_t *set;           /* the table set the request addresses */
+    /* Waiting for a weight setting being built: the snapshot it was asked
+     * of (the request is served from that one), and a small state machine
+     * so that a wake-up before the suspension is not lost. */
+    icpns_snapshot_t *wait_snap;
+    atomic_int wstate;           /* 0 idle, 1 registering, 2 suspended, 3 woken */
 } req_t;
 
 /* ---- a growable output buffer ---------------------------------------------------- */
@@ -346,6 +352,56 @@ static int check_admin(icpnsd_server_t *srv, req_t *r, enum MHD_Result *ret)
 static void wr32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24); }
 static void wr64(unsigned char *p, uint64_t v) { wr32(p, (uint32_t)v); wr32(p + 4, (uint32_t)(v >> 32)); }
 
+typedef struct nq_ctx {
+    neg_req_t *q;
+    icpnsd_reqerr_t *e;
+    int failed;
+} nq_ctx_t;
+
+static enum MHD_Result negatives_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    nq_ctx_t *c = cls;
+    (void)kind;
+    if (!c->failed && icpnsd_negatives_query(c->q, key, value, c->e))
+        c->failed = 1;
+    return c->failed ? MHD_NO : MHD_YES;
+}
+
+/* Wakes a request that waited for a weight setting (any thread). */
+static void wake_request(void *arg)
+{
+    req_t *r = arg;
+    if (atomic_exchange(&r->wstate, 3) == 2)
+        MHD_resume_connection(r->conn);
+}
+
+/* Answers for the table set @name (the request's, or the only/default one). */
+static icpnsd_set_t *resolve_set(icpnsd_server_t *srv, req_t *r, const char *name,
+                                 enum MHD_Result *ret)
+{
+    int why = 0;
+    icpnsd_set_t *set = icpnsd_registry_get(srv->reg, name, &why);
+    if (set)
+        return set;
+    char names[512] = "";
+    icpnsd_set_t *all[ICPNSD_MAX_SETS];
+    unsigned n = icpnsd_registry_list(srv->reg, all, ICPNSD_MAX_SETS);
+    for (unsigned k = 0; k < n; k++) {
+        size_t l = strlen(names);
+        snprintf(names + l, sizeof(names) - l, "%s%s", k ? ", " : "", all[k]->name);
+        icpnsd_set_unref(all[k]);
+    }
+    if (why == 404)
+        *ret = send_error(r, 404, "unknown_tables", "tables", "no table set named '%s' (there are: %s)",
+                          name, names);
+    else
+        *ret = send_error(r, 400, "tables_required", "tables",
+                          "this daemon serves several table sets; name one with \"tables\" or "
+                          "?tables= (there are: %s)", names);
+    return NULL;
+}
+
 static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
 {
     const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
@@ -357,9 +413,12 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
                           "send Content-Type: " CT_JSON " or " CT_FRAME);
     icpnsd_reqerr_t perr;
     uint64_t fallback_seed = icpns_mix64(atomic_fetch_add(&srv->seeds, 1) ^ (uint64_t)time(NULL)) >> 11;
-    if (frame_in ? icpnsd_parse_negatives_frame(srv->cfg, r->body, r->len, &q, &perr)
-                 : icpnsd_parse_negatives_json(srv->cfg, srv->default_strategy, fallback_seed,
-                                               r->body, r->len, &q, &perr)) {
+    nq_ctx_t qc = {&q, &perr, 0};
+    if ((frame_in ? icpnsd_parse_negatives_frame(srv->cfg, r->body, r->len, &q, &perr)
+                  : icpnsd_parse_negatives_json(srv->cfg, srv->default_strategy, fallback_seed,
+                                                r->body, r->len, &q, &perr)) ||
+        (MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, negatives_query_arg, &qc),
+         qc.failed)) {
         icpnsd_neg_req_free(&q);
         return send_error_ex(r, perr.status, perr.code, perr.field[0] ? perr.field : NULL,
                              perr.row, NULL, "%s", perr.message);
@@ -374,6 +433,75 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
                           (unsigned long long)((uint64_t)q.rows * cols),
                           (unsigned long long)srv->cfg->max_negatives);
     }
+    /* The table set: the body's "tables" (or ?tables=). */
+    if (!r->set) {
+        enum MHD_Result ret;
+        if (!(r->set = resolve_set(srv, r, q.tables, &ret))) {
+            free(q.users);
+            return ret;
+        }
+    }
+    /* One snapshot for the whole request (after a wait, the one waited on). */
+    icpns_snapshot_t *s = r->wait_snap ? r->wait_snap : icpnsd_state_acquire(&r->set->st);
+    r->wait_snap = NULL;
+    atomic_store(&r->wstate, 0);
+    const icpns_weights_t *w = s->weights;
+    icpnsd_wentry_t *went = NULL;
+    if (q.has_alpha || q.has_epsilon || q.has_beta) {
+        icpns_params_t p = s->params;
+        if (q.has_alpha)
+            p.alpha = q.alpha;
+        if (q.has_epsilon)
+            p.epsilon = q.epsilon;
+        if (q.has_beta)
+            p.beta = q.beta;
+        icpns_error_t perr2;
+        if (icpns_params_check(&p, &perr2)) {
+            icpns_snapshot_unref(s);
+            free(q.users);
+            return send_error(r, 400, "bad_parameter", perr2.field, "%s", perr2.message);
+        }
+        if (p.alpha != s->params.alpha || p.epsilon != s->params.epsilon ||
+            p.beta != s->params.beta) {
+            char msg[300] = "";
+            icpnsd_waiter_t *waiter = NULL;
+            if (srv->cfg->weights_wait) {
+                waiter = malloc(sizeof(*waiter));
+                if (waiter) {
+                    waiter->wake = wake_request;
+                    waiter->arg = r;
+                }
+                atomic_store(&r->wstate, 1);
+            }
+            int g = icpnsd_weights_get(r->set, s, &p, waiter, &went, msg, sizeof(msg));
+            if (g == WGET_WAITING) {
+                /* Suspend until the build wakes us; then this runs again on
+                 * the same snapshot. */
+                r->wait_snap = s;
+                free(q.users);
+                MHD_suspend_connection(r->conn);
+                int expect = 1;
+                if (!atomic_compare_exchange_strong(&r->wstate, &expect, 2))
+                    MHD_resume_connection(r->conn); /* woken before we slept */
+                return MHD_YES;
+            }
+            atomic_store(&r->wstate, 0);
+            if (g != WGET_READY) {
+                icpns_snapshot_unref(s);
+                free(q.users);
+                if (g == WGET_DISABLED)
+                    return send_error(r, 400, "custom_weights_disabled", "alpha",
+                                      "this daemon serves only each set's own alpha, epsilon and "
+                                      "beta (weights_cache_size = 0)");
+                if (g == WGET_FAILED)
+                    return send_error(r, 503, "weights_failed", NULL, "%s", msg);
+                if (g == WGET_NOMEM)
+                    return send_error(r, 503, "out_of_memory", NULL, "no memory for weights");
+                return send_error(r, 503, "weights_building", NULL, "%s", msg);
+            }
+            w = icpnsd_wentry_weights(went);
+        }
+    }
     icpns_work_t *work = thread_work(srv);
     size_t cells = (size_t)q.rows * cols;
     uint32_t *items = malloc((cells ? cells : 1) * sizeof(*items));
@@ -381,6 +509,8 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
     uint32_t *fallbacks = malloc((q.rows ? q.rows : 1) * sizeof(*fallbacks));
     uint32_t *substituted = malloc((q.rows ? q.rows : 1) * sizeof(*substituted));
     if (!work || !items || (q.probs && !probs) || !fallbacks || !substituted) {
+        icpnsd_wentry_unref(went);
+        icpns_snapshot_unref(s);
         free(q.users);
         free(items);
         free(probs);
@@ -388,8 +518,6 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
         free(substituted);
         return send_error(r, 503, "out_of_memory", NULL, "no memory for %zu negatives", cells);
     }
-    /* One snapshot for the whole request. */
-    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
     icpns_sample_stats_t stats = {0};
     uint32_t nfb = 0, nsub = 0;
     uint64_t per_strategy[3] = {0};
@@ -401,10 +529,11 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
             uint32_t count = q.parts[k].n * q.m;
             unsigned rf = 0;
             size_t off = (size_t)row * cols + slot;
-            int e = icpns_sample_row(s, s->weights, work, u, q.parts[k].strategy, q.flags,
+            int e = icpns_sample_row(s, w, work, u, q.parts[k].strategy, q.flags,
                                      q.seed, row, slot, count, items + off,
                                      probs ? probs + off : NULL, &rf, &stats);
             if (e) {
+                icpnsd_wentry_unref(went);
                 icpns_snapshot_unref(s);
                 long long id = (long long)q.users[row];
                 free(q.users);
@@ -473,6 +602,10 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
         wb_reserve(&b, 256 + cells * 8);
         wb_lit(&b, "{\"version\":");
         wb_i64(&b, (int64_t)s->version);
+        wb_lit(&b, ",\"tables\":");
+        wb_str(&b, r->set->name);
+        wb_printf(&b, ",\"alpha\":%.17g,\"epsilon\":%.17g,\"beta\":%.17g", w->params.alpha,
+                  w->params.epsilon, w->params.beta);
         wb_lit(&b, ",\"strategy\":");
         if (q.mixed) {
             wb_lit(&b, "[");
@@ -528,6 +661,7 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
         }
         wb_lit(&b, "]}");
     }
+    icpnsd_wentry_unref(went);
     icpns_snapshot_unref(s);
     free(q.users);
     free(items);
@@ -541,7 +675,7 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
 
 static enum MHD_Result handle_user(icpnsd_server_t *srv, req_t *r, int64_t id)
 {
-    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    icpns_snapshot_t *s = icpnsd_state_acquire(&r->set->st);
     uint32_t u = icpns_idmap_find(&s->users, id);
     if (u == ICPNS_NONE) {
         icpns_snapshot_unref(s);
@@ -577,7 +711,7 @@ static enum MHD_Result handle_user(icpnsd_server_t *srv, req_t *r, int64_t id)
 
 static enum MHD_Result handle_communities(icpnsd_server_t *srv, req_t *r)
 {
-    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    icpns_snapshot_t *s = icpnsd_state_acquire(&r->set->st);
     wbuf_t b = {0};
     wb_lit(&b, "{\"version\":");
     wb_i64(&b, (int64_t)s->version);
@@ -617,7 +751,7 @@ static enum MHD_Result handle_community_items(icpnsd_server_t *srv, req_t *r, in
     int64_t top = 20;
     if (top_s && (!parse_id(top_s, strlen(top_s), &top) || top < 1 || top > 100000))
         return send_error(r, 400, "bad_query", "top", "'top' must be an integer in [1, 100000]");
-    icpns_snapshot_t *s = icpnsd_state_acquire(srv->st);
+    icpns_snapshot_t *s = icpnsd_state_acquire(&r->set->st);
     uint32_t c = icpns_idmap_find(&s->comms, cid);
     if (c == ICPNS_NONE) {
         icpns_snapshot_unref(s);
@@ -684,7 +818,7 @@ static enum MHD_Result submit_job(icpnsd_server_t *srv, req_t *r, job_kind_t kin
     j->user = r;
     r->job = j;
     MHD_suspend_connection(r->conn);
-    icpnsd_state_submit(srv->st, j);
+    icpnsd_state_submit(&r->set->st, j);
     return MHD_YES;
 }
 
@@ -693,6 +827,25 @@ static enum MHD_Result finish_job(req_t *r)
     icpnsd_job_t *j = r->job;
     r->job = NULL;
     enum MHD_Result ret;
+    if (j->kind == JOB_SET_ADD || j->kind == JOB_SET_REMOVE) {
+        if (j->status != 200 && j->status != 201) {
+            ret = send_error(r, (unsigned)j->status, j->code, "tables", "%s", j->message);
+        } else {
+            wbuf_t b = {0};
+            wb_lit(&b, "{\"name\":");
+            wb_str(&b, j->set_name);
+            if (j->kind == JOB_SET_ADD)
+                wb_printf(&b, ",\"added\":true,\"version\":%llu,\"bytes\":%llu,"
+                              "\"build_seconds\":%.6f}",
+                          (unsigned long long)j->version, (unsigned long long)j->set_bytes,
+                          j->build_seconds);
+            else
+                wb_lit(&b, ",\"removed\":true}");
+            ret = send_json(r, (unsigned)j->status, &b);
+        }
+        icpnsd_job_free(j);
+        return ret;
+    }
     if (j->status != 200) {
         ret = send_error(r, (unsigned)j->status, j->code, NULL, "%s", j->message);
     } else {
@@ -782,6 +935,8 @@ static enum MHD_Result cluster_query_arg(void *cls, enum MHD_ValueKind kind, con
 {
     qctx_t *c = cls;
     (void)kind;
+    if (!strcmp(key, "tables"))
+        return MHD_YES; /* chose the set */
     if (!c->failed && icpnsd_cluster_opt(c->q, key, value, c->e))
         c->failed = 1;
     return c->failed ? MHD_NO : MHD_YES;
@@ -833,14 +988,14 @@ static enum MHD_Result handle_admin_cluster(icpnsd_server_t *srv, req_t *r)
     j->user = r;
     r->job = j;
     MHD_suspend_connection(r->conn);
-    icpnsd_state_submit(srv->st, j);
+    icpnsd_state_submit(&r->set->st, j);
     return MHD_YES;
 }
 
 static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
 {
     icpnsd_meta_t m;
-    icpns_snapshot_t *s = icpnsd_state_acquire_meta(srv->st, &m);
+    icpns_snapshot_t *s = icpnsd_state_acquire_meta(&r->set->st, &m);
     char when[64];
     struct tm tm;
     gmtime_r(&m.built_at, &tm);
@@ -854,9 +1009,11 @@ static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
                   "\"origin\":",
               m.build_seconds, m.rebuild, m.comms_rebuilt);
     wb_str(&b, m.origin);
+    wb_lit(&b, ",\"name\":");
+    wb_str(&b, r->set->name);
     wb_lit(&b, ",\"tables\":");
-    if (srv->st->tables[0])
-        wb_str(&b, srv->st->tables);
+    if (r->set->st.tables[0])
+        wb_str(&b, r->set->st.tables);
     else
         wb_lit(&b, "null");
     wb_printf(&b, ",\"users\":%u,\"items\":%u,\"interactions\":%llu,\"communities\":%u,"
@@ -874,6 +1031,125 @@ static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
     return send_json(r, 200, &b);
 }
 
+/* ---- table sets ------------------------------------------------------------------------- */
+
+/* GET /v1/tables (public) and GET /admin/sets (with paths and caches). */
+static enum MHD_Result handle_tables(icpnsd_server_t *srv, req_t *r, bool admin)
+{
+    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+    unsigned n = icpnsd_registry_list(srv->reg, sets, ICPNSD_MAX_SETS);
+    int why;
+    icpnsd_set_t *def = icpnsd_registry_get(srv->reg, NULL, &why);
+    wbuf_t b = {0};
+    uint64_t total = 0;
+    wb_lit(&b, "{\"tables\":[");
+    for (unsigned k = 0; k < n; k++) {
+        icpnsd_set_t *set = sets[k];
+        icpns_snapshot_t *s = icpnsd_state_acquire(&set->st);
+        unsigned entries = 0;
+        uint64_t wbytes = 0;
+        icpnsd_wcache_usage(s, &entries, &wbytes);
+        total += s->bytes + wbytes;
+        wb_cstr(&b, k ? ",{\"name\":" : "{\"name\":");
+        wb_str(&b, set->name);
+        wb_printf(&b, ",\"default\":%s,\"version\":%llu,\"users\":%u,\"items\":%u,"
+                      "\"interactions\":%llu,\"communities\":%u,\"alpha\":%.17g,"
+                      "\"epsilon\":%.17g,\"beta\":%.17g",
+                  set == def ? "true" : "false", (unsigned long long)s->version, s->users.n,
+                  s->items.n, (unsigned long long)s->n_interactions, s->comms.n, s->params.alpha,
+                  s->params.epsilon, s->params.beta);
+        if (admin) {
+            wb_lit(&b, ",\"path\":");
+            if (set->st.tables[0])
+                wb_str(&b, set->st.tables);
+            else
+                wb_lit(&b, "null");
+            wb_printf(&b, ",\"bytes\":%zu,\"weights_cache\":{\"entries\":%u,\"bytes\":%llu,"
+                          "\"hits\":%llu,\"misses\":%llu,\"builds\":%llu,\"evictions\":%llu}",
+                      s->bytes, entries, (unsigned long long)wbytes,
+                      (unsigned long long)atomic_load(&set->wstats.hits),
+                      (unsigned long long)atomic_load(&set->wstats.misses),
+                      (unsigned long long)atomic_load(&set->wstats.builds),
+                      (unsigned long long)atomic_load(&set->wstats.evictions));
+        }
+        wb_lit(&b, "}");
+        icpns_snapshot_unref(s);
+        icpnsd_set_unref(set);
+    }
+    wb_lit(&b, "]");
+    if (admin)
+        wb_printf(&b, ",\"bytes\":%llu,\"memory_budget\":%llu", (unsigned long long)total,
+                  (unsigned long long)srv->cfg->memory_budget);
+    wb_lit(&b, "}");
+    icpnsd_set_unref(def);
+    return send_json(r, 200, &b);
+}
+
+static enum MHD_Result submit_set_job(icpnsd_server_t *srv, req_t *r, icpnsd_job_t *j)
+{
+    snprintf(j->origin, sizeof(j->origin), "http");
+    j->done_cb = job_done_cb;
+    j->user = r;
+    r->job = j;
+    MHD_suspend_connection(r->conn);
+    icpnsd_registry_submit(srv->reg, j);
+    return MHD_YES;
+}
+
+/* POST /admin/sets {"name": "ml100k-k8", "tables": "/path/to/dir"} */
+static enum MHD_Result handle_add_set(icpnsd_server_t *srv, req_t *r)
+{
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    if (!is_ctype(ct, CT_JSON))
+        return send_error(r, 415, "unsupported_media_type", NULL, "send Content-Type: " CT_JSON);
+    json_error_t je;
+    json_t *root = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return send_error(r, 400, "bad_json", NULL, "line %d column %d: %s", je.line, je.column,
+                          je.text);
+    json_t *name = json_object_get(root, "name"), *dir = json_object_get(root, "tables");
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "name") && strcmp(key, "tables")) {
+            json_decref(root);
+            return send_error(r, 400, "unknown_field", key, "unknown field '%s' (name, tables)", key);
+        }
+    }
+    if (!json_is_string(name) || !icpnsd_set_name_ok(json_string_value(name)) ||
+        !json_is_string(dir) || !json_string_value(dir)[0] ||
+        strlen(json_string_value(dir)) >= 1024) {
+        bool bad_name = !json_is_string(name) || !icpnsd_set_name_ok(json_string_value(name));
+        json_decref(root);
+        return send_error(r, 400, "bad_request", bad_name ? "name" : "tables",
+                          bad_name ? "'name' is 1..63 of [A-Za-z0-9._-]"
+                                   : "'tables' is the table directory to load");
+    }
+    icpnsd_job_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        json_decref(root);
+        return send_error(r, 503, "out_of_memory", NULL, "no memory");
+    }
+    j->kind = JOB_SET_ADD;
+    snprintf(j->set_name, sizeof(j->set_name), "%s", json_string_value(name));
+    snprintf(j->set_dir, sizeof(j->set_dir), "%s", json_string_value(dir));
+    json_decref(root);
+    return submit_set_job(srv, r, j);
+}
+
+/* DELETE /admin/sets/{name} */
+static enum MHD_Result handle_remove_set(icpnsd_server_t *srv, req_t *r, const char *name)
+{
+    if (!icpnsd_set_name_ok(name))
+        return send_error(r, 400, "bad_path", "name", "a table-set name is 1..63 of [A-Za-z0-9._-]");
+    icpnsd_job_t *j = calloc(1, sizeof(*j));
+    if (!j)
+        return send_error(r, 503, "out_of_memory", NULL, "no memory");
+    j->kind = JOB_SET_REMOVE;
+    snprintf(j->set_name, sizeof(j->set_name), "%s", name);
+    return submit_set_job(srv, r, j);
+}
+
 /* ---- routing ------------------------------------------------------------------------------- */
 
 /* The body limit of a route: uploads of embeddings may be larger. */
@@ -885,7 +1161,33 @@ static uint64_t body_limit(const icpnsd_server_t *srv, route_t rt)
 static bool is_admin_route(route_t rt)
 {
     return rt == R_ADMIN_RELOAD || rt == R_ADMIN_INTERACTIONS || rt == R_ADMIN_COMMUNITIES ||
+           rt == R_ADMIN_SNAPSHOT || rt == R_ADMIN_CLUSTER || rt == R_ADMIN_SETS ||
+           rt == R_ADMIN_SET;
+}
+
+/* Routes about one table set, chosen with ?tables= (negatives: also the body). */
+static bool needs_set(route_t rt)
+{
+    return rt == R_USER || rt == R_COMMUNITIES || rt == R_COMMUNITY_ITEMS ||
+           rt == R_ADMIN_RELOAD || rt == R_ADMIN_INTERACTIONS || rt == R_ADMIN_COMMUNITIES ||
            rt == R_ADMIN_SNAPSHOT || rt == R_ADMIN_CLUSTER;
+}
+
+/* Whether @method is one of the comma-separated @allow. */
+static bool method_allowed(const char *allow, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *p = allow; p && *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        if ((size_t)(e - p) == n && !strncmp(p, method, n))
+            return true;
+        p = e;
+    }
+    return !strcmp(method, "HEAD") && strstr(allow, "GET");
 }
 
 /* Finds the route of @url; *@allow gets the methods it takes. */
@@ -901,6 +1203,9 @@ static route_t route_of(const char *url, const char **allow, int64_t *id)
     if (!strcmp(url, "/admin/communities")) return *allow = "PUT", R_ADMIN_COMMUNITIES;
     if (!strcmp(url, "/admin/snapshot")) return *allow = "GET", R_ADMIN_SNAPSHOT;
     if (!strcmp(url, "/admin/cluster")) return *allow = "POST", R_ADMIN_CLUSTER;
+    if (!strcmp(url, "/v1/tables")) return *allow = "GET", R_TABLES;
+    if (!strcmp(url, "/admin/sets")) return *allow = "GET, POST", R_ADMIN_SETS;
+    if (!strncmp(url, "/admin/sets/", 12)) return *allow = "DELETE", R_ADMIN_SET;
     if (!strncmp(url, "/v1/users/", 10)) {
         *allow = "GET";
         *id = -1;
@@ -931,7 +1236,7 @@ static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, c
     if (rt == R_OTHER || (is_admin_route(rt) && srv->admin_separate && !l->admin) ||
         (!is_admin_route(rt) && l->admin && srv->admin_separate))
         return send_error(r, 404, "not_found", NULL, "no such endpoint: %s", url);
-    if (strcmp(method, allow) && !(strcmp(allow, "GET") == 0 && strcmp(method, "HEAD") == 0))
+    if (!method_allowed(allow, method))
         return send_error_ex(r, 405, "method_not_allowed", NULL, -1, allow,
                              "%s takes %s, not %s", url, allow, method);
     if (r->too_large)
@@ -939,6 +1244,11 @@ static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, c
                           (unsigned long long)body_limit(srv, rt));
     if (is_admin_route(rt) && check_admin(srv, r, &ret))
         return ret;
+    if (needs_set(rt) && !r->set) {
+        const char *name = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "tables");
+        if (!(r->set = resolve_set(srv, r, name, &ret)))
+            return ret;
+    }
     switch (rt) {
     case R_HEALTHZ: {
         wbuf_t b = {0};
@@ -946,29 +1256,63 @@ static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, c
         return send_json(r, 200, &b);
     }
     case R_READYZ: {
-        icpnsd_meta_t m;
-        icpnsd_state_meta(srv->st, &m);
         if (atomic_load(&srv->quiescing))
             return send_error(r, 503, "shutting_down", NULL, "the daemon is shutting down");
-        if (!srv->st->ready)
+        icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+        unsigned n = icpnsd_registry_list(srv->reg, sets, ICPNSD_MAX_SETS);
+        bool ready = n > 0;
+        uint64_t version = 0;
+        for (unsigned k = 0; k < n; k++) {
+            icpnsd_meta_t m;
+            icpnsd_state_meta(&sets[k]->st, &m);
+            ready &= sets[k]->st.ready;
+            if (k == 0)
+                version = m.version;
+            icpnsd_set_unref(sets[k]);
+        }
+        if (!ready)
             return send_error(r, 503, "not_ready", NULL, "no snapshot serves yet");
         wbuf_t b = {0};
-        wb_printf(&b, "{\"status\":\"ready\",\"version\":%llu}", (unsigned long long)m.version);
+        wb_printf(&b, "{\"status\":\"ready\",\"version\":%llu,\"tables\":%u}",
+                  (unsigned long long)version, n);
         return send_json(r, 200, &b);
     }
     case R_METRICS: {
+        /* The unlabelled snapshot gauges describe the default (or first) set;
+         * every set has its labelled series below them. */
+        int why;
+        icpnsd_set_t *set = icpnsd_registry_get(srv->reg, NULL, &why);
+        if (!set) {
+            icpnsd_set_t *one[1];
+            if (icpnsd_registry_list(srv->reg, one, 1) == 1)
+                set = one[0];
+        }
+        if (!set)
+            return send_error(r, 503, "not_ready", NULL, "no table set");
         icpnsd_meta_t m;
-        icpns_snapshot_t *s = icpnsd_state_acquire_meta(srv->st, &m);
+        icpns_snapshot_t *s = icpnsd_state_acquire_meta(&set->st, &m);
         size_t len;
         char *text = icpnsd_metrics_render(s->version, m.build_seconds, s->bytes, s->users.n,
                                            s->items.n, s->n_interactions,
                                            icpns_now() - srv->started, &len);
         icpns_snapshot_unref(s);
+        icpnsd_set_unref(set);
+        size_t cap = len + 1;
+        if (text)
+            text = icpnsd_registry_metrics(srv->reg, text, &len, &cap);
         if (!text)
             return send_error(r, 503, "out_of_memory", NULL, "no memory");
-        wbuf_t b = {text, len, len, false};
+        wbuf_t b = {text, len, cap, false};
         return send_buf(r, 200, "text/plain; version=0.0.4; charset=utf-8", &b, NULL);
     }
+    case R_TABLES:
+        return handle_tables(srv, r, false);
+    case R_ADMIN_SETS:
+        if (!strcmp(method, "POST"))
+            return handle_add_set(srv, r);
+        return handle_tables(srv, r, true);
+    case R_ADMIN_SET:
+        return handle_remove_set(srv, r, url + 12);
     case R_NEGATIVES:
         return handle_negatives(srv, r);
     case R_USER:
@@ -1091,6 +1435,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_debug("request id=%s route=%s ended early (%d)", r->rid,
                   icpnsd_route_name(r->route), (int)toe);
+    icpns_snapshot_unref(r->wait_snap);
+    icpnsd_set_unref(r->set);
     free(r->body);
     free(r);
     *con_cls = NULL;
@@ -1186,7 +1532,7 @@ static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, const c
     return d;
 }
 
-icpnsd_server_t *icpnsd_server_start(const icpnsd_config_t *cfg, icpnsd_state_t *st,
+icpnsd_server_t *icpnsd_server_start(const icpnsd_config_t *cfg, icpnsd_registry_t *reg,
                                      const char *token, int listen_fd, uint16_t *ret_port,
                                      uint16_t *ret_admin_port, char *err, size_t es)
 {
@@ -1196,7 +1542,7 @@ icpnsd_server_t *icpnsd_server_start(const icpnsd_config_t *cfg, icpnsd_state_t 
         return NULL;
     }
     srv->cfg = cfg;
-    srv->st = st;
+    srv->reg = reg;
     srv->started = icpns_now();
     srv->default_strategy = icpns_strategy_parse(cfg->default_strategy);
     if (token && *token) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "sets.h"
 #include "state.h"
 
 typedef struct icpnsd_server icpnsd_server_t;
@@ -16,7 +17,7 @@ typedef struct icpnsd_server icpnsd_server_t;
  * @listen_fd >= 0 (socket activation) that socket is used instead of binding.
  * Writes the bound port to *ret_port.  Returns NULL with a message in @err.
  */
-icpnsd_server_t *icpnsd_server_start(const icpnsd_config_t *cfg, icpnsd_state_t *st,
+icpnsd_server_t *icpnsd_server_start(const icpnsd_config_t *cfg, icpnsd_registry_t *reg,
                                      const char *token, int listen_fd, uint16_t *ret_port,
                                      uint16_t *ret_admin_port, char *err, size_t errsize);
 

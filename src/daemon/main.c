@@ -20,9 +20,8 @@
 #include "http.h"
 #include "log.h"
 #include "notify.h"
+#include "sets.h"
 #include "state.h"
-
-int icpnsd_state_start(icpnsd_state_t *st);
 
 static const char help[] =
     "Usage: icpnsd [OPTIONS]\n"
@@ -32,6 +31,8 @@ static const char help[] =
     "                             a free port, printed on stdout)\n"
     "      --admin-listen A:P     serve /admin/* only on this second address\n"
     "  -t, --tables DIR           table directory (default: a built-in synthetic dataset)\n"
+    "  -t, --tables NAME=DIR      a named table set (repeatable; requests choose one\n"
+    "                             with \"tables\": NAME or ?tables=NAME)\n"
     "  -j, --threads N            HTTP worker threads (default 2)\n"
     "      --admin-token-file F   enables /admin/* with the bearer token in F\n"
     "      --log-level L          error|warn|info|debug (default info)\n"
@@ -40,17 +41,16 @@ static const char help[] =
     "                             (0 when all is well) without binding\n"
     "  -h, --help                 this text\n"
     "      --version              print the version\n\n"
-    "Signals: SIGHUP reloads the tables; SIGTERM/SIGINT stop gracefully.\n"
+    "Signals: SIGHUP reloads every table set; SIGTERM/SIGINT stop gracefully.\n"
     "The HTTP API is in proto/openapi.yaml; try  curl -s localhost:8470/v1/communities\n";
 
 typedef struct app {
     icpnsd_config_t cfg;
-    icpnsd_state_t st;
+    icpnsd_registry_t reg;
     icpnsd_server_t *srv;
     uv_loop_t loop;
     uv_signal_t sighup, sigterm, sigint;
-    uv_timer_t watchdog, drain, debounce;
-    uv_fs_event_t watch;
+    uv_timer_t watchdog, drain;
     bool watching;
     bool stopping;
     double drain_started;
@@ -86,21 +86,11 @@ static int read_token(const char *path, char *out, size_t size, char *err, size_
     return 0;
 }
 
-static void submit_reload(app_t *a, const char *origin)
-{
-    icpnsd_job_t *j = calloc(1, sizeof(*j));
-    if (!j)
-        return;
-    j->kind = JOB_RELOAD;
-    snprintf(j->origin, sizeof(j->origin), "%s", origin);
-    log_info("reload requested by %s", origin);
-    icpnsd_state_submit(&a->st, j);
-}
-
 static void on_sighup(uv_signal_t *h, int sig)
 {
     (void)sig;
-    submit_reload(h->data, "SIGHUP");
+    app_t *a = h->data;
+    icpnsd_registry_reload_all(&a->reg, "SIGHUP");
 }
 
 static void close_cb(uv_handle_t *h)
@@ -146,23 +136,6 @@ static void on_watchdog(uv_timer_t *t)
 {
     (void)t;
     icpnsd_notify("WATCHDOG=1");
-}
-
-static void on_debounce(uv_timer_t *t)
-{
-    submit_reload(t->data, "watch");
-}
-
-static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int status)
-{
-    app_t *a = h->data;
-    (void)events;
-    if (status < 0 || !file)
-        return;
-    /* Our own temporary files and the journal do not trigger reloads. */
-    if (strstr(file, ".tmp.") || !strcmp(file, "interactions.journal"))
-        return;
-    uv_timer_start(&a->debounce, on_debounce, 300, 0);
 }
 
 /* LISTEN_FDS from systemd socket activation: the first fd (3) if it is ours. */
@@ -217,7 +190,24 @@ int main(int argc, char **argv)
         case 'c': continue;
         case 'l': key = "listen"; break;
         case O_ADMIN_LISTEN: key = "admin_listen"; break;
-        case 't': key = "tables"; break;
+        case 't': {
+            /* NAME=DIR is a named set; anything else the default set. */
+            const char *eq = strchr(optarg, '=');
+            char name[ICPNSD_SET_NAME];
+            if (eq && eq != optarg && eq - optarg < ICPNSD_SET_NAME)
+                snprintf(name, sizeof(name), "%.*s", (int)(eq - optarg), optarg);
+            if (eq && eq != optarg && eq - optarg < ICPNSD_SET_NAME && icpnsd_set_name_ok(name)) {
+                char k2[ICPNSD_SET_NAME + 8];
+                snprintf(k2, sizeof(k2), "tables.%.*s", (int)(eq - optarg), optarg);
+                if (icpnsd_config_set(&a->cfg, k2, eq + 1, err, sizeof(err))) {
+                    fprintf(stderr, "icpnsd: error: --tables: %s\nTry 'icpnsd --help'.\n", err);
+                    return 2;
+                }
+                continue;
+            }
+            key = "tables";
+            break;
+        }
         case 'j': key = "threads"; break;
         case O_TOKEN: key = "admin_token_file"; break;
         case O_LOG: key = "log_level"; break;
@@ -244,30 +234,38 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&a->loop);
-    log_info("icpnsd %s starting: tables=%s threads=%u", ICPNS_VERSION_STRING,
-             a->cfg.tables[0] ? a->cfg.tables : "(built-in synthetic dataset)", a->cfg.threads);
-    if (icpnsd_state_init(&a->st, &a->loop, a->cfg.tables, err, sizeof(err))) {
+    log_info("icpnsd %s starting: %u table set(s), threads=%u", ICPNS_VERSION_STRING,
+             a->cfg.n_sets + (a->cfg.tables[0] || !a->cfg.n_sets), a->cfg.threads);
+    if (icpnsd_registry_init(&a->reg, &a->loop, &a->cfg, err, sizeof(err))) {
         log_error("cannot load the tables: %s", err);
+        uv_walk(&a->loop, close_all, NULL);
+        uv_run(&a->loop, UV_RUN_DEFAULT);
+        icpnsd_registry_free(&a->reg);
+        uv_loop_close(&a->loop);
         return 1;
     }
     {
-        icpns_snapshot_t *s = icpnsd_state_acquire(&a->st);
-        icpnsd_meta_t m;
-        icpnsd_state_meta(&a->st, &m);
-        log_info("snapshot version=1 users=%u items=%u interactions=%llu communities=%u "
-                 "bytes=%zu built in %.3fs", s->users.n, s->items.n,
-                 (unsigned long long)s->n_interactions, s->comms.n, s->bytes, m.build_seconds);
-        icpns_snapshot_unref(s);
+        icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+        unsigned n = icpnsd_registry_list(&a->reg, sets, ICPNSD_MAX_SETS);
+        for (unsigned k = 0; k < n; k++) {
+            icpnsd_meta_t m;
+            icpns_snapshot_t *s = icpnsd_state_acquire_meta(&sets[k]->st, &m);
+            log_info("tables=%s snapshot version=1 users=%u items=%u interactions=%llu "
+                     "communities=%u bytes=%zu built in %.3fs", sets[k]->name, s->users.n,
+                     s->items.n, (unsigned long long)s->n_interactions, s->comms.n, s->bytes,
+                     m.build_seconds);
+            icpns_snapshot_unref(s);
+            icpnsd_set_unref(sets[k]);
+        }
     }
     if (check_only) {
         printf("configuration ok: tables load and build; listen %s\n", a->cfg.listen);
         uv_walk(&a->loop, close_all, NULL);
         uv_run(&a->loop, UV_RUN_DEFAULT);
-        icpnsd_state_free(&a->st);
+        icpnsd_registry_free(&a->reg);
         uv_loop_close(&a->loop);
         return 0;
     }
-    icpnsd_state_start(&a->st);
     /* Signals are caught before the first connection can be accepted, so a
      * SIGHUP or SIGTERM right after start-up is never fatal.  libuv queues
      * them until the loop runs. */
@@ -279,14 +277,14 @@ int main(int argc, char **argv)
     uv_signal_start(&a->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_stop_signal, SIGINT);
     uint16_t port = 0, admin_port = 0;
-    a->srv = icpnsd_server_start(&a->cfg, &a->st, token, inherited_socket(), &port, &admin_port,
+    a->srv = icpnsd_server_start(&a->cfg, &a->reg, token, inherited_socket(), &port, &admin_port,
                                  err, sizeof(err));
     memset(token, 0, sizeof(token));
     if (!a->srv) {
         log_error("%s", err);
         uv_walk(&a->loop, close_all, NULL);
         uv_run(&a->loop, UV_RUN_DEFAULT);
-        icpnsd_state_free(&a->st);
+        icpnsd_registry_free(&a->reg);
         uv_loop_close(&a->loop);
         return 1;
     }
@@ -304,20 +302,12 @@ int main(int argc, char **argv)
              a->cfg.admin_listen[0] ? " (admin on a separate listener)" : "");
 
     uv_timer_init(&a->loop, &a->drain);
-    uv_timer_init(&a->loop, &a->debounce);
     uv_timer_init(&a->loop, &a->watchdog);
-    a->drain.data = a->debounce.data = a->watchdog.data = a;
+    a->drain.data = a->watchdog.data = a;
     uint64_t wd = icpnsd_watchdog_interval_ms();
     if (wd)
         uv_timer_start(&a->watchdog, on_watchdog, wd, wd);
-    if (a->cfg.watch && a->cfg.tables[0]) {
-        uv_fs_event_init(&a->loop, &a->watch);
-        a->watch.data = a;
-        if (uv_fs_event_start(&a->watch, on_fs_event, a->cfg.tables, 0) == 0)
-            log_info("watching %s for changes", a->cfg.tables);
-        else
-            log_warn("cannot watch %s; reload with SIGHUP or POST /admin/reload", a->cfg.tables);
-    }
+    icpnsd_registry_watch(&a->reg);
     char msg[160];
     snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving version 1 on port %u\nMAINPID=%d", port,
              (int)getpid());
@@ -326,7 +316,7 @@ int main(int argc, char **argv)
     uv_run(&a->loop, UV_RUN_DEFAULT);
     if (a->srv)
         icpnsd_server_stop(a->srv);
-    icpnsd_state_free(&a->st);
+    icpnsd_registry_free(&a->reg);
     int rc = uv_loop_close(&a->loop);
     if (rc)
         log_warn("event loop closed with handles open: %s", uv_strerror(rc));

@@ -17,7 +17,7 @@ static const double buckets[N_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025
                                           1.0,    2.5};
 static const char *route_names[R_COUNT] = {
     "negatives", "user", "communities", "community_items", "healthz", "readyz", "metrics",
-    "admin_reload", "admin_interactions", "admin_communities", "admin_snapshot", "admin_cluster", "other"};
+    "admin_reload", "admin_interactions", "admin_communities", "admin_snapshot", "admin_cluster", "tables", "admin_sets", "admin_set", "other"};
 
 const char *icpnsd_route_name(route_t r)
 {

@@ -27,6 +27,43 @@ static int reqerr(icpnsd_reqerr_t *e, unsigned status, const char *code, const c
     return -1;
 }
 
+int icpnsd_negatives_query(neg_req_t *q, const char *key, const char *value, icpnsd_reqerr_t *e)
+{
+    if (!value)
+        value = "";
+    if (!strcmp(key, "tables")) {
+        if (!icpnsd_set_name_ok(value))
+            return reqerr(e, 400, "bad_request", "tables", -1,
+                          "'tables' names a table set: 1..63 of [A-Za-z0-9._-]");
+        if (q->tables[0] && strcmp(q->tables, value))
+            return reqerr(e, 400, "conflicting_parameter", "tables", -1,
+                          "the body names table set '%s', the query '%s'", q->tables, value);
+        snprintf(q->tables, sizeof(q->tables), "%s", value);
+        return 0;
+    }
+    double *slot;
+    bool *has;
+    if (!strcmp(key, "alpha"))
+        slot = &q->alpha, has = &q->has_alpha;
+    else if (!strcmp(key, "epsilon"))
+        slot = &q->epsilon, has = &q->has_epsilon;
+    else if (!strcmp(key, "beta"))
+        slot = &q->beta, has = &q->has_beta;
+    else
+        return 0;
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    if (!value[0] || *end || errno == ERANGE)
+        return reqerr(e, 400, "bad_parameter", key, -1, "'%s' must be a number, not '%s'", key, value);
+    if (*has && *slot != x)
+        return reqerr(e, 400, "conflicting_parameter", key, -1,
+                      "the body and the query give different values of '%s'", key);
+    *slot = x;
+    *has = true;
+    return 0;
+}
+
 void icpnsd_neg_req_free(neg_req_t *q)
 {
     free(q->users);
@@ -53,11 +90,34 @@ int icpnsd_parse_negatives_json(const icpnsd_config_t *cfg, int default_strategy
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v) {
+        if (!strcmp(key, "alpha") || !strcmp(key, "epsilon") || !strcmp(key, "beta")) {
+            if (!json_is_number(v)) {
+                reqerr(e, 400, "bad_parameter", key, -1, "'%s' must be a number", key);
+                goto out;
+            }
+            double x = json_number_value(v);
+            if (!strcmp(key, "alpha"))
+                q->alpha = x, q->has_alpha = true;
+            else if (!strcmp(key, "epsilon"))
+                q->epsilon = x, q->has_epsilon = true;
+            else
+                q->beta = x, q->has_beta = true;
+            continue;
+        }
+        if (!strcmp(key, "tables")) {
+            if (!json_is_string(v) || !icpnsd_set_name_ok(json_string_value(v))) {
+                reqerr(e, 400, "bad_request", "tables", -1,
+                       "'tables' names a table set: 1..63 of [A-Za-z0-9._-]");
+                goto out;
+            }
+            snprintf(q->tables, sizeof(q->tables), "%s", json_string_value(v));
+            continue;
+        }
         if (strcmp(key, "users") && strcmp(key, "n") && strcmp(key, "strategy") &&
             strcmp(key, "seed") && strcmp(key, "probabilities") && strcmp(key, "candidates") &&
             strcmp(key, "unknown_users")) {
             reqerr(e, 400, "unknown_field", key, -1, "unknown field '%s' (users, n, strategy, seed, probabilities, "
-                              "candidates, unknown_users)", key);
+                              "candidates, unknown_users, tables, alpha, epsilon, beta)", key);
             goto out;
         }
     }

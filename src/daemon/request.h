@@ -34,7 +34,12 @@ typedef struct neg_req {
     bool probs;
     unsigned flags;
     bool binary_in;
+    /* Optional: the table set, and a weight setting other than the set's. */
+    char tables[ICPNSD_SET_NAME];
+    bool has_alpha, has_epsilon, has_beta;
+    double alpha, epsilon, beta;
 } neg_req_t;
+
 
 /* Why a request was refused: the HTTP status, machine code, field, row. */
 typedef struct icpnsd_reqerr {
@@ -59,6 +64,13 @@ int icpnsd_parse_negatives_frame(const icpnsd_config_t *cfg, const char *body, s
                                  neg_req_t *q, icpnsd_reqerr_t *e);
 
 void icpnsd_neg_req_free(neg_req_t *q);
+
+/*
+ * Applies a query-string parameter of POST /v1/negatives ("tables",
+ * "alpha", "epsilon", "beta") to @q; a value the body already gave
+ * differently is a 400.  Other keys are ignored.
+ */
+int icpnsd_negatives_query(neg_req_t *q, const char *key, const char *value, icpnsd_reqerr_t *e);
 
 /* ---- POST /admin/cluster ------------------------------------------------- */
 

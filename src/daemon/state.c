@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "request.h"
+#include "sets.h"
 #include "state.h"
 
 #define JOURNAL "interactions.journal"
@@ -143,6 +144,8 @@ static int load_dataset(icpnsd_state_t *st, icpns_table_opts_t *opts, icpns_data
 
 static void publish(icpnsd_state_t *st, icpns_snapshot_t *s, const icpnsd_meta_t *meta)
 {
+    if (st->reg)
+        icpnsd_wcache_attach(s, st->reg->cfg->weights_cache_size);
     pthread_mutex_lock(&st->lock);
     icpns_snapshot_t *old = st->current;
     st->current = s;
@@ -153,12 +156,15 @@ static void publish(icpnsd_state_t *st, icpns_snapshot_t *s, const icpnsd_meta_t
     icpns_snapshot_unref(old);
 }
 
-int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *tables, char *errbuf,
+int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
+                      const char *tables, struct icpnsd_registry *reg, char *errbuf,
                       size_t errsize)
 {
     memset(st, 0, sizeof(*st));
     pthread_mutex_init(&st->lock, NULL);
     st->loop = loop;
+    st->reg = reg;
+    snprintf(st->name, sizeof(st->name), "%s", name);
     snprintf(st->tables, sizeof(st->tables), "%s", tables ? tables : "");
     icpns_error_t err;
     icpns_error_clear(&err);
@@ -326,6 +332,7 @@ static const char *code_of(int rc)
     case ICPNS_EIO: return "tables_unreadable";
     case ICPNS_EPARSE: return "tables_invalid";
     case ICPNS_ENOMEM: return "out_of_memory";
+    case ICPNS_ELIMIT: return "memory_budget_exceeded";
     default: return "rebuild_failed";
     }
 }
@@ -569,13 +576,25 @@ static void build_work(uv_work_t *w)
         snprintf(st->built_meta.rebuild, sizeof(st->built_meta.rebuild), "full");
         st->built_meta.comms_rebuilt = s ? s->comms.n : 0;
     }
+    if (rc == 0 && st->reg && st->reg->cfg->memory_budget) {
+        uint64_t others = icpnsd_registry_bytes(st->reg, st), budget = st->reg->cfg->memory_budget;
+        if (others + s->bytes > budget) {
+            icpns_error_set(&err, ICPNS_ELIMIT, NULL, 0, "memory_budget",
+                            "the new version of '%s' needs %zu bytes; with the other sets' %llu "
+                            "bytes that is above memory_budget = %llu; the old version keeps serving",
+                            st->name, s->bytes, (unsigned long long)others,
+                            (unsigned long long)budget);
+            s = icpns_snapshot_unref(s);
+            rc = ICPNS_ELIMIT;
+        }
+    }
     if (rc)
         st->in_sync = false; /* the dataset moved on without a snapshot */
     if (rc) {
         icpns_error_format(&err, st->build_error, sizeof(st->build_error));
         snprintf(st->build_code, sizeof(st->build_code), "%s", code_of(rc));
         st->build_rc = rc;
-        st->build_status = rc == ICPNS_ENOMEM ? 503 : 422;
+        st->build_status = rc == ICPNS_ENOMEM ? 503 : rc == ICPNS_ELIMIT ? 507 : 422;
         for (icpnsd_job_t *j = st->batch; j; j = j->next)
             if (j->status == 0)
                 set_job_error(j, st->build_status, st->build_code, st->build_error);
@@ -590,6 +609,7 @@ static void build_work(uv_work_t *w)
 }
 
 static void start_batch(icpnsd_state_t *st);
+static void async_closed(uv_handle_t *h);
 
 /* Back on the loop thread: publish and answer. */
 static void build_done(uv_work_t *w, int status)
@@ -613,9 +633,9 @@ static void build_done(uv_work_t *w, int status)
         atomic_fetch_add(strcmp(st->built_meta.rebuild, "patch") ? &icpnsd_metrics.rebuilds_full
                                                                  : &icpnsd_metrics.rebuilds_patch,
                          1);
-        log_info("snapshot version=%llu built (%s, %u communities) in %.3fs users=%u items=%u "
-                 "interactions=%llu",
-                 (unsigned long long)version, st->built_meta.rebuild,
+        log_info("tables=%s snapshot version=%llu built (%s, %u communities) in %.3fs users=%u "
+                 "items=%u interactions=%llu",
+                 st->name, (unsigned long long)version, st->built_meta.rebuild,
                  st->built_meta.comms_rebuilt, st->built_meta.build_seconds,
                  st->built->users.n, st->built->items.n,
                  (unsigned long long)st->built->n_interactions);
@@ -654,6 +674,11 @@ static void build_done(uv_work_t *w, int status)
     }
     st->batch = NULL;
     st->building = false;
+    if (st->closing) {
+        if (!uv_is_closing((uv_handle_t *)&st->async))
+            uv_close((uv_handle_t *)&st->async, async_closed);
+        return;
+    }
     if (any_reload) {
         char msg[128];
         snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving version %llu",
@@ -694,11 +719,27 @@ static void async_cb(uv_async_t *a)
     start_batch(a->data);
 }
 
+/* Answers a job that never ran (its set was removed). */
+static void refuse_job(icpnsd_state_t *st, icpnsd_job_t *j)
+{
+    set_job_error(j, 404, "unknown_tables", "");
+    snprintf(j->message, sizeof(j->message), "the table set '%s' was removed", st->name);
+    if (j->done_cb)
+        j->done_cb(j);
+    else
+        icpnsd_job_free(j);
+}
+
 void icpnsd_state_submit(icpnsd_state_t *st, icpnsd_job_t *job)
 {
     job->next = NULL;
     job->status = 0;
     pthread_mutex_lock(&st->lock);
+    if (st->closed) {
+        pthread_mutex_unlock(&st->lock);
+        refuse_job(st, job);
+        return;
+    }
     if (st->queue_tail)
         st->queue_tail->next = job;
     else
@@ -708,14 +749,31 @@ void icpnsd_state_submit(icpnsd_state_t *st, icpnsd_job_t *job)
     uv_async_send(&st->async);
 }
 
-int icpnsd_state_start(icpnsd_state_t *st);
 int icpnsd_state_start(icpnsd_state_t *st)
 {
     st->async.data = st;
     return uv_async_init(st->loop, &st->async, async_cb);
 }
 
-void icpnsd_state_close(icpnsd_state_t *st)
+static void async_closed(uv_handle_t *h)
 {
-    uv_close((uv_handle_t *)&st->async, NULL);
+    icpnsd_state_t *st = h->data;
+    if (st->closed_cb)
+        st->closed_cb(st);
+}
+
+void icpnsd_state_shutdown(icpnsd_state_t *st)
+{
+    pthread_mutex_lock(&st->lock);
+    st->closed = true;
+    icpnsd_job_t *q = st->queue_head;
+    st->queue_head = st->queue_tail = NULL;
+    pthread_mutex_unlock(&st->lock);
+    for (icpnsd_job_t *j = q, *next; j; j = next) {
+        next = j->next;
+        refuse_job(st, j);
+    }
+    st->closing = true;
+    if (!st->building && !uv_is_closing((uv_handle_t *)&st->async))
+        uv_close((uv_handle_t *)&st->async, async_closed);
 }

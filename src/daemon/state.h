@@ -20,9 +20,12 @@
 
 #include "icpns.h"
 
-typedef enum job_kind { JOB_RELOAD, JOB_INTERACTIONS, JOB_COMMUNITIES, JOB_CLUSTER } job_kind_t;
+typedef enum job_kind {
+    JOB_RELOAD, JOB_INTERACTIONS, JOB_COMMUNITIES, JOB_CLUSTER, JOB_SET_ADD, JOB_SET_REMOVE
+} job_kind_t;
 
 struct cluster_req;
+struct icpnsd_registry;
 
 typedef struct icpnsd_job icpnsd_job_t;
 typedef void (*icpnsd_job_done_cb)(icpnsd_job_t *job);
@@ -34,6 +37,9 @@ struct icpnsd_job {
     bool replace;        /* communities: replace all instead of merging */
     char origin[32];     /* "http", "SIGHUP", "watch" */
     struct cluster_req *cluster; /* JOB_CLUSTER: owned; freed with the job */
+    char set_name[64];   /* JOB_SET_ADD / JOB_SET_REMOVE */
+    char set_dir[1024];  /* JOB_SET_ADD */
+    uint64_t set_bytes;  /* JOB_SET_ADD result */
     /* Result, written by the loop thread before done_cb. */
     int status;          /* HTTP status */
     char code[48];
@@ -71,7 +77,12 @@ typedef struct icpnsd_meta {
 } icpnsd_meta_t;
 
 typedef struct icpnsd_state {
-    pthread_mutex_t lock;          /* guards current, meta, queue */
+    pthread_mutex_t lock;          /* guards current, meta, queue, closed */
+    char name[64];                 /* the table set's name (logs, metrics) */
+    struct icpnsd_registry *reg;   /* for the memory budget and weight caches */
+    bool closed;                   /* removed: new jobs are refused */
+    bool closing;                  /* loop thread: close once the build ends */
+    void (*closed_cb)(struct icpnsd_state *st); /* after the handle closed */
     icpns_snapshot_t *current;
     icpnsd_meta_t meta;
     icpnsd_job_t *queue_head, *queue_tail;
@@ -101,9 +112,14 @@ typedef struct icpnsd_state {
  * Loads the tables (or generates the built-in dataset when @tables is empty)
  * and builds version 1.  Returns 0, or -1 with a message in @err.
  */
-int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *tables,
-                      char *err, size_t errsize);
-void icpnsd_state_close(icpnsd_state_t *st);
+int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
+                      const char *tables, struct icpnsd_registry *reg, char *err,
+                      size_t errsize);
+/* Starts the loop handle (loop thread). */
+int icpnsd_state_start(icpnsd_state_t *st);
+/* Refuses new jobs, fails the queued ones, and closes the loop handle once
+ * any running build has finished; then calls st->closed_cb (loop thread). */
+void icpnsd_state_shutdown(icpnsd_state_t *st);
 void icpnsd_state_free(icpnsd_state_t *st);
 
 /* A new reference to the serving snapshot (never NULL once initialised). */

@@ -315,6 +315,8 @@ int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
 
 static void snapshot_free(icpns_snapshot_t *s)
 {
+    if (s->ext && s->ext_free)
+        s->ext_free(s->ext);
     icpns_idmap_free(&s->users);
     icpns_idmap_free(&s->items);
     icpns_idmap_free(&s->comms);
