@@ -442,7 +442,8 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
         }
     }
     /* One snapshot for the whole request (after a wait, the one waited on). */
-    icpns_snapshot_t *s = r->wait_snap ? r->wait_snap : icpnsd_state_acquire(&r->set->st);
+    bool resumed = r->wait_snap != NULL;
+    icpns_snapshot_t *s = resumed ? r->wait_snap : icpnsd_state_acquire(&r->set->st);
     r->wait_snap = NULL;
     atomic_store(&r->wstate, 0);
     const icpns_weights_t *w = s->weights;
@@ -473,7 +474,7 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
                 }
                 atomic_store(&r->wstate, 1);
             }
-            int g = icpnsd_weights_get(r->set, s, &p, waiter, &went, msg, sizeof(msg));
+            int g = icpnsd_weights_get(r->set, s, &p, waiter, resumed, &went, msg, sizeof(msg));
             if (g == WGET_WAITING) {
                 /* Suspend until the build wakes us; then this runs again on
                  * the same snapshot. */

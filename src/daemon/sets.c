@@ -516,7 +516,8 @@ static void wbuild_async(uv_async_t *a)
 }
 
 int icpnsd_weights_get(icpnsd_set_t *set, icpns_snapshot_t *s, const icpns_params_t *p,
-                       icpnsd_waiter_t *waiter, icpnsd_wentry_t **ret, char *msg, size_t msgsize)
+                       icpnsd_waiter_t *waiter, bool resumed, icpnsd_wentry_t **ret, char *msg,
+                       size_t msgsize)
 {
     wcache_t *c = s->ext;
     if (!c) {
@@ -535,7 +536,8 @@ int icpnsd_weights_get(icpnsd_set_t *set, icpns_snapshot_t *s, const icpns_param
         if (e->state == W_READY) {
             atomic_fetch_add(&e->refs, 1);
             pthread_mutex_unlock(&c->lock);
-            atomic_fetch_add(&set->wstats.hits, 1);
+            if (!resumed)
+                atomic_fetch_add(&set->wstats.hits, 1);
             free(waiter);
             *ret = e;
             return WGET_READY;
@@ -591,8 +593,10 @@ int icpnsd_weights_get(icpnsd_set_t *set, icpns_snapshot_t *s, const icpns_param
     e->snap = icpns_snapshot_ref(s);
     e->set = set;
     atomic_fetch_add(&set->refs, 1);
-    if (waiter)
+    if (waiter) {
+        waiter->next = NULL;
         e->waiters = waiter;
+    }
     c->e[c->n++] = e;
     pthread_mutex_unlock(&c->lock);
     atomic_fetch_add(&set->wstats.misses, 1);

@@ -113,10 +113,11 @@ enum { WGET_READY = 0, WGET_WAITING = 1, WGET_BUSY = -1, WGET_FAILED = -2, WGET_
  * Otherwise the setting is being built: with @waiter (allocated by the
  * caller, owned by the cache from then on) the caller is woken once it is
  * ready (WGET_WAITING); without, WGET_BUSY.  WGET_FAILED copies the build's
- * error into @msg.
+ * error into @msg.  @resumed: a request that waited looks again (not a hit).
  */
 int icpnsd_weights_get(icpnsd_set_t *set, icpns_snapshot_t *s, const icpns_params_t *p,
-                       icpnsd_waiter_t *waiter, icpnsd_wentry_t **ret, char *msg, size_t msgsize);
+                       icpnsd_waiter_t *waiter, bool resumed, icpnsd_wentry_t **ret, char *msg,
+                       size_t msgsize);
 const icpns_weights_t *icpnsd_wentry_weights(const icpnsd_wentry_t *e);
 void icpnsd_wentry_unref(icpnsd_wentry_t *e);
 
