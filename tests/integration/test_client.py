@@ -89,6 +89,31 @@ class TestClient(unittest.TestCase):
         self.assertEqual(sub.substituted, 1)
         self.assertIsInstance(e.exception, ic.IcpnsError)
 
+    def test_tables_and_weights(self):
+        neg = self.c.negatives([1, 2], n=6, seed=3, alpha=0.3)
+        st, js = self.d.negatives(users=[1, 2], n=6, seed=3, alpha=0.3)
+        self.assertEqual(neg.items.tolist(), js["negatives"])
+        self.assertNotEqual(neg.items.tolist(), self.c.negatives([1, 2], n=6, seed=3).items.tolist())
+        mix = self.c.negatives([1], strategy=[("icpns", 2), ("popularity", 1)], seed=3, alpha=0.3,
+                               beta=0.5)
+        self.assertEqual(mix.items.shape, (1, 3))
+        self.assertEqual([t["name"] for t in self.c.table_sets()], ["default"])
+        self.assertEqual(self.c.negatives([1], n=2, seed=1, tables="default").items.shape, (1, 2))
+        with self.assertRaises(ic.NotFound) as e:
+            self.c.negatives([1], n=2, seed=1, tables="other")
+        self.assertEqual(e.exception.code, "unknown_tables")
+        with self.assertRaises(ic.BadRequest) as e:
+            self.c.negatives([1], n=2, seed=1, alpha=-1.0)
+        self.assertEqual(e.exception.field, "alpha")
+        res = self.c.add_table_set("copy", self.dir)
+        self.assertEqual(res["name"], "copy")
+        other = ic.Client("http://127.0.0.1:%d" % self.d.port, token=TOKEN, tables="copy")
+        self.assertEqual(other.negatives([1, 2], n=6, seed=3, alpha=0.3).items.tolist(), js["negatives"])
+        self.assertEqual(other.snapshot()["name"], "copy")
+        other.close()
+        self.c.remove_table_set("copy")
+        self.assertEqual([t["name"] for t in self.c.table_sets()], ["default"])
+
     def test_interpretability_and_admin(self):
         self.assertTrue(self.c.ready())
         self.assertIn("community", self.c.user(1))

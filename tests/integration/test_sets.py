@@ -17,6 +17,17 @@ from harness import (Daemon, ICPNSD, chi2_test, exact_distribution, gen_tables, 
                      wait_until)
 
 TOKEN = "sets-token-0123456789ab"
+PROTO = os.environ.get("PROTO_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "proto"))
+try:
+    import jsonschema
+except ImportError:  # pragma: no cover
+    jsonschema = None
+
+
+def validate(doc, name):
+    if jsonschema is not None:
+        with open(os.path.join(PROTO, "schemas", name)) as f:
+            jsonschema.validate(doc, json.load(f))
 
 
 def metric(d, name, tables):
@@ -53,6 +64,7 @@ class TestSets(Base):
     def test_two_sets_side_by_side(self):
         with Daemon("--tables", "a=" + self.a, "--tables", "b=" + self.b, token=TOKEN) as d:
             st, tl = d.request("GET", "/v1/tables")
+            validate(tl, "tables_list.json")
             self.assertEqual(sorted(t["name"] for t in tl["tables"]), ["a", "b"])
             # No default among two named sets: the request must choose.
             st, err = d.negatives(users=[1], n=2, seed=1)
@@ -66,6 +78,7 @@ class TestSets(Base):
             for name, pos, items in (("a", pa, ia), ("b", pb, ib)):
                 st, body = d.negatives(users=[1, 2, 3], n=20, seed=4, tables=name)
                 self.assertEqual((st, body["tables"]), (200, name))
+                validate(body, "negatives_response.json")
                 for u, row in zip([1, 2, 3], body["negatives"]):
                     self.assertTrue(set(row) <= set(items))
                     self.assertFalse(set(row) & pos[u])
@@ -130,6 +143,7 @@ class TestSets(Base):
         with Daemon(tables=self.a, token=TOKEN) as d:
             st, body = d.admin("POST", "/admin/sets", {"name": "b", "tables": self.b})
             self.assertEqual((st, body["name"], body["version"]), (201, "b", 1), body)
+            validate(body, "admin_set_result.json")
             st, body = d.negatives(users=[1], n=3, seed=1, tables="b")
             self.assertEqual((st, body["tables"]), (200, "b"))
             # The plain "tables" set is "default", and stays the default.
@@ -143,6 +157,7 @@ class TestSets(Base):
             self.assertEqual((st, body["error"]["code"]), (422, "tables_invalid"))
             self.assertIn("/nonexistent", body["error"]["message"])
             st, sets = d.admin("GET", "/admin/sets")
+            validate(sets, "tables_list.json")
             self.assertEqual(sorted(s["name"] for s in sets["tables"]), ["b", "default"])
             self.assertGreater(sets["bytes"], 0)
             st, body = d.request("DELETE", "/admin/sets/b",

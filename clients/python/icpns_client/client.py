@@ -120,7 +120,7 @@ class Client:
     """
 
     def __init__(self, url="http://127.0.0.1:8470", token=None, timeout=30.0, retries=4,
-                 backoff=0.05, max_backoff=2.0):
+                 backoff=0.05, max_backoff=2.0, tables=None):
         u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if u.scheme != "http":
             raise ValueError("only http:// URLs are supported (put TLS in front with nginx)")
@@ -128,6 +128,7 @@ class Client:
         self.host, self.port = u.hostname or "127.0.0.1", u.port or 8470
         self.base = u.path.rstrip("/")
         self.token, self.timeout = token, timeout
+        self.tables = tables  # the table set every call names unless told otherwise
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self._local = threading.local()
         self._all = set()  # every thread's connection, for close()
@@ -203,6 +204,18 @@ class Client:
             raise last
         raise ConnectionFailed(self.url, self.retries + 1, last)
 
+    def _path(self, path, tables=None, **params):
+        """@path with ?tables= (the call's, else the client's) and the
+        parameters that are not None."""
+        q = {}
+        t = tables if tables is not None else self.tables
+        if t:
+            q["tables"] = t
+        for k, v in params.items():
+            if v is not None:
+                q[k] = repr(float(v)) if isinstance(v, float) else v
+        return path + ("?" + urllib.parse.urlencode(q) if q else "")
+
     def _json(self, method, path, doc=None, admin=False):
         body = None if doc is None else json.dumps(doc).encode()
         h = {"Content-Type": "application/json"} if body is not None else {}
@@ -211,20 +224,25 @@ class Client:
 
     # -- sampling --------------------------------------------------------------
     def negatives(self, users, n=4, strategy="icpns", seed=None, probabilities=False,
-                  candidates=1, unknown_users="error"):
+                  candidates=1, unknown_users="error", tables=None, alpha=None, epsilon=None,
+                  beta=None):
         """Negatives for each user id, drawn by the daemon.
 
         strategy: "icpns", "popularity" or "uniform"; or a mix such as
         [("icpns", 3), ("uniform", 1)] (then n is their sum).
         seed: same seed + same users + same snapshot version => same
         negatives; None picks a random seed (kept across retries).
+        tables: the table set (default: the client's, else the daemon's).
+        alpha, epsilon, beta: another weight setting than the set's own
+        (built by the daemon on first use, then cached).
         """
+        extra = {"tables": tables, "alpha": alpha, "epsilon": epsilon, "beta": beta}
         users = np.ascontiguousarray(users, dtype=np.int64).reshape(-1)
         if seed is None:
             seed = random.getrandbits(63)
         if not isinstance(strategy, str):
             return self._negatives_json(users, strategy, seed, probabilities, candidates,
-                                        unknown_users)
+                                        unknown_users, extra)
         if strategy not in STRATEGIES:
             raise ValueError("strategy must be one of uniform, popularity, icpns")
         if unknown_users not in ("error", "popularity"):
@@ -232,8 +250,8 @@ class Client:
         flags = (1 if probabilities else 0) | (2 if unknown_users == "popularity" else 0)
         head = _REQ.pack(b"ICPQ", 1, flags, int(n), int(candidates), STRATEGIES[strategy],
                          b"\0\0\0", len(users), int(seed) & (2 ** 64 - 1), 0)
-        _, _, data = self.request("POST", "/v1/negatives", head + users.tobytes(),
-                                  {"Content-Type": FRAME, "Accept": FRAME})
+        _, _, data = self.request("POST", self._path("/v1/negatives", **extra),
+                                  head + users.tobytes(), {"Content-Type": FRAME, "Accept": FRAME})
         return self._decode(data, int(n), int(candidates))
 
     @staticmethod
@@ -253,12 +271,12 @@ class Client:
         return Negatives(items.reshape(shape), None if probs is None else probs.reshape(shape),
                          version, fallbacks, nsub)
 
-    def _negatives_json(self, users, mix, seed, probabilities, candidates, unknown_users):
+    def _negatives_json(self, users, mix, seed, probabilities, candidates, unknown_users, extra):
         parts = [{"strategy": s, "n": int(k)} for s, k in mix]
         doc = {"users": users.tolist(), "strategy": parts, "seed": int(seed),
                "probabilities": bool(probabilities), "candidates": int(candidates),
                "unknown_users": unknown_users}
-        r = self._json("POST", "/v1/negatives", doc)
+        r = self._json("POST", self._path("/v1/negatives", **extra), doc)
         n = sum(p["n"] for p in parts)
         items = np.array(r["negatives"], dtype=np.int64).reshape(len(users), n * candidates)
         probs = r.get("probabilities")
@@ -274,14 +292,19 @@ class Client:
         return Prefetcher(self, batches, n=n, strategy=strategy, seed=seed, depth=depth, **kw)
 
     # -- interpretability ------------------------------------------------------
-    def user(self, user_id):
-        return self._json("GET", "/v1/users/%d" % int(user_id))
+    def user(self, user_id, tables=None):
+        return self._json("GET", self._path("/v1/users/%d" % int(user_id), tables))
 
-    def communities(self):
-        return self._json("GET", "/v1/communities")
+    def communities(self, tables=None):
+        return self._json("GET", self._path("/v1/communities", tables))
 
-    def community_items(self, community, top=20):
-        return self._json("GET", "/v1/communities/%d/items?top=%d" % (int(community), int(top)))
+    def community_items(self, community, top=20, tables=None):
+        return self._json("GET", self._path("/v1/communities/%d/items" % int(community), tables,
+                                            top=int(top)))
+
+    def table_sets(self):
+        """The table sets the daemon serves (GET /v1/tables)."""
+        return self._json("GET", "/v1/tables")["tables"]
 
     def ready(self):
         try:
@@ -294,24 +317,32 @@ class Client:
         return self.request("GET", "/metrics")[2].decode()
 
     # -- admin -----------------------------------------------------------------
-    def reload(self):
-        return self._json("POST", "/admin/reload", admin=True)
+    def reload(self, tables=None):
+        return self._json("POST", self._path("/admin/reload", tables), admin=True)
 
-    def snapshot(self):
-        return self._json("GET", "/admin/snapshot", admin=True)
+    def snapshot(self, tables=None):
+        return self._json("GET", self._path("/admin/snapshot", tables), admin=True)
 
-    def add_interactions(self, pairs):
+    def add_interactions(self, pairs, tables=None):
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        return self._json("POST", "/admin/interactions", {"interactions": pairs.tolist()},
-                          admin=True)
+        return self._json("POST", self._path("/admin/interactions", tables),
+                          {"interactions": pairs.tolist()}, admin=True)
 
-    def set_communities(self, pairs, replace=False):
+    def set_communities(self, pairs, replace=False, tables=None):
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        return self._json("PUT", "/admin/communities",
+        return self._json("PUT", self._path("/admin/communities", tables),
                           {"communities": pairs.tolist(), "replace": bool(replace)}, admin=True)
 
+    def add_table_set(self, name, directory):
+        """Serves another table directory as set @name (POST /admin/sets)."""
+        return self._json("POST", "/admin/sets", {"name": name, "tables": directory}, admin=True)
+
+    def remove_table_set(self, name):
+        _, _, data = self.request("DELETE", "/admin/sets/" + urllib.parse.quote(name), admin=True)
+        return json.loads(data)
+
     def cluster(self, user_ids, embeddings, k=8, seed=2026, restarts=None, max_iter=None,
-                tol=None):
+                tol=None, tables=None):
         """Uploads embeddings (rows = user_ids, the tables' ids) as an ICPE
         frame; the daemon runs k-means and serves the new communities.
         Returns the answer (version, sizes, inertia, ...)."""
@@ -321,8 +352,8 @@ class Client:
             raise ValueError("embeddings must be (len(user_ids), dim)")
         head = _EMB.pack(b"ICPE", 1, 0, int(k), x.shape[0], x.shape[1], int(restarts or 0),
                          int(max_iter or 0), 0, int(seed))
-        q = "" if tol is None else "?tol=%r" % float(tol)
-        _, _, data = self.request("POST", "/admin/cluster" + q, head + ids.tobytes() + x.tobytes(),
+        _, _, data = self.request("POST", self._path("/admin/cluster", tables, tol=tol),
+                                  head + ids.tobytes() + x.tobytes(),
                                   {"Content-Type": "application/x-icpns-embeddings"}, admin=True)
         return json.loads(data)
 
