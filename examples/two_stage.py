@@ -98,7 +98,7 @@ def evaluate(model, ds, split, truth_lists, mask_lists, k=10):
     return M.rank_metrics(s, truth_lists[split], mask_lists[split], k)
 
 
-def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label):
+def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label, extra=None):
     """BPR training with negatives from the daemon; early stopping on
     validation NDCG@10. Returns (best state, best valid, epochs run)."""
     import torch
@@ -115,7 +115,7 @@ def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label
         batches = [ds.train[perm[b:b + args.batch]] for b in range(0, n, args.batch)]
         loss_sum = 0.0
         pf = client.prefetch((ds.user_ids[b[:, 0]] for b in batches), n=1, strategy=strategy,
-                             seed=seed * 100003 + epoch, depth=2, candidates=m)
+                             seed=seed * 100003 + epoch, depth=2, candidates=m, **(extra or {}))
         with pf:
             for b, (_, neg) in zip(batches, pf):
                 items = np.searchsorted(ds.item_ids, neg.items.reshape(len(b), m))
@@ -206,7 +206,7 @@ def run(args):
                                     **test})
                     progress("%s test Recall@10 %.4f NDCG@10 %.4f MRR@10 %.4f" %
                              (label, test["recall"], test["ndcg"], test["mrr"]), final=True)
-                    save_partial(args, ds, results, time.time() - t_start)
+                    save_partial(args.json, ds, results, time.time() - t_start)
     finally:
         client.close()
         daemon.stop()
@@ -219,15 +219,136 @@ def run(args):
                        "command": " ".join(["examples/two_stage.py"] + sys.argv[1:])}, f, indent=1)
         if os.path.exists(args.json + ".partial"):
             os.remove(args.json + ".partial")
-    if args.out:
-        write_markdown(args, ds, results, elapsed)
+    render(args)
     return 0
 
 
-def save_partial(args, ds, results, elapsed):
+def run_sweep(args):
+    """The sensitivity study: one stage-1 model per (model, seed), its users
+    clustered into every K (one table set per K, side by side in one
+    daemon), then an ICPNS fine-tune for every (K, alpha), alpha asked per
+    request."""
+    import torch
+    import icpns_client as ic
+    from icpns_experiment import models as MD
+    torch.set_num_threads(args.torch_threads)
+    progress = Progress(args.quiet)
+    if not os.path.exists(args.data):
+        print("two_stage: %s not found; skipping the sweep" % args.data)
+        return 0
+    ds = D.load(args.data, min_rating=args.min_rating, core=args.core, seed=args.split_seed)
+    progress(ds.stats(), final=True)
+    truth = {"valid": M.user_lists(ds.valid, ds.n_users), "test": M.user_lists(ds.test, ds.n_users)}
+    tr = M.user_lists(ds.train, ds.n_users)
+    masks = {"valid": tr, "test": [np.concatenate([a, b]) for a, b in zip(tr, truth["valid"])]}
+    lists = (truth, masks)
+    work = tempfile.mkdtemp(prefix="icpns-sweep-")
+    daemon = Daemon(args.icpnsd, ds, args.alpha, work, os.path.join(work, "icpnsd.log"))
+    client = ic.Client(daemon.url, token=daemon.token)
+    for k in args.sweep_ks:  # one table set per K, same interactions
+        d = os.path.join(work, "k%d" % k)
+        shutil.copytree(daemon.tables, d)
+        client.add_table_set("k%d" % k, d)
+    results, t_start = [], time.time()
+    try:
+        for model_name in args.models:
+            for seed in args.seeds:
+                torch.manual_seed(seed)
+                model = MD.make(model_name, ds, args.dim)
+                state, _, ep1 = train(model, ds, client, "rns", args, seed, args.epochs, lists,
+                                      progress, "[%s seed %d stage 1 RNS]" % (MODELS[model_name], seed))
+                model.load_state_dict(state)
+                model.eval()
+                base = evaluate(model, ds, "test", *lists)
+                results.append({"model": model_name, "seed": seed, "stage": 1, "epochs": ep1, **base})
+                emb = MD.user_embeddings(model)
+                for k in args.sweep_ks:
+                    cl = client.cluster(ds.user_ids, emb, k=k, seed=seed, restarts=args.restarts,
+                                        tables="k%d" % k)
+                    for alpha in args.sweep_alphas:
+                        torch.manual_seed(seed + 1)
+                        model.load_state_dict(state)
+                        model.train()
+                        label = "[%s seed %d K=%d alpha=%g]" % (MODELS[model_name], seed, k, alpha)
+                        st2, _, ep2 = train(model, ds, client, "icpns", args, seed + 7919, args.epochs,
+                                            lists, progress, label,
+                                            extra={"tables": "k%d" % k, "alpha": float(alpha)})
+                        model.load_state_dict(st2)
+                        model.eval()
+                        test = evaluate(model, ds, "test", *lists)
+                        results.append({"model": model_name, "seed": seed, "stage": 2, "k": k,
+                                        "alpha": alpha, "epochs": ep2, "sizes": cl["sizes"], **test})
+                        save_partial(args.sweep_json, ds, results, time.time() - t_start)
+    finally:
+        client.close()
+        daemon.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    with open(args.sweep_json, "w") as f:
+        json.dump({"args": vars(args), "dataset": ds.stats(), "results": results,
+                   "seconds": time.time() - t_start,
+                   "command": " ".join(["examples/two_stage.py"] + sys.argv[1:])}, f, indent=1)
+    if os.path.exists(args.sweep_json + ".partial"):
+        os.remove(args.sweep_json + ".partial")
+    render(args)
+    return 0
+
+
+def sweep_markdown(saved):
+    args = argparse.Namespace(**saved["args"])
+    res = saved["results"]
+    lines = ["", "## Sensitivity: K (communities) x alpha (smoothing)", "",
+             "Generated by `%s` (%.0f minutes). One stage-1 RNS model per model and seed; its "
+             "user embeddings clustered into K communities for each K, each K a table set of "
+             "one daemon (`k4`, `k8`, `k16`); then an ICPNS fine-tune from the stage-1 model "
+             "for every (K, alpha), alpha given per request. Same protocol and budget as above; "
+             "seeds %s; test NDCG@10, mean ± std (Recall@10 in the second table)." % (
+                 saved.get("command", "examples/two_stage.py --sweep"), saved["seconds"] / 60,
+                 ", ".join(str(x) for x in args.seeds)), ""]
+    for metric in ("ndcg", "recall"):
+        for model_name in args.models:
+            base = [r[metric] for r in res if r["model"] == model_name and r["stage"] == 1]
+            if not base:
+                continue
+            lines.append("**%s, %s@10** (stage 1 RNS: %s)" % (
+                MODELS[model_name], "NDCG" if metric == "ndcg" else "Recall", fmt(base)))
+            lines.append("")
+            lines.append("| K | " + " | ".join("alpha = %g" % a for a in args.sweep_alphas) + " |")
+            lines.append("|---|" + "---|" * len(args.sweep_alphas))
+            for k in args.sweep_ks:
+                cells = []
+                for a in args.sweep_alphas:
+                    v = [r[metric] for r in res if r["model"] == model_name and r["stage"] == 2
+                         and r["k"] == k and r["alpha"] == a]
+                    cells.append(fmt(v) if v else "-")
+                lines.append("| %d | %s |" % (k, " | ".join(cells)))
+            lines.append("")
+    return "\n".join(lines)
+
+
+def render(args):
+    """docs/results.md from the saved runs (the comparison, then the sweep)."""
+    text = ""
+    if args.json and os.path.exists(args.json):
+        with open(args.json) as f:
+            saved = json.load(f)
+        old = argparse.Namespace(**saved["args"])
+        old.json = args.json
+        ds = argparse.Namespace(name=os.path.basename(os.path.dirname(old.data)) or "data",
+                                stats=lambda: saved["dataset"])
+        text = markdown(old, ds, saved["results"], saved["seconds"], saved.get("command"))
+    if args.sweep_json and os.path.exists(args.sweep_json):
+        with open(args.sweep_json) as f:
+            text += sweep_markdown(json.load(f))
+    if args.out and text:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+        print("two_stage: wrote %s" % args.out)
+
+
+def save_partial(path, ds, results, elapsed):
     """Keeps the runs done so far (a long experiment survives an interruption)."""
-    if args.json:
-        with open(args.json + ".partial", "w") as f:
+    if path:
+        with open(path + ".partial", "w") as f:
             json.dump({"dataset": ds.stats(), "results": results, "seconds": elapsed}, f, indent=1)
 
 
@@ -236,7 +357,7 @@ def fmt(vals):
     return "%.4f ± %.4f" % (a.mean(), a.std(ddof=1) if len(a) > 1 else 0.0)
 
 
-def write_markdown(args, ds, results, elapsed, command=None):
+def markdown(args, ds, results, elapsed, command=None):
     command = command or " ".join(["examples/two_stage.py"] + sys.argv[1:])
     lines = ["# Results: the ICPNS two-stage scheme on %s" % ds.name, "",
              "Generated by `%s` (%.0f minutes on this 2-core machine); rerun it to "
@@ -273,10 +394,9 @@ def write_markdown(args, ds, results, elapsed, command=None):
                 MODELS[model_name], name, fmt([r["recall"] for r in rs]),
                 fmt([r["ndcg"] for r in rs]), fmt([r["mrr"] for r in rs]),
                 np.mean([r["epochs"] for r in rs])))
-    lines += ["", "Per-run figures: `%s`." % (args.json or "(not kept)"), ""]
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines))
-    print("two_stage: wrote %s" % args.out)
+    lines += ["", "Per-run figures: `%s`." % (os.path.relpath(args.json, ROOT) if args.json
+                                               else "(not kept)")]
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -305,8 +425,16 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
     p.add_argument("--json", default=os.path.join(ROOT, "docs", "results.json"))
     p.add_argument("--quick", action="store_true", help="one seed, few epochs: a smoke run")
-    p.add_argument("--report", metavar="JSON",
-                   help="only re-render --out from a results JSON written by an earlier run")
+    p.add_argument("--no-report", dest="out", action="store_const", const=None,
+                   help="do not write the markdown")
+    p.add_argument("--report", action="store_true",
+                   help="only re-render --out from the JSON files of earlier runs")
+    p.add_argument("--sweep", action="store_true",
+                   help="the sensitivity study: ICPNS over K x alpha (one table set per K, "
+                        "alpha per request) instead of the sampler comparison")
+    p.add_argument("--sweep-alphas", default="0,0.1,0.4,0.8,1.0")
+    p.add_argument("--sweep-ks", default="4,8,16")
+    p.add_argument("--sweep-json", default=os.path.join(ROOT, "docs", "results-sweep.json"))
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
@@ -320,14 +448,10 @@ def main(argv=None):
             p.error("unknown sampler %r" % s)
     if args.quick:
         args.seeds, args.epochs, args.patience = args.seeds[:1], 3, 3
+    args.sweep_alphas = [float(a) for a in args.sweep_alphas.split(",") if a]
+    args.sweep_ks = [int(k) for k in args.sweep_ks.split(",") if k]
     if args.report:
-        with open(args.report) as f:
-            saved = json.load(f)
-        old = argparse.Namespace(**saved["args"])
-        old.out, old.json = args.out, args.report
-        ds = argparse.Namespace(name=os.path.basename(os.path.dirname(old.data)),
-                                stats=lambda: saved["dataset"])
-        write_markdown(old, ds, saved["results"], saved["seconds"], saved.get("command"))
+        render(args)
         return 0
     if not os.access(args.icpnsd, os.X_OK):
         p.error("%s is not an executable icpnsd (build it: scripts/run.sh, or --icpnsd PATH)" % args.icpnsd)
@@ -336,7 +460,7 @@ def main(argv=None):
     except ImportError:
         print("two_stage: PyTorch is not installed (apt-get install python3-torch); skipping")
         return 0
-    return run(args)
+    return run_sweep(args) if args.sweep else run(args)
 
 
 if __name__ == "__main__":
