@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,10 @@ int main(int argc, char **argv)
 {
     static app_t app;
     app_t *a = &app;
+    /* Writes to closed sockets and files over RLIMIT_FSIZE are errors, not
+     * deaths. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     icpnsd_config_default(&a->cfg);
     char err[1400];
     enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_LOG, O_WATCH, O_VERSION, O_CHECK };

@@ -11,6 +11,7 @@
  * off first.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -156,6 +157,27 @@ static void publish(icpnsd_state_t *st, icpns_snapshot_t *s, const icpnsd_meta_t
     icpns_snapshot_unref(old);
 }
 
+/* Removes the temporary files an interrupted atomic write left (NAME.tmp.XXXXXX
+ * of the files the daemon writes); they are never read. */
+static void remove_stale_temporaries(const char *dir, const char *file)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t n = strlen(file);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, file, n) || strncmp(e->d_name + n, ".tmp.", 5) ||
+            strlen(e->d_name + n + 5) != 6)
+            continue;
+        char path[1400];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0)
+            log_warn("removed %s, left by an interrupted write", path);
+    }
+    closedir(d);
+}
+
 int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
                       const char *tables, struct icpnsd_registry *reg, char *errbuf,
                       size_t errsize)
@@ -172,6 +194,8 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
     double t0 = icpns_now();
     icpns_snapshot_t *s;
     int rc = load_dataset(st, &st->opts, &st->dataset, &meta, &err);
+    if (!rc && st->tables[0])
+        remove_stale_temporaries(st->tables, st->opts.communities);
     if (!rc)
         rc = icpns_snapshot_build(st->dataset, &st->opts.params, &s, &err);
     if (rc) {

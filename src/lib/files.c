@@ -150,8 +150,14 @@ int icpns_file_append_sync(const char *path, const void *data, size_t len,
         return icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "cannot open: %s",
                                strerror(errno));
     int e = 0;
-    if (write_all(fd, data, len) < 0 || fdatasync(fd) < 0)
+    off_t before = fstat(fd, &st) == 0 ? st.st_size : -1;
+    if (before < 0 || write_all(fd, data, len) < 0 || fdatasync(fd) < 0) {
         e = errno;
+        /* A partial append (disk full) must not stay: the next append would
+         * glue its first line to the torn one. */
+        if (before >= 0 && ftruncate(fd, before) == 0)
+            fdatasync(fd);
+    }
     if (close(fd) < 0 && !e)
         e = errno;
     if (e)

@@ -28,7 +28,7 @@ class Daemon:
     """A running icpnsd; use as a context manager."""
 
     def __init__(self, *args, env=None, token=None, tables=None, check_start=True,
-                 listen_socket=None):
+                 listen_socket=None, rlimits=None):
         self.tmp = tempfile.mkdtemp(prefix="icpnsd-test-")
         self.token = token
         argv = [ICPNSD, "--listen", "127.0.0.1:0", "--log-level", "debug"]
@@ -40,6 +40,13 @@ class Daemon:
             argv = ["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"'] + argv
             fd = listen_socket.fileno()
             popen_extra = {"pass_fds": (3,), "preexec_fn": lambda: os.dup2(fd, 3)}
+        if rlimits:
+            import resource
+
+            def limit():
+                for res, value in rlimits.items():
+                    resource.setrlimit(res, value)
+            popen_extra = {"preexec_fn": limit}
         if tables:
             argv += ["--tables", tables]
         if token:
