@@ -1,0 +1,132 @@
+"""Soak: mixed traffic (JSON and frames, strategy mixes, per-request alpha,
+two table sets) with reloads, updates and set additions/removals running,
+for SOAK_SECONDS (20 in the suite; docs/reliability.md has the long run).
+Asserts zero failed requests and flat memory: the daemon's RSS over the
+second half stays within 10 % + 16 MB of the first half's.
+"""
+import json
+import os
+import random
+import shutil
+import statistics
+import struct
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import Daemon, gen_tables
+
+TOKEN = "soak-token-0123456789abc"
+SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))
+FRAME_REQ = struct.Struct("<4sHHIIB3sIQQ")
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class TestSoak(unittest.TestCase):
+    def test_soak(self):
+        root = tempfile.mkdtemp(prefix="icpnsd-soak-")
+        self.addCleanup(shutil.rmtree, root, True)
+        a = gen_tables(os.path.join(root, "a"), users=2000, items=3000, communities=8,
+                       interactions=60000)
+        b = gen_tables(os.path.join(root, "b"), users=1000, items=1500, communities=4,
+                       interactions=20000, seed=7)
+        stop = threading.Event()
+        failures, counts = [], {"negatives": 0, "admin": 0}
+        lock = threading.Lock()
+        with Daemon("--tables", "a=" + a, "--tables", "b=" + b, "--log-level", "info",
+                    token=TOKEN) as d:
+
+            def fail(what):
+                with lock:
+                    if len(failures) < 20:
+                        failures.append(what)
+
+            def sampler(k):
+                rng = random.Random(k)
+                while not stop.is_set():
+                    tables = rng.choice(["a", "b"])
+                    users = [rng.randint(1, 900) for _ in range(rng.choice([1, 16, 256]))]
+                    kind = rng.random()
+                    if kind < 0.4:
+                        body = {"users": users, "n": rng.choice([1, 4, 16]), "seed": rng.randint(0, 9),
+                                "tables": tables, "probabilities": rng.random() < 0.3}
+                        if rng.random() < 0.3:
+                            body["alpha"] = rng.choice([0.0, 0.1, 0.4, 1.0])
+                        st, resp = d.request("POST", "/v1/negatives", json.dumps(body).encode(),
+                                             {"Content-Type": "application/json"})
+                    elif kind < 0.8:
+                        head = FRAME_REQ.pack(b"ICPQ", 1, 1, 8, 1, rng.randint(0, 2), b"\0\0\0",
+                                              len(users), rng.randint(0, 99), 0)
+                        st, resp = d.request("POST", "/v1/negatives?tables=" + tables,
+                                             head + struct.pack("<%dq" % len(users), *users),
+                                             {"Content-Type": "application/x-icpns-frame"})
+                    else:
+                        mix = [{"strategy": "icpns", "n": 3}, {"strategy": "uniform", "n": 1}]
+                        st, resp = d.request("POST", "/v1/negatives", json.dumps(
+                            {"users": users, "strategy": mix, "tables": tables, "candidates": 2}).encode(),
+                            {"Content-Type": "application/json"})
+                    if st != 200:
+                        fail((st, resp if isinstance(resp, dict) else resp[:200]))
+                    with lock:
+                        counts["negatives"] += 1
+
+            def admin():
+                rng = random.Random(99)
+                extra = os.path.join(root, "c")
+                shutil.copytree(b, extra)
+                while not stop.is_set():
+                    op = rng.random()
+                    if op < 0.3:
+                        st, body = d.admin("POST", "/admin/reload?tables=" + rng.choice("ab"))
+                    elif op < 0.6:
+                        pairs = [[rng.randint(1, 900), rng.randint(1, 1400)] for _ in range(20)]
+                        st, body = d.admin("POST", "/admin/interactions?tables=a",
+                                           {"interactions": pairs})
+                    elif op < 0.8:
+                        st, body = d.admin("PUT", "/admin/communities?tables=b",
+                                           {"communities": [[rng.randint(1, 900), rng.randint(0, 3)]]})
+                    else:
+                        st, body = d.admin("POST", "/admin/sets", {"name": "c", "tables": extra})
+                        if st == 201:
+                            time.sleep(0.05)
+                            st, body = d.request("DELETE", "/admin/sets/c",
+                                                 headers={"Authorization": "Bearer " + TOKEN})
+                    if st not in (200, 201):
+                        fail(("admin", st, body))
+                    with lock:
+                        counts["admin"] += 1
+                    time.sleep(0.02)
+
+            threads = [threading.Thread(target=sampler, args=(k,)) for k in range(3)]
+            threads.append(threading.Thread(target=admin))
+            for t in threads:
+                t.start()
+            samples = []
+            t0 = time.time()
+            while time.time() - t0 < SECONDS:
+                time.sleep(min(1.0, SECONDS / 20))
+                samples.append(rss_kib(d.proc.pid))
+            stop.set()
+            for t in threads:
+                t.join()
+            self.assertEqual(failures, [])
+            self.assertGreater(counts["negatives"], 50)
+            self.assertGreater(counts["admin"], 10)
+            half = len(samples) // 2
+            first, second = statistics.median(samples[1:half]), statistics.median(samples[half:])
+            print("soak: %.0f s, %d negatives requests, %d admin operations, RSS median %.1f -> %.1f MB, "
+                  "max %.1f MB" % (SECONDS, counts["negatives"], counts["admin"], first / 1024,
+                                   second / 1024, max(samples) / 1024))
+            self.assertLess(second, first * 1.10 + 16 * 1024, samples)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
