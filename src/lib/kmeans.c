@@ -364,7 +364,16 @@ int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
     }
     if (hl > len - off)
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy", "truncated header");
-    const char *h = (const char *)b + off;
+    /* Parse a NUL-terminated copy: nothing may read past the header. */
+    size_t data = off + hl;
+    char hbuf[1024];
+    if (hl >= sizeof(hbuf))
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
+                               "header of %zu bytes; a 2-D array needs far less", hl);
+    memcpy(hbuf, b + off, hl);
+    hbuf[hl] = '\0';
+    const char *h = hbuf;
+    hl = strlen(hbuf);
     const char *descr = npy_key(h, hl, "descr"), *fo = npy_key(h, hl, "fortran_order"),
                *shape = npy_key(h, hl, "shape");
     if (!descr || !fo || !shape)
@@ -384,26 +393,31 @@ int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
     if (*shape != '(')
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape", "bad shape");
     char *end;
+    if (shape[1] < '0' || shape[1] > '9')
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
+                               "the array must be 2-D (users x dimensions)");
     unsigned long long rows = strtoull(shape + 1, &end, 10);
     while (*end == ' ')
         end++;
-    if (end == shape + 1 || *end != ',')
+    if (*end != ',')
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
                                "the array must be 2-D (users x dimensions)");
     const char *p = end + 1;
     while (*p == ' ')
         p++;
+    if (*p < '0' || *p > '9')
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
+                               "the array must be 2-D (users x dimensions)");
     unsigned long long cols = strtoull(p, &end, 10);
     while (*end == ' ' || *end == ',')
         end++;
-    if (end == p || *end != ')')
+    if (*end != ')')
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
                                "the array must be 2-D (users x dimensions)");
     if (rows == 0 || cols == 0 || rows > UINT32_MAX - 1 || cols > 65536)
         return icpns_error_set(err, ICPNS_ELIMIT, path, 0, "shape",
                                "shape (%llu, %llu) is out of range (rows 1..2^32-2, columns 1..65536)",
                                rows, cols);
-    size_t data = off + hl;
     if ((len - data) / esz / cols < rows)
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
                                "truncated: the shape needs %llu bytes of data, the file has %zu",
