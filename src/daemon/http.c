@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
+#include "route.h"
 
 #define CT_JSON "application/json"
 #define CT_FRAME "application/x-icpns-frame"
@@ -299,21 +300,6 @@ static bool is_ctype(const char *h, const char *want)
 }
 
 /* Parses a non-negative decimal int64 in [s, s+n). */
-static bool parse_id(const char *s, size_t n, int64_t *out)
-{
-    if (n == 0 || n > 19)
-        return false;
-    uint64_t v = 0;
-    for (size_t k = 0; k < n; k++) {
-        if (!isdigit((unsigned char)s[k]))
-            return false;
-        v = v * 10 + (uint64_t)(s[k] - '0');
-    }
-    if (v > INT64_MAX)
-        return false;
-    *out = (int64_t)v;
-    return true;
-}
 
 /* Constant-time comparison of the presented bearer token. */
 static bool token_ok(const icpnsd_server_t *srv, const char *presented, size_t n)
@@ -750,7 +736,7 @@ static enum MHD_Result handle_community_items(icpnsd_server_t *srv, req_t *r, in
 {
     const char *top_s = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "top");
     int64_t top = 20;
-    if (top_s && (!parse_id(top_s, strlen(top_s), &top) || top < 1 || top > 100000))
+    if (top_s && (!icpnsd_parse_id(top_s, strlen(top_s), &top) || top < 1 || top > 100000))
         return send_error(r, 400, "bad_query", "top", "'top' must be an integer in [1, 100000]");
     icpns_snapshot_t *s = icpnsd_state_acquire(&r->set->st);
     uint32_t c = icpns_idmap_find(&s->comms, cid);
@@ -1191,48 +1177,13 @@ static bool method_allowed(const char *allow, const char *method)
     return !strcmp(method, "HEAD") && strstr(allow, "GET");
 }
 
-/* Finds the route of @url; *@allow gets the methods it takes. */
-static route_t route_of(const char *url, const char **allow, int64_t *id)
-{
-    if (!strcmp(url, "/v1/negatives")) return *allow = "POST", R_NEGATIVES;
-    if (!strcmp(url, "/v1/communities")) return *allow = "GET", R_COMMUNITIES;
-    if (!strcmp(url, "/healthz")) return *allow = "GET", R_HEALTHZ;
-    if (!strcmp(url, "/readyz")) return *allow = "GET", R_READYZ;
-    if (!strcmp(url, "/metrics")) return *allow = "GET", R_METRICS;
-    if (!strcmp(url, "/admin/reload")) return *allow = "POST", R_ADMIN_RELOAD;
-    if (!strcmp(url, "/admin/interactions")) return *allow = "POST", R_ADMIN_INTERACTIONS;
-    if (!strcmp(url, "/admin/communities")) return *allow = "PUT", R_ADMIN_COMMUNITIES;
-    if (!strcmp(url, "/admin/snapshot")) return *allow = "GET", R_ADMIN_SNAPSHOT;
-    if (!strcmp(url, "/admin/cluster")) return *allow = "POST", R_ADMIN_CLUSTER;
-    if (!strcmp(url, "/v1/tables")) return *allow = "GET", R_TABLES;
-    if (!strcmp(url, "/admin/sets")) return *allow = "GET, POST", R_ADMIN_SETS;
-    if (!strncmp(url, "/admin/sets/", 12)) return *allow = "DELETE", R_ADMIN_SET;
-    if (!strncmp(url, "/v1/users/", 10)) {
-        *allow = "GET";
-        *id = -1;
-        const char *p = url + 10;
-        parse_id(p, strlen(p), id);
-        return R_USER;
-    }
-    if (!strncmp(url, "/v1/communities/", 16)) {
-        const char *p = url + 16, *slash = strchr(p, '/');
-        if (slash && !strcmp(slash, "/items")) {
-            *allow = "GET";
-            *id = -1;
-            parse_id(p, (size_t)(slash - p), id);
-            return R_COMMUNITY_ITEMS;
-        }
-    }
-    *allow = NULL;
-    return R_OTHER;
-}
 
 static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, const char *url,
                                 const char *method)
 {
     const char *allow;
     int64_t id = -1;
-    route_t rt = route_of(url, &allow, &id);
+    route_t rt = icpnsd_route_of(url, &allow, &id);
     enum MHD_Result ret;
     if (rt == R_OTHER || (is_admin_route(rt) && srv->admin_separate && !l->admin) ||
         (!is_admin_route(rt) && l->admin && srv->admin_separate))
@@ -1370,7 +1321,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         set_request_id(r, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
         const char *allow;
         int64_t id;
-        r->route = route_of(url, &allow, &id);
+        r->route = icpnsd_route_of(url, &allow, &id);
         *con_cls = r;
         /* Refuse an announced oversize body before reading any of it. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
