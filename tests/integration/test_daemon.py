@@ -479,6 +479,39 @@ class TestLifecycle(Base):
         self.assertEqual(p.returncode, 0)
         self.assertIn("--tables", p.stdout)
 
+    def test_admin_token_hygiene(self):
+        tmp = tempfile.mkdtemp(prefix="icpnsd-token-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        secret = "s3cret-token-value-that-must-not-leak"
+        path = os.path.join(tmp, "token")
+        with open(path, "w") as f:
+            f.write(secret + "\n")
+        os.chmod(path, 0o644)
+        d = Daemon("--admin-token-file", path, tables=self.dir)
+        with d:
+            d.token = secret
+            st, _ = d.admin("GET", "/admin/snapshot")
+            self.assertEqual(st, 200)
+            st, err = d.admin("GET", "/admin/snapshot", token=secret[:-1] + "X")
+            self.assertEqual((st, err["error"]["code"]), (403, "forbidden"))
+            st, err = d.admin("POST", "/admin/reload", token=secret + secret)
+            self.assertEqual(st, 403)
+            st, err = d.request("GET", "/admin/snapshot", headers={"Authorization": "Basic " + secret})
+            self.assertEqual(st, 401)
+        with open(os.path.join(d.tmp, "stderr.log")) as f:
+            log = f.read()
+        self.assertIn("readable by group or others", log)
+        self.assertNotIn(secret, log)
+        self.assertNotIn(secret[:12], log)
+        # The unit's fallback credential ("disabled") and an empty file turn admin off.
+        for content in ("disabled\n", ""):
+            with open(path, "w") as f:
+                f.write(content)
+            os.chmod(path, 0o600)
+            with Daemon("--admin-token-file", path, tables=self.dir) as d:
+                st, err = d.admin("GET", "/admin/snapshot", token="disabled")
+                self.assertEqual((st, err["error"]["code"]), (403, "admin_disabled"))
+
     def test_admin_on_separate_listener(self):
         with Daemon("--admin-listen", "127.0.0.1:0", tables=self.dir, token=TOKEN) as d:
             st, err = d.admin("GET", "/admin/snapshot")
