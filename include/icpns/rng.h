@@ -26,15 +26,26 @@ static inline uint64_t icpns_mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* The part of a stream's key that depends on (seed, row) only: computed
+ * once per row, it leaves one mix per slot. */
+static inline uint64_t icpns_rng_row_key(uint64_t seed, uint64_t row)
+{
+    uint64_t k = icpns_mix64(seed + ICPNS_RNG_GAMMA);
+    return icpns_mix64(k ^ (row * UINT64_C(0xd1b54a32d192ed03)));
+}
+
+/* Starts the stream of (row key, slot). */
+static inline void icpns_rng_init_slot(icpns_rng_t *r, uint64_t row_key, uint64_t slot)
+{
+    r->key = icpns_mix64(row_key ^ (slot * UINT64_C(0x8cb92ba72f3d8dd7)));
+    r->ctr = 0;
+}
+
 /* Starts the stream of (seed, row, slot). */
 static inline void icpns_rng_init(icpns_rng_t *r, uint64_t seed, uint64_t row,
                                   uint64_t slot)
 {
-    uint64_t k = icpns_mix64(seed + ICPNS_RNG_GAMMA);
-    k = icpns_mix64(k ^ (row * UINT64_C(0xd1b54a32d192ed03)));
-    k = icpns_mix64(k ^ (slot * UINT64_C(0x8cb92ba72f3d8dd7)));
-    r->key = k;
-    r->ctr = 0;
+    icpns_rng_init_slot(r, icpns_rng_row_key(seed, row), slot);
 }
 
 /* The next 64 uniformly distributed bits. */

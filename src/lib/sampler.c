@@ -96,18 +96,20 @@ const char *icpns_strategy_name(icpns_strategy_t s)
     }
 }
 
-/* Whether @item is in the sorted array @pos[0..d). */
+/* Whether @item is in the sorted array @pos[0..d): a branchless lower
+ * bound (the comparisons are unpredictable, so no branch on them). */
 static inline bool contains(const uint32_t *pos, uint32_t d, uint32_t item)
 {
-    uint32_t lo = 0, hi = d;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (pos[mid] < item)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (d == 0)
+        return false;
+    const uint32_t *base = pos;
+    uint32_t n = d;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half - 1] < item ? base + half : base;
+        n -= half;
     }
-    return lo < d && pos[lo] == item;
+    return *base == item;
 }
 
 /* The k-th (0-based) item of [0, n) that is not in the sorted @pos[0..d).
@@ -338,12 +340,13 @@ int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights_t *w,
         return rc;
     icpns_sample_stats_t st = {0};
     icpns_rng_t rng;
+    uint64_t row_key = icpns_rng_row_key(seed, row);
 
     if (!D.t) {
         /* Uniform over non-positives: exact in one draw. */
         double p = 1.0 / D.mass;
         for (uint32_t j = 0; j < count; j++) {
-            icpns_rng_init(&rng, seed, row, slot0 + j);
+            icpns_rng_init_slot(&rng, row_key, slot0 + j);
             ret_items[j] = kth_non_positive(D.pos, D.d,
                                             icpns_rng_below(&rng, (uint64_t)D.n_items - D.d));
             if (ret_probs)
@@ -377,7 +380,7 @@ int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights_t *w,
         st.residual_rows++;
     }
     for (uint32_t j = 0; j < count; j++) {
-        icpns_rng_init(&rng, seed, row, slot0 + j);
+        icpns_rng_init_slot(&rng, row_key, slot0 + j);
         uint32_t item = 0;
         double wi = 0;
         bool got = false;
