@@ -281,6 +281,9 @@ int main(int argc, char **argv)
     uv_signal_start(&a->sighup, on_sighup, SIGHUP);
     uv_signal_start(&a->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_stop_signal, SIGINT);
+    /* Watches start before the port is announced: a change made right
+     * after "listening on" is never missed. */
+    icpnsd_registry_watch(&a->reg);
     uint16_t port = 0, admin_port = 0;
     a->srv = icpnsd_server_start(&a->cfg, &a->reg, token, inherited_socket(), &port, &admin_port,
                                  err, sizeof(err));
@@ -312,7 +315,6 @@ int main(int argc, char **argv)
     uint64_t wd = icpnsd_watchdog_interval_ms();
     if (wd)
         uv_timer_start(&a->watchdog, on_watchdog, wd, wd);
-    icpnsd_registry_watch(&a->reg);
     char msg[160];
     snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving version 1 on port %u\nMAINPID=%d", port,
              (int)getpid());

@@ -114,8 +114,12 @@ static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int stat
     (void)events;
     if (status < 0 || !file)
         return;
-    /* Our own temporary files and the journal do not trigger reloads. */
+    /* Our own writes (temporaries, the journal, communities.tsv rewritten
+     * by an update in the last second) do not trigger reloads. */
     if (strstr(file, ".tmp.") || !strcmp(file, "interactions.journal"))
+        return;
+    uint64_t wrote = atomic_load(&set->st.self_write_ms);
+    if (wrote && !strcmp(file, set->st.opts.communities) && icpns_now() * 1000 < (double)wrote + 1000)
         return;
     uv_timer_start(&set->debounce, on_debounce, 300, 0);
 }

@@ -299,7 +299,9 @@ static int apply_communities(icpnsd_state_t *st, icpns_dataset_t *d, icpnsd_job_
                                 (long long)nd->comm[k].b);
     char path[1400];
     snprintf(path, sizeof(path), "%s/%s", st->tables, st->opts.communities);
+    atomic_store(&st->self_write_ms, (uint64_t)(icpns_now() * 1000));
     int rc = icpns_file_write_atomic(path, text, len, err);
+    atomic_store(&st->self_write_ms, (uint64_t)(icpns_now() * 1000));
     free(text);
     if (rc) {
         icpns_dataset_free(nd);

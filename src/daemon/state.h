@@ -14,6 +14,7 @@
 #define ICPNSD_STATE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
 #include <uv.h>
@@ -82,6 +83,7 @@ typedef struct icpnsd_state {
     struct icpnsd_registry *reg;   /* for the memory budget and weight caches */
     bool closed;                   /* removed: new jobs are refused */
     bool closing;                  /* loop thread: close once the build ends */
+    atomic_uint_fast64_t self_write_ms; /* when the daemon last rewrote a table file */
     void (*closed_cb)(struct icpnsd_state *st); /* after the handle closed */
     icpns_snapshot_t *current;
     icpnsd_meta_t meta;

@@ -401,6 +401,36 @@ class TestReloadAndUpdates(Base):
             # Eight requests, fewer builds: one running and the rest batched.
             self.assertLess(max(b["version"] for _, b in out), 1 + 8)
 
+    def test_watch_reloads_on_change(self):
+        tables = self.fresh_tables()
+        with Daemon("--watch", tables=tables, token=TOKEN) as d:
+            path = os.path.join(tables, "communities.tsv")
+            with open(path) as f:
+                lines = f.read().splitlines()
+            # Move one user to another community, replacing the file atomically.
+            u, c = next(l for l in lines if l and not l.startswith("#")).split()
+            lines = [l for l in lines if not l.startswith(u + "\t")] + ["%s\t%d" % (u, (int(c) + 1) % 4)]
+            with open(path + ".new", "w") as f:
+                f.write("\n".join(lines) + "\n")
+            os.replace(path + ".new", path)
+            self.assertTrue(wait_until(lambda: d.admin("GET", "/admin/snapshot")[1]["version"] >= 2,
+                                       timeout=10))
+            st, snap = d.admin("GET", "/admin/snapshot")
+            self.assertEqual(snap["origin"], "watch")
+            st, info = d.request("GET", "/v1/users/%s" % u)
+            self.assertEqual(info["community"], (int(c) + 1) % 4)
+            # The daemon's own writes (the journal) do not trigger reloads.
+            v = snap["version"]
+            st, body = d.admin("POST", "/admin/interactions", {"interactions": [[int(u), 1]]})
+            time.sleep(1.0)
+            st, snap = d.admin("GET", "/admin/snapshot")
+            self.assertEqual(snap["version"], body["version"])
+            self.assertEqual(body["version"], v + 1)
+            st, body = d.admin("PUT", "/admin/communities", {"communities": [[int(u), int(c)]]})
+            time.sleep(1.0)
+            st, snap = d.admin("GET", "/admin/snapshot")
+            self.assertEqual((snap["version"], snap["origin"]), (v + 2, "http"))
+
     def test_sighup_reload(self):
         tables = self.fresh_tables()
         with Daemon(tables=tables) as d:
