@@ -1217,7 +1217,7 @@ static enum MHD_Result dispatch(icpnsd_server_t *srv, listener_t *l, req_t *r, c
         for (unsigned k = 0; k < n; k++) {
             icpnsd_meta_t m;
             icpnsd_state_meta(&sets[k]->st, &m);
-            ready &= sets[k]->st.ready;
+            ready &= atomic_load(&sets[k]->st.ready);
             if (k == 0)
                 version = m.version;
             icpnsd_set_unref(sets[k]);

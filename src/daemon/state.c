@@ -151,7 +151,7 @@ static void publish(icpnsd_state_t *st, icpns_snapshot_t *s, const icpnsd_meta_t
     icpns_snapshot_t *old = st->current;
     st->current = s;
     st->meta = *meta;
-    st->ready = true;
+    atomic_store(&st->ready, true);
     pthread_mutex_unlock(&st->lock);
     /* Requests still holding the old version keep it alive. */
     icpns_snapshot_unref(old);
@@ -629,7 +629,7 @@ static void build_work(uv_work_t *w)
         return;
     }
     st->built = s;
-    st->opts = opts;
+    st->built_opts = opts; /* st->opts is the loop thread's: set when published */
     st->built_meta.build_seconds = icpns_now() - t0;
     st->built_meta.built_at = time(NULL);
 }
@@ -650,6 +650,7 @@ static void build_done(uv_work_t *w, int status)
             st->built_dataset = NULL;
         }
         st->in_sync = true;
+        st->opts = st->built_opts;
         st->built->version = st->next_version++;
         st->built_meta.version = st->built->version;
         snprintf(st->built_meta.origin, sizeof(st->built_meta.origin), "%s",

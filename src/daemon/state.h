@@ -88,7 +88,7 @@ typedef struct icpnsd_state {
     icpns_snapshot_t *current;
     icpnsd_meta_t meta;
     icpnsd_job_t *queue_head, *queue_tail;
-    bool ready;
+    atomic_bool ready;
 
     /* Owned by the loop thread (and by the one running build). */
     char tables[1024];             /* empty: built-in dataset */
@@ -100,6 +100,7 @@ typedef struct icpnsd_state {
     icpns_snapshot_t *built;
     icpnsd_meta_t built_meta;
     icpns_dataset_t *built_dataset;
+    icpns_table_opts_t built_opts; /* the options the built version used */
     int build_rc;
     char build_error[512];
     char build_code[48];
