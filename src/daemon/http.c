@@ -46,6 +46,13 @@ struct icpnsd_server {
     atomic_uint_fast64_t seeds, request_ids;
     pthread_key_t work_key;
     int default_strategy;
+    /* The compute pool for large sampling requests. */
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_cond;
+    struct neg_task *pool_head, *pool_tail;
+    bool pool_stop;
+    unsigned pool_threads;
+    pthread_t pool[64];
 };
 
 typedef struct listener {
@@ -69,6 +76,7 @@ typedef struct req {
     struct MHD_Connection *conn;
     icpnsd_job_t *job;
     atomic_bool job_done;
+    struct neg_task *task;       /* a sampling task on the compute pool */
     unsigned status;
     icpnsd_set_t *set;           /* the table set the request addresses */
     /* Waiting for a weight setting being built: the snapshot it was asked
@@ -388,6 +396,276 @@ static icpnsd_set_t *resolve_set(icpnsd_server_t *srv, req_t *r, const char *nam
     return NULL;
 }
 
+/* ---- sampling tasks ------------------------------------------------------------------- */
+
+/* Requests asking this many negatives or more are sampled on the compute pool. */
+#define OFFLOAD_MIN_NEGATIVES 8192
+
+typedef struct neg_task {
+    icpnsd_server_t *srv;
+    req_t *r;
+    neg_req_t q;               /* owned (users) */
+    icpns_snapshot_t *s;       /* a reference */
+    const icpns_weights_t *w;
+    icpnsd_wentry_t *went;     /* a reference, or NULL */
+    bool frame_out;
+    const char *set_name;      /* valid while r->set is held */
+    /* Result. */
+    unsigned status;
+    wbuf_t out;
+    char code[48], field[32], message[300];
+    long long row;
+    atomic_bool done;
+    struct neg_task *next;
+} neg_task_t;
+
+static void task_error(neg_task_t *t, unsigned status, const char *code, const char *field,
+                       long long row, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void task_error(neg_task_t *t, unsigned status, const char *code, const char *field,
+                       long long row, const char *fmt, ...)
+{
+    t->status = status;
+    snprintf(t->code, sizeof(t->code), "%s", code);
+    snprintf(t->field, sizeof(t->field), "%s", field ? field : "");
+    t->row = row;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->message, sizeof(t->message), fmt, ap);
+    va_end(ap);
+}
+
+static void task_free(neg_task_t *t)
+{
+    icpnsd_wentry_unref(t->went);
+    icpns_snapshot_unref(t->s);
+    free(t->q.users);
+    free(t->out.p);
+    free(t);
+}
+
+/* Samples and encodes the answer of @t (any thread). */
+static void run_task(neg_task_t *t)
+{
+    icpnsd_server_t *srv = t->srv;
+    neg_req_t q = t->q;
+    icpns_snapshot_t *s = t->s;
+    const icpns_weights_t *w = t->w;
+    bool frame_out = t->frame_out;
+    uint64_t cols = (uint64_t)q.n * q.m;
+    icpns_work_t *work = thread_work(srv);
+    size_t cells = (size_t)q.rows * cols;
+    uint32_t *items = malloc((cells ? cells : 1) * sizeof(*items));
+    double *probs = q.probs ? malloc((cells ? cells : 1) * sizeof(*probs)) : NULL;
+    uint32_t *fallbacks = malloc((q.rows ? q.rows : 1) * sizeof(*fallbacks));
+    uint32_t *substituted = malloc((q.rows ? q.rows : 1) * sizeof(*substituted));
+    if (!work || !items || (q.probs && !probs) || !fallbacks || !substituted) {
+        free(items);
+        free(probs);
+        free(fallbacks);
+        free(substituted);
+        task_error(t, 503, "out_of_memory", NULL, -1, "no memory for %zu negatives", cells);
+        return;
+    }
+    icpns_sample_stats_t stats = {0};
+    uint32_t nfb = 0, nsub = 0;
+    uint64_t per_strategy[3] = {0};
+    for (uint32_t row = 0; row < q.rows; row++) {
+        uint32_t u = icpns_idmap_find(&s->users, q.users[row]);
+        uint32_t slot = 0;
+        unsigned rf_row = 0;
+        for (int k = 0; k < q.nparts; k++) {
+            uint32_t count = q.parts[k].n * q.m;
+            unsigned rf = 0;
+            size_t off = (size_t)row * cols + slot;
+            int e = icpns_sample_row(s, w, work, u, q.parts[k].strategy, q.flags,
+                                     q.seed, row, slot, count, items + off,
+                                     probs ? probs + off : NULL, &rf, &stats);
+            if (e) {
+                long long id = (long long)q.users[row];
+                free(items);
+                free(probs);
+                free(fallbacks);
+                free(substituted);
+                const char *msg = e == ICPNS_EUNKNOWN_USER
+                                      ? "user %lld is not in the tables (set \"unknown_users\": \"popularity\" to serve it by PNS)"
+                                  : e == ICPNS_EINFEASIBLE
+                                      ? "user %lld has interacted with every item: it has no negatives"
+                                  : e == ICPNS_ENOCOMMUNITY
+                                      ? "user %lld has no community (set \"unknown_users\": \"popularity\" to serve it by PNS)"
+                                      : "user %lld: sampling failed";
+                unsigned st = e == ICPNS_ENOMEM ? 503 : 422;
+                char text[256];
+                snprintf(text, sizeof(text), msg, id);
+                task_error(t, st, icpns_errname(e), "users", row, "%s", text);
+                return;
+            }
+            rf_row |= rf;
+            per_strategy[q.parts[k].strategy] += count;
+            slot += count;
+        }
+        if (rf_row & ICPNS_ROW_FALLBACK)
+            fallbacks[nfb++] = row;
+        if (rf_row & ICPNS_ROW_SUBSTITUTED)
+            substituted[nsub++] = row;
+    }
+    for (int k = 0; k < 3; k++)
+        atomic_fetch_add_explicit(&icpnsd_metrics.negatives[k], per_strategy[k], memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.draws, stats.draws, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.rejections, stats.rejections, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.residual_rows, stats.residual_rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.fallback_rows, nfb, memory_order_relaxed);
+    atomic_fetch_add_explicit(&icpnsd_metrics.substituted_rows, nsub, memory_order_relaxed);
+
+    wbuf_t b = {0};
+    const int64_t *ids = s->items.ids;
+    if (frame_out) {
+        size_t bytes = FRAME_RESP_HEADER + cells * 8 + (probs ? cells * 4 : 0) + (size_t)nfb * 4;
+        if (wb_reserve(&b, bytes)) {
+            unsigned char *p = (unsigned char *)b.p;
+            memcpy(p, FRAME_RESP_MAGIC, 4);
+            p[4] = 1, p[5] = 0;
+            p[6] = probs ? 1 : 0, p[7] = 0;
+            wr64(p + 8, s->version);
+            wr32(p + 16, q.rows);
+            wr32(p + 20, (uint32_t)cols);
+            wr32(p + 24, nfb);
+            wr32(p + 28, nsub);
+            unsigned char *o = p + FRAME_RESP_HEADER;
+            for (size_t k = 0; k < cells; k++, o += 8)
+                wr64(o, (uint64_t)ids[items[k]]);
+            if (probs)
+                for (size_t k = 0; k < cells; k++, o += 4) {
+                    float f = (float)probs[k];
+                    uint32_t bits;
+                    memcpy(&bits, &f, 4);
+                    wr32(o, bits);
+                }
+            for (uint32_t k = 0; k < nfb; k++, o += 4)
+                wr32(o, fallbacks[k]);
+            b.len = bytes;
+        }
+    } else {
+        wb_reserve(&b, 256 + cells * 8);
+        wb_lit(&b, "{\"version\":");
+        wb_i64(&b, (int64_t)s->version);
+        wb_lit(&b, ",\"tables\":");
+        wb_str(&b, t->set_name);
+        wb_printf(&b, ",\"alpha\":%.17g,\"epsilon\":%.17g,\"beta\":%.17g", w->params.alpha,
+                  w->params.epsilon, w->params.beta);
+        wb_lit(&b, ",\"strategy\":");
+        if (q.mixed) {
+            wb_lit(&b, "[");
+            for (int k = 0; k < q.nparts; k++) {
+                wb_cstr(&b, k ? ",{\"strategy\":" : "{\"strategy\":");
+                wb_str(&b, icpns_strategy_name(q.parts[k].strategy));
+                wb_lit(&b, ",\"n\":");
+                wb_i64(&b, q.parts[k].n);
+                wb_lit(&b, "}");
+            }
+            wb_lit(&b, "]");
+        } else {
+            wb_str(&b, icpns_strategy_name(q.parts[0].strategy));
+        }
+        wb_lit(&b, ",\"n\":");
+        wb_i64(&b, q.n);
+        wb_lit(&b, ",\"candidates\":");
+        wb_i64(&b, q.m);
+        wb_lit(&b, ",\"seed\":");
+        wb_i64(&b, (int64_t)q.seed);
+        wb_lit(&b, ",\"negatives\":[");
+        for (uint32_t row = 0; row < q.rows; row++) {
+            wb_cstr(&b, row ? ",[" : "[");
+            for (uint64_t j = 0; j < cols; j++) {
+                if (j)
+                    wb_lit(&b, ",");
+                wb_i64(&b, ids[items[(size_t)row * cols + j]]);
+            }
+            wb_lit(&b, "]");
+        }
+        wb_lit(&b, "]");
+        if (probs) {
+            wb_lit(&b, ",\"probabilities\":[");
+            for (uint32_t row = 0; row < q.rows; row++) {
+                wb_cstr(&b, row ? ",[" : "[");
+                for (uint64_t j = 0; j < cols; j++)
+                    wb_printf(&b, j ? ",%.9g" : "%.9g", probs[(size_t)row * cols + j]);
+                wb_lit(&b, "]");
+            }
+            wb_lit(&b, "]");
+        }
+        wb_lit(&b, ",\"fallbacks\":[");
+        for (uint32_t k = 0; k < nfb; k++) {
+            if (k)
+                wb_lit(&b, ",");
+            wb_i64(&b, fallbacks[k]);
+        }
+        wb_lit(&b, "],\"substituted\":[");
+        for (uint32_t k = 0; k < nsub; k++) {
+            if (k)
+                wb_lit(&b, ",");
+            wb_i64(&b, substituted[k]);
+        }
+        wb_lit(&b, "]}");
+    }
+    free(items);
+    free(probs);
+    free(fallbacks);
+    free(substituted);
+    t->out = b;
+    t->status = 200;
+}
+
+/* Sends what run_task produced (the connection's thread). */
+static enum MHD_Result finish_task(req_t *r, neg_task_t *t)
+{
+    enum MHD_Result ret;
+    if (t->status != 200) {
+        ret = send_error_ex(r, t->status, t->code, t->field[0] ? t->field : NULL, t->row, NULL,
+                            "%s", t->message);
+    } else {
+        wbuf_t b = t->out;
+        t->out = (wbuf_t){0};
+        ret = t->frame_out ? send_buf(r, 200, CT_FRAME, &b, NULL) : send_json(r, 200, &b);
+    }
+    task_free(t);
+    return ret;
+}
+
+static void *pool_main(void *arg)
+{
+    icpnsd_server_t *srv = arg;
+    for (;;) {
+        pthread_mutex_lock(&srv->pool_lock);
+        while (!srv->pool_head && !srv->pool_stop)
+            pthread_cond_wait(&srv->pool_cond, &srv->pool_lock);
+        neg_task_t *t = srv->pool_head;
+        if (t) {
+            srv->pool_head = t->next;
+            if (!srv->pool_head)
+                srv->pool_tail = NULL;
+        }
+        pthread_mutex_unlock(&srv->pool_lock);
+        if (!t)
+            return NULL; /* stopping and drained */
+        run_task(t);
+        atomic_store(&t->done, true);
+        MHD_resume_connection(t->r->conn);
+    }
+}
+
+static void pool_push(icpnsd_server_t *srv, neg_task_t *t)
+{
+    t->next = NULL;
+    pthread_mutex_lock(&srv->pool_lock);
+    if (srv->pool_tail)
+        srv->pool_tail->next = t;
+    else
+        srv->pool_head = t;
+    srv->pool_tail = t;
+    pthread_cond_signal(&srv->pool_cond);
+    pthread_mutex_unlock(&srv->pool_lock);
+}
+
 static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
 {
     const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
@@ -489,173 +767,32 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
             w = icpnsd_wentry_weights(went);
         }
     }
-    icpns_work_t *work = thread_work(srv);
-    size_t cells = (size_t)q.rows * cols;
-    uint32_t *items = malloc((cells ? cells : 1) * sizeof(*items));
-    double *probs = q.probs ? malloc((cells ? cells : 1) * sizeof(*probs)) : NULL;
-    uint32_t *fallbacks = malloc((q.rows ? q.rows : 1) * sizeof(*fallbacks));
-    uint32_t *substituted = malloc((q.rows ? q.rows : 1) * sizeof(*substituted));
-    if (!work || !items || (q.probs && !probs) || !fallbacks || !substituted) {
+    /* Sample and encode: here for small requests, on the compute pool for
+     * large ones (so that two connections that happen to share an HTTP
+     * thread still use two cores). */
+    neg_task_t *t = calloc(1, sizeof(*t));
+    if (!t) {
         icpnsd_wentry_unref(went);
         icpns_snapshot_unref(s);
         free(q.users);
-        free(items);
-        free(probs);
-        free(fallbacks);
-        free(substituted);
-        return send_error(r, 503, "out_of_memory", NULL, "no memory for %zu negatives", cells);
+        return send_error(r, 503, "out_of_memory", NULL, "no memory");
     }
-    icpns_sample_stats_t stats = {0};
-    uint32_t nfb = 0, nsub = 0;
-    uint64_t per_strategy[3] = {0};
-    for (uint32_t row = 0; row < q.rows; row++) {
-        uint32_t u = icpns_idmap_find(&s->users, q.users[row]);
-        uint32_t slot = 0;
-        unsigned rf_row = 0;
-        for (int k = 0; k < q.nparts; k++) {
-            uint32_t count = q.parts[k].n * q.m;
-            unsigned rf = 0;
-            size_t off = (size_t)row * cols + slot;
-            int e = icpns_sample_row(s, w, work, u, q.parts[k].strategy, q.flags,
-                                     q.seed, row, slot, count, items + off,
-                                     probs ? probs + off : NULL, &rf, &stats);
-            if (e) {
-                icpnsd_wentry_unref(went);
-                icpns_snapshot_unref(s);
-                long long id = (long long)q.users[row];
-                free(q.users);
-                free(items);
-                free(probs);
-                free(fallbacks);
-                free(substituted);
-                const char *msg = e == ICPNS_EUNKNOWN_USER
-                                      ? "user %lld is not in the tables (set \"unknown_users\": \"popularity\" to serve it by PNS)"
-                                  : e == ICPNS_EINFEASIBLE
-                                      ? "user %lld has interacted with every item: it has no negatives"
-                                  : e == ICPNS_ENOCOMMUNITY
-                                      ? "user %lld has no community (set \"unknown_users\": \"popularity\" to serve it by PNS)"
-                                      : "user %lld: sampling failed";
-                unsigned st = e == ICPNS_ENOMEM ? 503 : 422;
-                char text[256];
-                snprintf(text, sizeof(text), msg, id);
-                return send_error_ex(r, st, icpns_errname(e), "users", row, NULL, "%s", text);
-            }
-            rf_row |= rf;
-            per_strategy[q.parts[k].strategy] += count;
-            slot += count;
-        }
-        if (rf_row & ICPNS_ROW_FALLBACK)
-            fallbacks[nfb++] = row;
-        if (rf_row & ICPNS_ROW_SUBSTITUTED)
-            substituted[nsub++] = row;
+    t->srv = srv;
+    t->r = r;
+    t->q = q;
+    t->s = s;
+    t->w = w;
+    t->went = went;
+    t->frame_out = frame_out;
+    t->set_name = r->set->name;
+    if ((uint64_t)q.rows * cols >= OFFLOAD_MIN_NEGATIVES && srv->pool_threads) {
+        r->task = t;
+        MHD_suspend_connection(r->conn);
+        pool_push(srv, t);
+        return MHD_YES;
     }
-    for (int k = 0; k < 3; k++)
-        atomic_fetch_add_explicit(&icpnsd_metrics.negatives[k], per_strategy[k], memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.draws, stats.draws, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.rejections, stats.rejections, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.residual_rows, stats.residual_rows, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.fallback_rows, nfb, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.substituted_rows, nsub, memory_order_relaxed);
-
-    wbuf_t b = {0};
-    const int64_t *ids = s->items.ids;
-    if (frame_out) {
-        size_t bytes = FRAME_RESP_HEADER + cells * 8 + (probs ? cells * 4 : 0) + (size_t)nfb * 4;
-        if (wb_reserve(&b, bytes)) {
-            unsigned char *p = (unsigned char *)b.p;
-            memcpy(p, FRAME_RESP_MAGIC, 4);
-            p[4] = 1, p[5] = 0;
-            p[6] = probs ? 1 : 0, p[7] = 0;
-            wr64(p + 8, s->version);
-            wr32(p + 16, q.rows);
-            wr32(p + 20, (uint32_t)cols);
-            wr32(p + 24, nfb);
-            wr32(p + 28, nsub);
-            unsigned char *o = p + FRAME_RESP_HEADER;
-            for (size_t k = 0; k < cells; k++, o += 8)
-                wr64(o, (uint64_t)ids[items[k]]);
-            if (probs)
-                for (size_t k = 0; k < cells; k++, o += 4) {
-                    float f = (float)probs[k];
-                    uint32_t bits;
-                    memcpy(&bits, &f, 4);
-                    wr32(o, bits);
-                }
-            for (uint32_t k = 0; k < nfb; k++, o += 4)
-                wr32(o, fallbacks[k]);
-            b.len = bytes;
-        }
-    } else {
-        wb_reserve(&b, 256 + cells * 8);
-        wb_lit(&b, "{\"version\":");
-        wb_i64(&b, (int64_t)s->version);
-        wb_lit(&b, ",\"tables\":");
-        wb_str(&b, r->set->name);
-        wb_printf(&b, ",\"alpha\":%.17g,\"epsilon\":%.17g,\"beta\":%.17g", w->params.alpha,
-                  w->params.epsilon, w->params.beta);
-        wb_lit(&b, ",\"strategy\":");
-        if (q.mixed) {
-            wb_lit(&b, "[");
-            for (int k = 0; k < q.nparts; k++) {
-                wb_cstr(&b, k ? ",{\"strategy\":" : "{\"strategy\":");
-                wb_str(&b, icpns_strategy_name(q.parts[k].strategy));
-                wb_lit(&b, ",\"n\":");
-                wb_i64(&b, q.parts[k].n);
-                wb_lit(&b, "}");
-            }
-            wb_lit(&b, "]");
-        } else {
-            wb_str(&b, icpns_strategy_name(q.parts[0].strategy));
-        }
-        wb_lit(&b, ",\"n\":");
-        wb_i64(&b, q.n);
-        wb_lit(&b, ",\"candidates\":");
-        wb_i64(&b, q.m);
-        wb_lit(&b, ",\"seed\":");
-        wb_i64(&b, (int64_t)q.seed);
-        wb_lit(&b, ",\"negatives\":[");
-        for (uint32_t row = 0; row < q.rows; row++) {
-            wb_cstr(&b, row ? ",[" : "[");
-            for (uint64_t j = 0; j < cols; j++) {
-                if (j)
-                    wb_lit(&b, ",");
-                wb_i64(&b, ids[items[(size_t)row * cols + j]]);
-            }
-            wb_lit(&b, "]");
-        }
-        wb_lit(&b, "]");
-        if (probs) {
-            wb_lit(&b, ",\"probabilities\":[");
-            for (uint32_t row = 0; row < q.rows; row++) {
-                wb_cstr(&b, row ? ",[" : "[");
-                for (uint64_t j = 0; j < cols; j++)
-                    wb_printf(&b, j ? ",%.9g" : "%.9g", probs[(size_t)row * cols + j]);
-                wb_lit(&b, "]");
-            }
-            wb_lit(&b, "]");
-        }
-        wb_lit(&b, ",\"fallbacks\":[");
-        for (uint32_t k = 0; k < nfb; k++) {
-            if (k)
-                wb_lit(&b, ",");
-            wb_i64(&b, fallbacks[k]);
-        }
-        wb_lit(&b, "],\"substituted\":[");
-        for (uint32_t k = 0; k < nsub; k++) {
-            if (k)
-                wb_lit(&b, ",");
-            wb_i64(&b, substituted[k]);
-        }
-        wb_lit(&b, "]}");
-    }
-    icpnsd_wentry_unref(went);
-    icpns_snapshot_unref(s);
-    free(q.users);
-    free(items);
-    free(probs);
-    free(fallbacks);
-    free(substituted);
-    return frame_out ? send_buf(r, 200, CT_FRAME, &b, NULL) : send_json(r, 200, &b);
+    run_task(t);
+    return finish_task(r, t);
 }
 
 /* ---- interpretability ------------------------------------------------------------------ */
@@ -1371,6 +1508,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES; /* spurious wake-up */
         return finish_job(r);
     }
+    if (r->task) {
+        if (!atomic_load(&r->task->done))
+            return MHD_YES;
+        neg_task_t *t = r->task;
+        r->task = NULL;
+        return finish_task(r, t);
+    }
     return dispatch(srv, l, r, url, method);
 }
 
@@ -1504,6 +1648,16 @@ icpnsd_server_t *icpnsd_server_start(const icpnsd_config_t *cfg, icpnsd_registry
     }
     srv->admin_separate = cfg->admin_listen[0] != '\0';
     pthread_key_create(&srv->work_key, free_work);
+    pthread_mutex_init(&srv->pool_lock, NULL);
+    pthread_cond_init(&srv->pool_cond, NULL);
+    unsigned want = cfg->threads < 64 ? cfg->threads : 64;
+    for (unsigned k = 0; k < want; k++) {
+        if (pthread_create(&srv->pool[k], NULL, pool_main, srv)) {
+            snprintf(err, es, "cannot start the compute threads: %s", strerror(errno));
+            goto fail;
+        }
+        srv->pool_threads++;
+    }
     main_listener = (listener_t){srv, false};
     admin_listener = (listener_t){srv, true};
     srv->mhd = start_one(srv, &main_listener, cfg->listen, listen_fd, cfg->threads, ret_port, err, es);
@@ -1545,10 +1699,21 @@ void icpnsd_server_stop(icpnsd_server_t *srv)
 {
     if (!srv)
         return;
+    /* The compute pool first: it finishes the tasks it holds (their
+     * connections are still open), then the HTTP threads stop. */
+    pthread_mutex_lock(&srv->pool_lock);
+    srv->pool_stop = true;
+    pthread_cond_broadcast(&srv->pool_cond);
+    pthread_mutex_unlock(&srv->pool_lock);
+    for (unsigned k = 0; k < srv->pool_threads; k++)
+        pthread_join(srv->pool[k], NULL);
+    srv->pool_threads = 0;
     if (srv->mhd)
         MHD_stop_daemon(srv->mhd);
     if (srv->mhd_admin)
         MHD_stop_daemon(srv->mhd_admin);
+    pthread_mutex_destroy(&srv->pool_lock);
+    pthread_cond_destroy(&srv->pool_cond);
     pthread_key_delete(srv->work_key);
     free(srv);
 }
