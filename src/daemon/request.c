@@ -70,14 +70,174 @@ void icpnsd_neg_req_free(neg_req_t *q)
     q->users = NULL;
 }
 
+/* ---- a fast path for the "users" array ------------------------------------ */
+
+bool icpnsd_json_fastpath = true;
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Skips a JSON string starting at the quote; NULL if unterminated. */
+static const char *skip_string(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return NULL;
+}
+
+/* Skips any JSON value (strings, nesting); NULL when it cannot tell.  The
+ * value is validated by jansson afterwards; this only has to find its end. */
+static const char *skip_value(const char *p, const char *end)
+{
+    int depth = 0;
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            if (!(p = skip_string(p, end)))
+                return NULL;
+            if (depth == 0)
+                return p;
+            continue;
+        }
+        if (c == '[' || c == '{')
+            depth++;
+        else if (c == ']' || c == '}') {
+            if (depth == 0)
+                return p; /* the end of the enclosing object */
+            if (--depth == 0)
+                return p + 1;
+        } else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'))
+            return p;
+        p++;
+    }
+    return depth == 0 ? p : NULL;
+}
+
+/*
+ * Finds the top-level "users" array of a request object and, when it is a
+ * plain list of non-negative decimal integers, reads it without building
+ * a jansson value per id: *@ret gets the ids, and @rest a copy of the body
+ * with the array replaced by [] (for jansson to validate everything else).
+ * Returns false, leaving the body to jansson alone, in any other case.
+ */
+static bool fast_users(const char *body, size_t len, size_t max_users, int64_t **ret, size_t *ret_n,
+                       char **rest, size_t *rest_len)
+{
+    const char *p = body, *end = body + len, *arr = NULL, *arr_end = NULL;
+    p = skip_ws(p, end);
+    if (p == end || *p != '{')
+        return false;
+    p = skip_ws(p + 1, end);
+    while (p < end && *p != '}') {
+        if (*p != '"')
+            return false;
+        const char *k = p + 1, *ke = skip_string(p, end);
+        if (!ke)
+            return false;
+        bool is_users = ke - k - 1 == 5 && !memcmp(k, "users", 5);
+        p = skip_ws(ke, end);
+        if (p == end || *p != ':')
+            return false;
+        p = skip_ws(p + 1, end);
+        if (is_users) {
+            if (arr || p == end || *p != '[')
+                return false; /* a second "users", or not an array: jansson says why */
+            arr = p;
+            const char *q = p + 1;
+            while (q < end && *q != ']')
+                q++;
+            if (q == end)
+                return false;
+            arr_end = q + 1;
+            p = arr_end;
+        } else if (!(p = skip_value(p, end))) {
+            return false;
+        }
+        p = skip_ws(p, end);
+        if (p < end && *p == ',')
+            p = skip_ws(p + 1, end);
+    }
+    if (!arr)
+        return false;
+    /* The ids: digits, commas and blanks only; no leading zeros, no sign. */
+    size_t cap = 0, n = 0;
+    int64_t *ids = NULL;
+    const char *q = skip_ws(arr + 1, arr_end - 1);
+    while (q < arr_end - 1) {
+        if (*q < '0' || *q > '9' || (*q == '0' && q + 1 < arr_end - 1 && q[1] >= '0' && q[1] <= '9'))
+            goto slow;
+        uint64_t v = 0;
+        int digits = 0;
+        while (q < arr_end - 1 && *q >= '0' && *q <= '9') {
+            v = v * 10 + (uint64_t)(*q++ - '0');
+            if (++digits > 18)
+                goto slow; /* near the int64 limit: leave it to jansson */
+        }
+        if (n == max_users)
+            goto slow; /* jansson's path gives the 413 */
+        if (n == cap) {
+            size_t c = cap ? cap * 2 : 1024;
+            int64_t *ni = realloc(ids, c * sizeof(*ids));
+            if (!ni)
+                goto slow;
+            ids = ni;
+            cap = c;
+        }
+        ids[n++] = (int64_t)v;
+        q = skip_ws(q, arr_end - 1);
+        if (q < arr_end - 1) {
+            if (*q != ',')
+                goto slow;
+            q = skip_ws(q + 1, arr_end - 1);
+            if (q == arr_end - 1)
+                goto slow; /* trailing comma: invalid JSON */
+        }
+    }
+    size_t before = (size_t)(arr - body), after = (size_t)(end - arr_end);
+    char *r = malloc(before + 2 + after + 1);
+    if (!r)
+        goto slow;
+    memcpy(r, body, before);
+    memcpy(r + before, "[]", 2);
+    memcpy(r + before + 2, arr_end, after);
+    r[before + 2 + after] = '\0';
+    *rest = r;
+    *rest_len = before + 2 + after;
+    *ret = ids;
+    *ret_n = n;
+    return true;
+slow:
+    free(ids);
+    return false;
+}
+
 /* Reads a JSON request. */
 int icpnsd_parse_negatives_json(const icpnsd_config_t *cfg, int default_strategy,
                                 uint64_t fallback_seed, const char *body, size_t len,
                                 neg_req_t *q, icpnsd_reqerr_t *e)
 {
     json_error_t je;
-    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    int64_t *fast_ids = NULL;
+    size_t fast_n = 0, rest_len = 0;
+    char *rest = NULL;
+    bool fast = icpnsd_json_fastpath && body &&
+                fast_users(body, len, cfg->max_users, &fast_ids, &fast_n, &rest, &rest_len);
+    json_t *root = fast ? json_loadb(rest, rest_len, JSON_REJECT_DUPLICATES, &je)
+                        : json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    free(rest);
     if (!root) {
+        free(fast_ids);
+        /* Report against the body the client sent. */
+        if (fast)
+            json_decref(json_loadb(body, len, JSON_REJECT_DUPLICATES, &je));
         reqerr(e, 400, "bad_json", NULL, -1, "line %d column %d: %s", je.line,
                              je.column, je.text);
         return -1;
@@ -126,13 +286,23 @@ int icpnsd_parse_negatives_json(const icpnsd_config_t *cfg, int default_strategy
         reqerr(e, 400, "bad_request", "users", -1, "'users' must be an array of user ids");
         goto out;
     }
-    size_t nu = json_array_size(users);
+    size_t nu = fast ? fast_n : json_array_size(users);
     if (nu > cfg->max_users) {
         reqerr(e, 413, "limit_exceeded", "users", -1, "%zu users in one request, above the limit of %u", nu, cfg->max_users);
         goto out;
     }
     q->rows = (uint32_t)nu;
-    q->users = malloc((nu ? nu : 1) * sizeof(*q->users));
+    if (fast) {
+        q->users = fast_ids ? fast_ids : malloc(sizeof(*q->users));
+        fast_ids = NULL;
+        if (!q->users) {
+            reqerr(e, 503, "out_of_memory", NULL, -1, "no memory for the request");
+            goto out;
+        }
+        nu = 0; /* read already */
+    } else {
+        q->users = malloc((nu ? nu : 1) * sizeof(*q->users));
+    }
     if (!q->users) {
         reqerr(e, 503, "out_of_memory", NULL, -1, "no memory for the request");
         goto out;
@@ -248,6 +418,7 @@ int icpnsd_parse_negatives_json(const icpnsd_config_t *cfg, int default_strategy
     }
     rc = 0;
 out:
+    free(fast_ids);
     json_decref(root);
     return rc;
 }

@@ -55,6 +55,10 @@ typedef struct icpnsd_reqerr {
  * with icpnsd_neg_req_free, also on failure).  @fallback_seed is used when
  * the request has no seed.  Returns 0, or -1 with @e filled.
  */
+/* Whether JSON requests read "users" with the fast path (on; the fuzzer
+ * turns it off to compare both paths). */
+extern bool icpnsd_json_fastpath;
+
 int icpnsd_parse_negatives_json(const icpnsd_config_t *cfg, int default_strategy,
                                 uint64_t fallback_seed, const char *body, size_t len,
                                 neg_req_t *q, icpnsd_reqerr_t *e);

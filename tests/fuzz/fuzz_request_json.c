@@ -1,23 +1,51 @@
-/* Fuzz the JSON negatives request parser. */
+/*
+ * Fuzz the JSON negatives request parser, differentially: the fast path for
+ * the "users" array and jansson alone must accept the same requests, with
+ * the same fields, and refuse the same ones with the same status and code.
+ */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "request.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static int parse(bool fast, const uint8_t *data, size_t size, neg_req_t *q, icpnsd_reqerr_t *e)
 {
     icpnsd_config_t cfg;
     icpnsd_config_default(&cfg);
     cfg.max_users = 4096;
-    neg_req_t q = {0};
-    icpnsd_reqerr_t e;
-    if (icpnsd_parse_negatives_json(&cfg, ICPNS_STRATEGY_ICPNS, 1, (const char *)data, size, &q, &e) == 0) {
+    icpnsd_json_fastpath = fast;
+    memset(q, 0, sizeof(*q));
+    memset(e, 0, sizeof(*e));
+    int rc = icpnsd_parse_negatives_json(&cfg, ICPNS_STRATEGY_ICPNS, 1, (const char *)data, size, q, e);
+    if (rc == 0) {
         /* Accepted requests respect the limits. */
-        if (q.rows > cfg.max_users || q.n < 1 || q.n > cfg.max_n || q.m < 1 || q.nparts < 1)
+        if (q->rows > cfg.max_users || q->n < 1 || q->n > cfg.max_n || q->m < 1 || q->nparts < 1)
             abort();
-    } else if (e.status < 400 || e.status > 599 || !e.code[0]) {
+    } else if (e->status < 400 || e->status > 599 || !e->code[0]) {
         abort();
     }
-    icpnsd_neg_req_free(&q);
+    return rc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    neg_req_t a, b;
+    icpnsd_reqerr_t ea, eb;
+    int ra = parse(true, data, size, &a, &ea), rb = parse(false, data, size, &b, &eb);
+    if (ra != rb)
+        abort();
+    if (ra == 0) {
+        if (a.rows != b.rows || memcmp(a.users, b.users, (size_t)a.rows * sizeof(*a.users)) ||
+            a.n != b.n || a.m != b.m || a.seed != b.seed || a.probs != b.probs ||
+            a.flags != b.flags || a.nparts != b.nparts || strcmp(a.tables, b.tables) ||
+            a.has_alpha != b.has_alpha || (a.has_alpha && a.alpha != b.alpha))
+            abort();
+    } else if (ea.status != eb.status || strcmp(ea.code, eb.code) || ea.row != eb.row) {
+        abort();
+    }
+    icpnsd_neg_req_free(&a);
+    icpnsd_neg_req_free(&b);
+    icpnsd_json_fastpath = true;
     return 0;
 }
