@@ -181,6 +181,7 @@ static void job_finish(icpnsd_job_t *j, int status, const char *code, const char
 /* Thread pool: load and build the new set, and check the budget. */
 static void add_work(uv_work_t *w)
 {
+    icpnsd_background_thread();
     icpnsd_registry_t *reg = w->data;
     icpnsd_job_t *j = reg->ajob;
     icpnsd_set_t *set = set_new();
@@ -457,6 +458,7 @@ static bool same_params(const icpns_params_t *a, const icpns_params_t *b)
 /* Thread pool: the build itself. */
 static void wbuild_work(uv_work_t *w)
 {
+    icpnsd_background_thread();
     icpnsd_wentry_t *e = w->data;
     icpns_error_t err;
     icpns_error_clear(&err);

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -514,9 +516,21 @@ out:
     return rc;
 }
 
+void icpnsd_background_thread(void)
+{
+    static _Thread_local bool done;
+    if (done)
+        return;
+    done = true;
+    /* Per-thread nice on Linux; raising it needs no privilege. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0)
+        log_debug("cannot lower the priority of a build thread: %s", strerror(errno));
+}
+
 /* Runs on the thread pool: everything slow happens here. */
 static void build_work(uv_work_t *w)
 {
+    icpnsd_background_thread();
     icpnsd_state_t *st = w->data;
     icpns_error_t err;
     icpns_error_clear(&err);

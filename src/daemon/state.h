@@ -134,6 +134,11 @@ icpns_snapshot_t *icpnsd_state_acquire_meta(icpnsd_state_t *st, icpnsd_meta_t *r
 /* Copies the serving version's metadata. */
 void icpnsd_state_meta(icpnsd_state_t *st, icpnsd_meta_t *ret);
 
+/* Lowers the calling thread's scheduling priority (nice +10), once per
+ * thread: rebuilds and weight builds on libuv's pool yield the CPU to the
+ * threads that answer requests. */
+void icpnsd_background_thread(void);
+
 /* Frees a job and what it owns. */
 void icpnsd_job_free(icpnsd_job_t *j);
 
