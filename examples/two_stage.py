@@ -100,7 +100,8 @@ def evaluate(model, ds, split, truth_lists, mask_lists, k=10):
 
 def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label, extra=None):
     """BPR training with negatives from the daemon; early stopping on
-    validation NDCG@10. Returns (best state, best valid, epochs run)."""
+    validation NDCG@10. Returns (best state, best valid, epochs run, history of
+    (validation NDCG@10, training seconds) per epoch)."""
     import torch
     from icpns_experiment import models as MD
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -109,8 +110,10 @@ def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label
     m = args.hns_candidates if sampler == "hns" else 1
     best, best_state, best_epoch, bad = -1.0, None, 0, 0
     t0 = time.time()
+    history = []  # (validation NDCG@10, seconds of training) per epoch
     n = len(ds.train)
     for epoch in range(1, epochs + 1):
+        te = time.time()
         perm = torch.randperm(n, generator=gen).numpy()
         batches = [ds.train[perm[b:b + args.batch]] for b in range(0, n, args.batch)]
         loss_sum = 0.0
@@ -130,9 +133,11 @@ def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label
                 else:
                     j = torch.as_tensor(items[:, 0])
                 loss_sum += MD.bpr_step(model, opt, u, i, j, args.reg) * len(b)
+        train_seconds = time.time() - te
         model.eval()
         valid = evaluate(model, ds, "valid", *lists)
         model.train()
+        history.append((valid["ndcg"], train_seconds))
         if valid["ndcg"] > best:
             best, best_epoch, bad = valid["ndcg"], epoch, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -145,7 +150,7 @@ def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label
             break
     progress("%s done: best valid NDCG@10 %.4f at epoch %d of %d (%.0fs)" %
              (label, best, best_epoch, epoch, time.time() - t0), final=True)
-    return best_state, best, epoch
+    return best_state, best, epoch, history
 
 
 def run(args):
@@ -177,13 +182,13 @@ def run(args):
                 torch.manual_seed(seed)
                 model = MD.make(model_name, ds, args.dim)
                 label = "[%s seed %d stage 1 RNS]" % (MODELS[model_name], seed)
-                state, _, ep1 = train(model, ds, client, "rns", args, seed, args.epochs, lists,
-                                      progress, label)
+                state, _, ep1, hist1 = train(model, ds, client, "rns", args, seed, args.epochs,
+                                             lists, progress, label)
                 model.load_state_dict(state)
                 model.eval()
                 test = evaluate(model, ds, "test", *lists)
                 results.append({"model": model_name, "seed": seed, "stage": 1, "sampler": "rns",
-                                "epochs": ep1, **test})
+                                "epochs": ep1, "history": hist1, **test})
                 emb = MD.user_embeddings(model)
                 t0 = time.time()
                 cl = client.cluster(ds.user_ids, emb, k=args.k, seed=seed, restarts=args.restarts)
@@ -196,14 +201,14 @@ def run(args):
                     model.load_state_dict(state)
                     model.train()
                     label = "[%s seed %d stage 2 %s]" % (MODELS[model_name], seed, SAMPLERS[sampler])
-                    st2, _, ep2 = train(model, ds, client, sampler, args, seed + 7919, args.epochs,
-                                        lists, progress, label)
+                    st2, _, ep2, hist2 = train(model, ds, client, sampler, args, seed + 7919,
+                                               args.epochs, lists, progress, label)
                     model.load_state_dict(st2)
                     model.eval()
                     test = evaluate(model, ds, "test", *lists)
                     results.append({"model": model_name, "seed": seed, "stage": 2,
                                     "sampler": sampler, "epochs": ep2, "communities": cl["sizes"],
-                                    **test})
+                                    "history": hist2, **test})
                     progress("%s test Recall@10 %.4f NDCG@10 %.4f MRR@10 %.4f" %
                              (label, test["recall"], test["ndcg"], test["mrr"]), final=True)
                     save_partial(args.json, ds, results, time.time() - t_start)
@@ -255,8 +260,8 @@ def run_sweep(args):
             for seed in args.seeds:
                 torch.manual_seed(seed)
                 model = MD.make(model_name, ds, args.dim)
-                state, _, ep1 = train(model, ds, client, "rns", args, seed, args.epochs, lists,
-                                      progress, "[%s seed %d stage 1 RNS]" % (MODELS[model_name], seed))
+                state, _, ep1, _ = train(model, ds, client, "rns", args, seed, args.epochs, lists,
+                                         progress, "[%s seed %d stage 1 RNS]" % (MODELS[model_name], seed))
                 model.load_state_dict(state)
                 model.eval()
                 base = evaluate(model, ds, "test", *lists)
@@ -270,9 +275,9 @@ def run_sweep(args):
                         model.load_state_dict(state)
                         model.train()
                         label = "[%s seed %d K=%d alpha=%g]" % (MODELS[model_name], seed, k, alpha)
-                        st2, _, ep2 = train(model, ds, client, "icpns", args, seed + 7919, args.epochs,
-                                            lists, progress, label,
-                                            extra={"tables": "k%d" % k, "alpha": float(alpha)})
+                        st2, _, ep2, _ = train(model, ds, client, "icpns", args, seed + 7919,
+                                               args.epochs, lists, progress, label,
+                                               extra={"tables": "k%d" % k, "alpha": float(alpha)})
                         model.load_state_dict(st2)
                         model.eval()
                         test = evaluate(model, ds, "test", *lists)
@@ -336,6 +341,9 @@ def render(args):
         ds = argparse.Namespace(name=os.path.basename(os.path.dirname(old.data)) or "data",
                                 stats=lambda: saved["dataset"])
         text = markdown(old, ds, saved["results"], saved["seconds"], saved.get("command"))
+    if args.timing_json and os.path.exists(args.timing_json):
+        with open(args.timing_json) as f:
+            text += timing_markdown(json.load(f))
     if args.sweep_json and os.path.exists(args.sweep_json):
         with open(args.sweep_json) as f:
             text += sweep_markdown(json.load(f))
@@ -343,6 +351,69 @@ def render(args):
         with open(args.out, "w") as f:
             f.write(text + "\n")
         print("two_stage: wrote %s" % args.out)
+
+
+def run_timing(args):
+    """Seconds per training epoch for each model and sampler, measured apart
+    (a few epochs each, the machine otherwise idle) so that the figures are
+    comparable: the long runs share the machine with other work."""
+    import torch
+    import icpns_client as ic
+    from icpns_experiment import models as MD
+    torch.set_num_threads(args.torch_threads)
+    if not os.path.exists(args.data):
+        print("two_stage: %s not found; skipping the timing" % args.data)
+        return 0
+    ds = D.load(args.data, min_rating=args.min_rating, core=args.core, seed=args.split_seed)
+    truth = {"valid": M.user_lists(ds.valid, ds.n_users), "test": M.user_lists(ds.test, ds.n_users)}
+    tr = M.user_lists(ds.train, ds.n_users)
+    lists = (truth, {"valid": tr, "test": tr})
+    work = tempfile.mkdtemp(prefix="icpns-timing-")
+    daemon = Daemon(args.icpnsd, ds, args.alpha, work, os.path.join(work, "icpnsd.log"))
+    client = ic.Client(daemon.url, token=daemon.token)
+    progress = Progress(args.quiet)
+    timing = []
+    try:
+        for model_name in args.models:
+            torch.manual_seed(1)
+            model = MD.make(model_name, ds, args.dim)
+            client.cluster(ds.user_ids, MD.user_embeddings(model), k=args.k, seed=1, restarts=1)
+            for sampler in ["rns"] + [s for s in args.samplers if s != "rns"]:
+                _, _, _, hist = train(model, ds, client, sampler, args, 1, args.timing_epochs,
+                                      lists, progress, "[timing %s %s]" % (model_name, sampler))
+                secs = [h[1] for h in hist[1:]]  # the first epoch warms up
+                timing.append({"model": model_name, "sampler": sampler,
+                               "seconds": float(np.median(secs)), "epochs": len(secs)})
+    finally:
+        client.close()
+        daemon.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    with open(args.timing_json, "w") as f:
+        json.dump({"timing": timing, "batch": args.batch, "train": len(ds.train),
+                   "command": " ".join(["examples/two_stage.py"] + sys.argv[1:])}, f, indent=1)
+    render(args)
+    return 0
+
+
+def timing_markdown(saved):
+    t = saved["timing"]
+    models = sorted({r["model"] for r in t}, key=lambda m: list(MODELS).index(m))
+    samplers = [s for s in SAMPLERS if any(r["sampler"] == s for r in t)]
+    lines = ["", "## Training time per epoch", "",
+             "Median seconds of one training epoch (%d training pairs in batches of %d, one "
+             "negative per positive drawn from the daemon, forward and backward; validation "
+             "excluded), measured apart with the machine otherwise idle by `%s`: one thread for "
+             "PyTorch, 2 cores shared with the daemon." % (
+                 saved["train"], saved["batch"], saved.get("command", "")), "",
+             "| model | " + " | ".join(SAMPLERS[s] for s in samplers) + " |",
+             "|---|" + "---|" * len(samplers)]
+    for m in models:
+        cells = []
+        for s in samplers:
+            v = [r["seconds"] for r in t if r["model"] == m and r["sampler"] == s]
+            cells.append("%.2f s" % v[0] if v else "-")
+        lines.append("| %s | %s |" % (MODELS[m], " | ".join(cells)))
+    return "\n".join(lines) + "\n"
 
 
 def save_partial(path, ds, results, elapsed):
@@ -379,8 +450,8 @@ def markdown(args, ds, results, elapsed, command=None):
                  args.k, args.restarts, args.alpha, args.hns_candidates),
              "- Seeds: %s (model initialisation and negatives); mean ± sample std over seeds." %
              ", ".join(str(s) for s in args.seeds), "",
-             "| model | training | Recall@10 | NDCG@10 | MRR@10 | epochs |",
-             "|---|---|---|---|---|---|"]
+             "| model | training | Recall@10 | NDCG@10 | MRR@10 | epochs | s / epoch |",
+             "|---|---|---|---|---|---|---|"]
     for model_name in args.models:
         rows = [("stage 1 (RNS)", [r for r in results if r["model"] == model_name and r["stage"] == 1])]
         for s in args.samplers:
@@ -390,13 +461,59 @@ def markdown(args, ds, results, elapsed, command=None):
         for name, rs in rows:
             if not rs:
                 continue
-            lines.append("| %s | %s | %s | %s | %s | %.0f |" % (
+            secs = [h[1] for r in rs for h in r.get("history", [])]
+            lines.append("| %s | %s | %s | %s | %s | %.0f | %s |" % (
                 MODELS[model_name], name, fmt([r["recall"] for r in rs]),
                 fmt([r["ndcg"] for r in rs]), fmt([r["mrr"] for r in rs]),
-                np.mean([r["epochs"] for r in rs])))
-    lines += ["", "Per-run figures: `%s`." % (os.path.relpath(args.json, ROOT) if args.json
-                                               else "(not kept)")]
+                np.mean([r["epochs"] for r in rs]),
+                "%.2f" % np.median(secs) if secs else "-"))
+    lines += ["", "Epochs: mean number trained (early stopping included); s / epoch: median "
+              "seconds of one training epoch (negatives from the daemon, forward, backward; "
+              "validation excluded) on this shared 2-core machine.", ""]
+    png = plot_curves(args, results)
+    if png:
+        lines += ["![validation NDCG@10 per epoch](%s)" % os.path.basename(png), "",
+                  "Validation NDCG@10 per epoch, mean over seeds (stage 1 left; stage 2 from "
+                  "the best stage-1 model, right).", ""]
+    lines += ["Per-run figures: `%s`." % (os.path.relpath(args.json, ROOT) if args.json
+                                          else "(not kept)")]
     return "\n".join(lines)
+
+
+def plot_curves(args, results):
+    """docs/results-curves.png: validation NDCG@10 per epoch, mean over seeds."""
+    if not args.out or not any(r.get("history") for r in results):
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    models = [m for m in args.models if any(r["model"] == m for r in results)]
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3.6 * len(models)), squeeze=False)
+    for row, m in enumerate(models):
+        for col, stage in enumerate((1, 2)):
+            ax = axes[row][col]
+            names = ["rns"] if stage == 1 else args.samplers
+            for s_name in names:
+                hs = [[h[0] for h in r["history"]] for r in results if r["model"] == m
+                      and r["stage"] == stage and r.get("sampler", "rns") == s_name and r.get("history")]
+                if not hs:
+                    continue
+                n = min(len(h) for h in hs)
+                ax.plot(range(1, n + 1), np.mean([h[:n] for h in hs], axis=0),
+                        label=("stage 1 RNS" if stage == 1 else SAMPLERS[s_name]))
+            ax.set_title("%s, stage %d" % (MODELS[m], stage))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("valid NDCG@10")
+            ax.grid(alpha=0.3)
+            ax.legend()
+    fig.tight_layout()
+    path = os.path.join(os.path.dirname(args.out), "results-curves.png")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def main(argv=None):
@@ -435,6 +552,10 @@ def main(argv=None):
     p.add_argument("--sweep-alphas", default="0,0.1,0.4,0.8,1.0")
     p.add_argument("--sweep-ks", default="4,8,16")
     p.add_argument("--sweep-json", default=os.path.join(ROOT, "docs", "results-sweep.json"))
+    p.add_argument("--timing", action="store_true",
+                   help="measure seconds per training epoch for each model and sampler")
+    p.add_argument("--timing-epochs", type=int, default=6)
+    p.add_argument("--timing-json", default=os.path.join(ROOT, "docs", "results-timing.json"))
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
@@ -460,6 +581,8 @@ def main(argv=None):
     except ImportError:
         print("two_stage: PyTorch is not installed (apt-get install python3-torch); skipping")
         return 0
+    if args.timing:
+        return run_timing(args)
     return run_sweep(args) if args.sweep else run(args)
 
 

@@ -112,7 +112,8 @@ class TestSmokeRun(unittest.TestCase):
                             "--models", "bpr,lightgcn", "--samplers", "icpns,hns", "--seeds", "1,2",
                             "--epochs", "2", "--patience", "2", "--k", "3", "--restarts", "2",
                             "--icpnsd", ICPNSD, "--out", out, "--json", os.path.join(d, "r.json"),
-                            "--sweep-json", os.path.join(d, "s.json"), "--quiet"],
+                            "--sweep-json", os.path.join(d, "s.json"),
+                            "--timing-json", os.path.join(d, "t.json"), "--quiet"],
                            capture_output=True, text=True, timeout=600)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         with open(out) as f:
@@ -121,13 +122,17 @@ class TestSmokeRun(unittest.TestCase):
                     "| LightGCN | stage 2 + HNS |"):
             self.assertIn(row, text)
         self.assertIn("±", text)
+        self.assertIn("s / epoch", text)
+        self.assertIn("results-curves.png", text)
+        self.assertTrue(os.path.getsize(os.path.join(d, "results-curves.png")) > 1000)
         # The sweep: K x alpha over table sets and per-request alpha.
         r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "two_stage.py"), "--sweep",
                             "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
                             "--models", "bpr", "--seeds", "1,2", "--epochs", "1", "--patience", "1",
                             "--sweep-ks", "2,3", "--sweep-alphas", "0,0.8", "--restarts", "1",
                             "--icpnsd", ICPNSD, "--out", out, "--json", os.path.join(d, "r.json"),
-                            "--sweep-json", os.path.join(d, "s.json"), "--quiet"],
+                            "--sweep-json", os.path.join(d, "s.json"),
+                            "--timing-json", os.path.join(d, "t.json"), "--quiet"],
                            capture_output=True, text=True, timeout=600)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         with open(out) as f:
@@ -136,6 +141,19 @@ class TestSmokeRun(unittest.TestCase):
         self.assertIn("## Sensitivity", text)
         self.assertIn("| 3 | ", text)
         self.assertIn("alpha = 0.8", text)
+        # The timing pass.
+        r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "two_stage.py"), "--timing",
+                            "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
+                            "--models", "bpr", "--samplers", "icpns,hns", "--timing-epochs", "2",
+                            "--k", "3", "--icpnsd", ICPNSD, "--out", out,
+                            "--json", os.path.join(d, "r.json"), "--sweep-json", os.path.join(d, "s.json"),
+                            "--timing-json", os.path.join(d, "t.json"), "--quiet"],
+                           capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(out) as f:
+            text = f.read()
+        self.assertIn("## Training time per epoch", text)
+        self.assertIn("| BPR-MF | ", text.split("## Training time per epoch")[1])
 
 
 if __name__ == "__main__":
