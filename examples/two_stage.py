@@ -461,7 +461,7 @@ def markdown(args, ds, results, elapsed, command=None):
         for name, rs in rows:
             if not rs:
                 continue
-            secs = [h[1] for r in rs for h in r.get("history", [])]
+            secs = [h[1] for r in rs for h in r.get("history", []) if h[1] is not None]
             lines.append("| %s | %s | %s | %s | %s | %.0f | %s |" % (
                 MODELS[model_name], name, fmt([r["recall"] for r in rs]),
                 fmt([r["ndcg"] for r in rs]), fmt([r["mrr"] for r in rs]),
