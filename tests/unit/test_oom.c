@@ -58,6 +58,7 @@ static long every_failure(int (*f)(void), const char *what)
         if (calls <= k)
             break; /* this run needed fewer allocations: all points covered */
     }
+    fprintf(stderr, "%s: %ld allocations, each made to fail in turn\n", what, total);
     return total;
 }
 
