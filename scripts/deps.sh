@@ -9,7 +9,8 @@ PKGS=(meson ninja-build pkg-config gcc libc6-dev
 # The tests also validate responses against proto/ (jsonschema), build the
 # man pages (scdoc), check the systemd units (systemd-analyze), put replicas
 # behind nginx, and compare k-means with scikit-learn.
-TEST_PKGS=(python3-jsonschema scdoc systemd nginx-light python3-sklearn python3-pip python3-setuptools)
+TEST_PKGS=(python3-jsonschema scdoc systemd nginx-light python3-sklearn python3-pip python3-setuptools
+           python3-torch python3-matplotlib)
 [ "${1:-}" = --test ] && PKGS+=("${TEST_PKGS[@]}")
 missing=()
 for p in "${PKGS[@]}"; do
