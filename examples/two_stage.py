@@ -250,12 +250,12 @@ def run_sweep(args):
     work = tempfile.mkdtemp(prefix="icpns-sweep-")
     daemon = Daemon(args.icpnsd, ds, args.alpha, work, os.path.join(work, "icpnsd.log"))
     client = ic.Client(daemon.url, token=daemon.token)
-    for k in args.sweep_ks:  # one table set per K, same interactions
-        d = os.path.join(work, "k%d" % k)
-        shutil.copytree(daemon.tables, d)
-        client.add_table_set("k%d" % k, d)
     results, t_start = [], time.time()
     try:
+        for k in args.sweep_ks:  # one table set per K, same interactions
+            d = os.path.join(work, "k%d" % k)
+            shutil.copytree(daemon.tables, d)
+            client.add_table_set("k%d" % k, d)
         for model_name in args.models:
             for seed in args.seeds:
                 torch.manual_seed(seed)
