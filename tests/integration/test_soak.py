@@ -122,9 +122,13 @@ class TestSoak(unittest.TestCase):
             self.assertGreater(counts["admin"], 10)
             half = len(samples) // 2
             first, second = statistics.median(samples[1:half]), statistics.median(samples[half:])
+            q = max(1, len(samples) // 4)
+            quarters = [statistics.median(samples[k * q:(k + 1) * q] or samples[-1:]) / 1024
+                        for k in range(4)]
             print("soak: %.0f s, %d negatives requests, %d admin operations, RSS median %.1f -> %.1f MB, "
-                  "max %.1f MB" % (SECONDS, counts["negatives"], counts["admin"], first / 1024,
-                                   second / 1024, max(samples) / 1024))
+                  "max %.1f MB; by quarter %s MB" % (
+                      SECONDS, counts["negatives"], counts["admin"], first / 1024, second / 1024,
+                      max(samples) / 1024, " / ".join("%.1f" % x for x in quarters)))
             self.assertLess(second, first * 1.10 + 16 * 1024, samples)
 
 
