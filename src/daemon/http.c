@@ -129,6 +129,23 @@ static void wb_cstr(wbuf_t *b, const char *s)
     wb_put(b, s, strlen(s));
 }
 
+/* The shortest decimal form of @x that reads back as the same double
+ * (0.8, not 0.80000000000000004). */
+typedef struct dnum {
+    char s[32];
+} dnum_t;
+
+static dnum_t dnum(double x)
+{
+    dnum_t d;
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(d.s, sizeof(d.s), "%.*g", prec, x);
+        if (strtod(d.s, NULL) == x)
+            break;
+    }
+    return d;
+}
+
 static void wb_printf(wbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void wb_printf(wbuf_t *b, const char *fmt, ...)
 {
@@ -550,8 +567,8 @@ static void run_task(neg_task_t *t)
         wb_i64(&b, (int64_t)s->version);
         wb_lit(&b, ",\"tables\":");
         wb_str(&b, t->set_name);
-        wb_printf(&b, ",\"alpha\":%.17g,\"epsilon\":%.17g,\"beta\":%.17g", w->params.alpha,
-                  w->params.epsilon, w->params.beta);
+        wb_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"beta\":%s", dnum(w->params.alpha).s,
+                  dnum(w->params.epsilon).s, dnum(w->params.beta).s);
         wb_lit(&b, ",\"strategy\":");
         if (q.mixed) {
             wb_lit(&b, "[");
@@ -839,8 +856,8 @@ static enum MHD_Result handle_communities(icpnsd_server_t *srv, req_t *r)
     wbuf_t b = {0};
     wb_lit(&b, "{\"version\":");
     wb_i64(&b, (int64_t)s->version);
-    wb_printf(&b, ",\"alpha\":%.17g,\"epsilon\":%.17g,\"items\":%u,\"communities\":[",
-              s->params.alpha, s->params.epsilon, s->items.n);
+    wb_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"items\":%u,\"communities\":[",
+              dnum(s->params.alpha).s, dnum(s->params.epsilon).s, s->items.n);
     for (uint32_t c = 0; c < s->comms.n; c++) {
         const icpns_wtable_t *t = &s->weights->comm[c];
         wb_cstr(&b, c ? ",{\"community\":" : "{\"community\":");
@@ -849,7 +866,7 @@ static enum MHD_Result handle_communities(icpnsd_server_t *srv, req_t *r)
         wb_i64(&b, s->comm_size[c]);
         wb_lit(&b, ",\"support\":");
         wb_i64(&b, t->m);
-        wb_printf(&b, ",\"mass\":%.17g}", t->cdf[t->m]);
+        wb_printf(&b, ",\"mass\":%s}", dnum(t->cdf[t->m]).s);
     }
     wb_lit(&b, "]}");
     icpns_snapshot_unref(s);
@@ -897,8 +914,8 @@ static enum MHD_Result handle_community_items(icpnsd_server_t *srv, req_t *r, in
     wb_i64(&b, (int64_t)s->version);
     wb_lit(&b, ",\"community\":");
     wb_i64(&b, cid);
-    wb_printf(&b, ",\"alpha\":%.17g,\"epsilon\":%.17g,\"support\":%u,\"items\":[", s->params.alpha,
-              eps, t->m);
+    wb_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"support\":%u,\"items\":[", dnum(s->params.alpha).s,
+              dnum(eps).s, t->m);
     uint32_t shown = t->m < top ? t->m : (uint32_t)top;
     uint64_t base = s->sup_off[c];
     for (uint32_t j = 0; j < shown; j++) {
@@ -907,8 +924,8 @@ static enum MHD_Result handle_community_items(icpnsd_server_t *srv, req_t *r, in
         wb_i64(&b, s->items.ids[t->items[k]]);
         wb_lit(&b, ",\"count\":");
         wb_i64(&b, s->sup_count[base + k]);
-        wb_printf(&b, ",\"weight\":%.17g,\"probability\":%.17g}", t->w[k] + eps,
-                  (t->w[k] + eps) / total);
+        wb_printf(&b, ",\"weight\":%s,\"probability\":%s}", dnum(t->w[k] + eps).s,
+                  dnum((t->w[k] + eps) / total).s);
     }
     wb_lit(&b, "]}");
     free(v);
@@ -981,9 +998,9 @@ static enum MHD_Result finish_job(req_t *r)
             wb_i64(&b, (int64_t)j->n);
         }
         if (j->kind == JOB_CLUSTER) {
-            wb_printf(&b, ",\"k\":%u,\"inertia\":%.17g,\"iterations\":%u,\"best_restart\":%u,"
+            wb_printf(&b, ",\"k\":%u,\"inertia\":%s,\"iterations\":%u,\"best_restart\":%u,"
                           "\"converged\":%s,\"cluster_seconds\":%.6f,\"sizes\":[",
-                      j->k, j->inertia, j->iterations, j->best_restart,
+                      j->k, dnum(j->inertia).s, j->iterations, j->best_restart,
                       j->converged ? "true" : "false", j->cluster_seconds);
             for (uint32_t c = 0; c < j->k; c++)
                 wb_printf(&b, c ? ",%u" : "%u", j->sizes[c]);
@@ -1141,9 +1158,9 @@ static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
     else
         wb_lit(&b, "null");
     wb_printf(&b, ",\"users\":%u,\"items\":%u,\"interactions\":%llu,\"communities\":%u,"
-                  "\"bytes\":%zu,\"alpha\":%.17g,\"epsilon\":%.17g,\"beta\":%.17g,\"sources\":[",
+                  "\"bytes\":%zu,\"alpha\":%s,\"epsilon\":%s,\"beta\":%s,\"sources\":[",
               s->users.n, s->items.n, (unsigned long long)s->n_interactions, s->comms.n, s->bytes,
-              s->params.alpha, s->params.epsilon, s->params.beta);
+              dnum(s->params.alpha).s, dnum(s->params.epsilon).s, dnum(s->params.beta).s);
     for (int k = 0; k < m.n_sources; k++) {
         wb_cstr(&b, k ? ",{\"path\":" : "{\"path\":");
         wb_str(&b, m.sources[k].path);
@@ -1177,11 +1194,11 @@ static enum MHD_Result handle_tables(icpnsd_server_t *srv, req_t *r, bool admin)
         wb_cstr(&b, k ? ",{\"name\":" : "{\"name\":");
         wb_str(&b, set->name);
         wb_printf(&b, ",\"default\":%s,\"version\":%llu,\"users\":%u,\"items\":%u,"
-                      "\"interactions\":%llu,\"communities\":%u,\"alpha\":%.17g,"
-                      "\"epsilon\":%.17g,\"beta\":%.17g",
+                      "\"interactions\":%llu,\"communities\":%u,\"alpha\":%s,"
+                      "\"epsilon\":%s,\"beta\":%s",
                   set == def ? "true" : "false", (unsigned long long)s->version, s->users.n,
-                  s->items.n, (unsigned long long)s->n_interactions, s->comms.n, s->params.alpha,
-                  s->params.epsilon, s->params.beta);
+                  s->items.n, (unsigned long long)s->n_interactions, s->comms.n,
+                  dnum(s->params.alpha).s, dnum(s->params.epsilon).s, dnum(s->params.beta).s);
         if (admin) {
             wb_lit(&b, ",\"path\":");
             if (set->st.tables[0])
