@@ -363,20 +363,34 @@ static int check_admin(icpnsd_server_t *srv, req_t *r, enum MHD_Result *ret)
 static void wr32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24); }
 static void wr64(unsigned char *p, uint64_t v) { wr32(p, (uint32_t)v); wr32(p + 4, (uint32_t)(v >> 32)); }
 
-typedef struct nq_ctx {
-    neg_req_t *q;
+/* Feeds every query-string parameter to @set until one is refused. */
+typedef struct query_ctx {
+    int (*set)(void *target, const char *key, const char *value, icpnsd_reqerr_t *e);
+    void *target;
     icpnsd_reqerr_t *e;
     int failed;
-} nq_ctx_t;
+} query_ctx_t;
 
-static enum MHD_Result negatives_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                           const char *value)
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
 {
-    nq_ctx_t *c = cls;
+    query_ctx_t *c = cls;
     (void)kind;
-    if (!c->failed && icpnsd_negatives_query(c->q, key, value, c->e))
+    if (!c->failed && c->set(c->target, key, value, c->e))
         c->failed = 1;
     return c->failed ? MHD_NO : MHD_YES;
+}
+
+static int negatives_param(void *q, const char *key, const char *value, icpnsd_reqerr_t *e)
+{
+    return icpnsd_negatives_query(q, key, value, e);
+}
+
+static int cluster_param(void *q, const char *key, const char *value, icpnsd_reqerr_t *e)
+{
+    if (!strcmp(key, "tables"))
+        return 0; /* chose the set */
+    return icpnsd_cluster_opt(q, key, value, e);
 }
 
 /* Wakes a request that waited for a weight setting (any thread). */
@@ -694,11 +708,11 @@ static enum MHD_Result handle_negatives(icpnsd_server_t *srv, req_t *r)
                           "send Content-Type: " CT_JSON " or " CT_FRAME);
     icpnsd_reqerr_t perr;
     uint64_t fallback_seed = icpns_mix64(atomic_fetch_add(&srv->seeds, 1) ^ (uint64_t)time(NULL)) >> 11;
-    nq_ctx_t qc = {&q, &perr, 0};
+    query_ctx_t qc = {negatives_param, &q, &perr, 0};
     if ((frame_in ? icpnsd_parse_negatives_frame(srv->cfg, r->body, r->len, &q, &perr)
                   : icpnsd_parse_negatives_json(srv->cfg, srv->default_strategy, fallback_seed,
                                                 r->body, r->len, &q, &perr)) ||
-        (MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, negatives_query_arg, &qc),
+        (MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, &qc),
          qc.failed)) {
         icpnsd_neg_req_free(&q);
         return send_error_ex(r, perr.status, perr.code, perr.field[0] ? perr.field : NULL,
@@ -1064,25 +1078,6 @@ out:
     return rc;
 }
 
-/* Collects the query-string options of POST /admin/cluster. */
-typedef struct qctx {
-    cluster_req_t *q;
-    icpnsd_reqerr_t *e;
-    int failed;
-} qctx_t;
-
-static enum MHD_Result cluster_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                         const char *value)
-{
-    qctx_t *c = cls;
-    (void)kind;
-    if (!strcmp(key, "tables"))
-        return MHD_YES; /* chose the set */
-    if (!c->failed && icpnsd_cluster_opt(c->q, key, value, c->e))
-        c->failed = 1;
-    return c->failed ? MHD_NO : MHD_YES;
-}
-
 /* POST /admin/cluster: embeddings in (JSON, an ICPE frame or .npy), k-means
  * and the new communities on the build thread, the answer when published. */
 static enum MHD_Result handle_admin_cluster(icpnsd_server_t *srv, req_t *r)
@@ -1102,9 +1097,9 @@ static enum MHD_Result handle_admin_cluster(icpnsd_server_t *srv, req_t *r)
     j->kind = JOB_CLUSTER;
     j->cluster = q;
     icpnsd_reqerr_t e = {0};
-    qctx_t qc = {q, &e, 0};
+    query_ctx_t qc = {cluster_param, q, &e, 0};
     int rc;
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, cluster_query_arg, &qc);
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, &qc);
     if (qc.failed)
         rc = -1;
     else if (is_ctype(ct, CT_JSON))
