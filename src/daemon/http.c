@@ -956,6 +956,18 @@ static void job_done_cb(icpnsd_job_t *job)
     MHD_resume_connection(r->conn);
 }
 
+/* Makes @r wait for @j: the job's completion resumes the connection, which
+ * then answers with finish_job.  The caller submits @j afterwards (the
+ * connection is suspended first, so the resume cannot come before it). */
+static void await_job(req_t *r, icpnsd_job_t *j, const char *origin)
+{
+    snprintf(j->origin, sizeof(j->origin), "%s", origin);
+    j->done_cb = job_done_cb;
+    j->user = r;
+    r->job = j;
+    MHD_suspend_connection(r->conn);
+}
+
 static enum MHD_Result submit_job(icpnsd_server_t *srv, req_t *r, job_kind_t kind,
                                   icpns_pair_t *pairs, size_t n, bool replace)
 {
@@ -968,11 +980,7 @@ static enum MHD_Result submit_job(icpnsd_server_t *srv, req_t *r, job_kind_t kin
     j->pairs = pairs;
     j->n = n;
     j->replace = replace;
-    snprintf(j->origin, sizeof(j->origin), "http");
-    j->done_cb = job_done_cb;
-    j->user = r;
-    r->job = j;
-    MHD_suspend_connection(r->conn);
+    await_job(r, j, "http");
     icpnsd_state_submit(&r->set->st, j);
     return MHD_YES;
 }
@@ -1119,11 +1127,7 @@ static enum MHD_Result handle_admin_cluster(icpnsd_server_t *srv, req_t *r)
         return send_error_ex(r, e.status, e.code, e.field[0] ? e.field : NULL, e.row, NULL, "%s",
                              e.message);
     }
-    snprintf(j->origin, sizeof(j->origin), "cluster");
-    j->done_cb = job_done_cb;
-    j->user = r;
-    r->job = j;
-    MHD_suspend_connection(r->conn);
+    await_job(r, j, "cluster");
     icpnsd_state_submit(&r->set->st, j);
     return MHD_YES;
 }
@@ -1223,11 +1227,7 @@ static enum MHD_Result handle_tables(icpnsd_server_t *srv, req_t *r, bool admin)
 
 static enum MHD_Result submit_set_job(icpnsd_server_t *srv, req_t *r, icpnsd_job_t *j)
 {
-    snprintf(j->origin, sizeof(j->origin), "http");
-    j->done_cb = job_done_cb;
-    j->user = r;
-    r->job = j;
-    MHD_suspend_connection(r->conn);
+    await_job(r, j, "http");
     icpnsd_registry_submit(srv->reg, j);
     return MHD_YES;
 }

@@ -226,6 +226,46 @@ def chi2_test(counts, probs):
     return chi2_sf(stat, bins - 1) if bins > 1 else 1.0
 
 
+def read_communities(path):
+    """user -> community from a communities.tsv ('#' comments, blank lines skipped)."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#") and line.strip():
+                u, c = line.split()[:2]
+                out[int(u)] = int(c)
+    return out
+
+
+def metric(d, name, tables=None):
+    """The value of a Prometheus series of daemon @d (labelled by table set
+    when @tables is given), or None."""
+    st, text = d.request("GET", "/metrics")
+    key = name if tables is None else '%s{tables="%s"}' % (name, tables)
+    for line in text.decode().splitlines():
+        if line.startswith(key + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def free_port():
+    """A loopback port that was free a moment ago."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
 def wait_until(pred, timeout=10.0, step=0.02):
     end = time.time() + timeout
     while time.time() < end:

@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import ICPNS, Daemon, gen_tables, load_tables
+from harness import ICPNS, Daemon, gen_tables, load_tables, read_communities
 
 try:
     import numpy as np
@@ -145,15 +145,6 @@ def inertia_of(x, labels):
     return total
 
 
-def read_communities(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            if line.startswith("#"):
-                continue
-            u, c = line.split()
-            out[int(u)] = int(c)
-    return out
 
 
 @unittest.skipUnless(np is not None, "numpy is not installed")

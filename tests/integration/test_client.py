@@ -4,7 +4,6 @@ user-sharded routing (exact across shards), and that it installs.
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,7 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, ICPNS, chi2_test, exact_distribution, gen_tables, load_tables, wait_until
+from harness import (Daemon, ICPNS, chi2_test, exact_distribution, free_port, gen_tables,
+                     load_tables, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_DIR = os.path.join(HERE, "..", "..", "clients", "python")
@@ -26,12 +26,6 @@ except ImportError:  # pragma: no cover
 TOKEN = "client-token-0123456789"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 @unittest.skipUnless(np is not None, "numpy is not installed")

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, gen_tables, load_tables
+from harness import Daemon, gen_tables, load_tables, read_communities
 
 try:
     import numpy as np
@@ -50,14 +50,6 @@ def planted(users, comm, dim=8, seed=1):
     return np.stack([centers[cs.index(comm[u])] + rng.normal(0, 0.5, dim) for u in users]).astype(np.float32)
 
 
-def read_comm(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            if not line.startswith("#") and line.strip():
-                u, c = line.split()
-                out[int(u)] = int(c)
-    return out
 
 
 @unittest.skipUnless(np is not None, "numpy is not installed")
@@ -85,7 +77,7 @@ class TestCluster(unittest.TestCase):
             self.assertEqual((res["k"], res["accepted"], res["rebuild"]), (4, len(self.users), "full"))
             self.assertEqual(sum(res["sizes"]), len(self.users))
             self.assertTrue(res["converged"])
-            by_json = read_comm(os.path.join(self.dir, "communities.tsv"))
+            by_json = read_communities(os.path.join(self.dir, "communities.tsv"))
             # The planted communities are recovered (up to renaming).
             mapping = {}
             for u in self.users:
@@ -104,11 +96,11 @@ class TestCluster(unittest.TestCase):
             shutil.copy(os.path.join(self.dir, "communities.tsv"), os.path.join(self.dir, "json.tsv"))
             st, res2 = self.post(d, frame(self.users, self.x, 4, 7), "application/x-icpns-embeddings")
             self.assertEqual(st, 200, res2)
-            self.assertEqual(read_comm(os.path.join(self.dir, "communities.tsv")), by_json)
+            self.assertEqual(read_communities(os.path.join(self.dir, "communities.tsv")), by_json)
             self.assertEqual(res2["inertia"], res["inertia"])
             st, res3 = self.post(d, npy_bytes(self.x), "application/x-npy", "?k=4&seed=7")
             self.assertEqual(st, 200, res3)
-            self.assertEqual(read_comm(os.path.join(self.dir, "communities.tsv")), by_json)
+            self.assertEqual(read_communities(os.path.join(self.dir, "communities.tsv")), by_json)
             self.assertGreater(res3["version"], res2["version"])
         # After a restart the clustered communities are served.
         with Daemon(tables=self.dir, token=TOKEN) as d:
@@ -137,7 +129,7 @@ class TestCluster(unittest.TestCase):
                 (npy_bytes(self.x), "application/x-npy", "?k=0", 400, "bad_parameter"),
                 (b"k=4", "text/plain", "", 415, "unsupported_media_type"),
             ]
-            before = read_comm(os.path.join(self.dir, "communities.tsv"))
+            before = read_communities(os.path.join(self.dir, "communities.tsv"))
             for body, ctype, q, status, code in cases:
                 body = body.encode() if isinstance(body, str) else body
                 st, err = self.post(d, body, ctype, q)
@@ -147,7 +139,7 @@ class TestCluster(unittest.TestCase):
             st, err = d.request("POST", "/admin/cluster", b"{}", {"Content-Type": "application/json"})
             self.assertEqual(st, 401)
             # Nothing was written by the refused uploads.
-            self.assertEqual(read_comm(os.path.join(self.dir, "communities.tsv")), before)
+            self.assertEqual(read_communities(os.path.join(self.dir, "communities.tsv")), before)
         with Daemon(token=TOKEN) as d:  # the built-in dataset is read-only
             st, err = d.request("POST", "/admin/cluster", frame([1, 2], np.zeros((2, 2)), 1, 1),
                                 dict(AUTH, **{"Content-Type": "application/x-icpns-embeddings"}))

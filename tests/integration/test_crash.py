@@ -9,13 +9,12 @@ import os
 import random
 import resource
 import shutil
-import signal
 import tempfile
 import threading
 import time
 import unittest
 
-from harness import Daemon, gen_tables, load_tables
+from harness import Daemon, gen_tables, load_tables, metric
 
 TOKEN = "crash-token-0123456789ab"
 
@@ -25,12 +24,6 @@ def digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def metric(d, name):
-    st, text = d.request("GET", "/metrics")
-    for line in text.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return None
 
 
 class Base(unittest.TestCase):
@@ -50,7 +43,6 @@ class TestCrash(Base):
         users = sorted(comm)
         acked_pairs = set()
         sent_comm, acked_comm = {}, {}  # user -> [values sent in order], last acked
-        next_item = [10 ** 6]
         for round_ in range(int(os.environ.get("CRASH_ROUNDS", "8"))):
             d = Daemon(tables=tables, token=TOKEN)
             stop = threading.Event()

@@ -10,12 +10,11 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import unittest
 import http.client
 import json
 
-from harness import Daemon, ICPNSD, wait_until
+from harness import Daemon, free_port, wait_until
 
 BUILD = os.environ.get("BUILD_DIR", "")
 SOURCE = os.environ.get("SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -38,12 +37,6 @@ def read(path):
         return f.read()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 @unittest.skipUnless(BUILD, "BUILD_DIR is not set (run through meson test)")
@@ -225,7 +218,6 @@ class TestNginxReplicas(unittest.TestCase):
 
         def client(k):
             seed = k * 1000000
-            conn = None
             while not stop.is_set():
                 seed += 1
                 try:

@@ -10,21 +10,14 @@ import shutil
 import socket
 import struct
 import tempfile
-import threading
 import time
 import unittest
 
-from harness import Daemon
+from harness import Daemon, rss_kib
 
 FRAME_REQ = struct.Struct("<4sHHIIB3sIQQ")
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def raw(port, data, src=None, timeout=10):

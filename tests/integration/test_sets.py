@@ -10,11 +10,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import unittest
 
 from harness import (Daemon, ICPNSD, chi2_test, exact_distribution, gen_tables, load_tables,
-                     wait_until)
+                     metric, wait_until)
 
 TOKEN = "sets-token-0123456789ab"
 PROTO = os.environ.get("PROTO_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "proto"))
@@ -30,13 +29,6 @@ def validate(doc, name):
             jsonschema.validate(doc, json.load(f))
 
 
-def metric(d, name, tables):
-    st, text = d.request("GET", "/metrics")
-    key = '%s{tables="%s"}' % (name, tables)
-    for line in text.decode().splitlines():
-        if line.startswith(key + " "):
-            return float(line.split()[-1])
-    return None
 
 
 class Base(unittest.TestCase):

@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, gen_tables
+from harness import Daemon, gen_tables, rss_kib
 
 TOKEN = "soak-token-0123456789abc"
 SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))
@@ -25,12 +25,6 @@ GROWTH = os.environ.get("SOAK_GROWTH", "1") != "0"
 FRAME_REQ = struct.Struct("<4sHHIIB3sIQQ")
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class TestSoak(unittest.TestCase):
