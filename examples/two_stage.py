@@ -92,6 +92,25 @@ class Daemon:
         self.log.close()
 
 
+def load_data(args):
+    """The dataset under the protocol, and the evaluation lists: the relevant
+    items of each user per split, and the items masked when ranking (the
+    training positives; for the test split also the validation ones)."""
+    ds = D.load(args.data, min_rating=args.min_rating, core=args.core, seed=args.split_seed)
+    truth = {"valid": M.user_lists(ds.valid, ds.n_users), "test": M.user_lists(ds.test, ds.n_users)}
+    tr = M.user_lists(ds.train, ds.n_users)
+    masks = {"valid": tr, "test": [np.concatenate([a, b]) for a, b in zip(tr, truth["valid"])]}
+    return ds, (truth, masks)
+
+
+def start_daemon(args, ds, prefix):
+    """A working directory, icpnsd serving the training split from it, and a client."""
+    import icpns_client as ic
+    work = tempfile.mkdtemp(prefix=prefix)
+    daemon = Daemon(args.icpnsd, ds, args.alpha, work, os.path.join(work, "icpnsd.log"))
+    return work, daemon, ic.Client(daemon.url, token=daemon.token)
+
+
 def evaluate(model, ds, split, truth_lists, mask_lists, k=10):
     from icpns_experiment import models as MD
     s = MD.scores(model)
@@ -155,7 +174,6 @@ def train(model, ds, client, sampler, args, seed, epochs, lists, progress, label
 
 def run(args):
     import torch
-    import icpns_client as ic
     from icpns_experiment import models as MD
     torch.set_num_threads(args.torch_threads)
     progress = Progress(args.quiet)
@@ -164,16 +182,9 @@ def run(args):
               "repository; point --data at u.data, a RecBole .inter or a train.txt/test.txt "
               "directory)" % args.data)
         return 0
-    ds = D.load(args.data, min_rating=args.min_rating, core=args.core, seed=args.split_seed)
+    ds, lists = load_data(args)
     progress(ds.stats(), final=True)
-    truth = {"valid": M.user_lists(ds.valid, ds.n_users), "test": M.user_lists(ds.test, ds.n_users)}
-    tr = M.user_lists(ds.train, ds.n_users)
-    va = truth["valid"]
-    masks = {"valid": tr, "test": [np.concatenate([a, b]) for a, b in zip(tr, va)]}
-    lists = (truth, masks)
-    work = tempfile.mkdtemp(prefix="icpns-experiment-")
-    daemon = Daemon(args.icpnsd, ds, args.alpha, work, os.path.join(work, "icpnsd.log"))
-    client = ic.Client(daemon.url, token=daemon.token)
+    work, daemon, client = start_daemon(args, ds, "icpns-experiment-")
     results = []
     t_start = time.time()
     try:
@@ -234,22 +245,15 @@ def run_sweep(args):
     daemon), then an ICPNS fine-tune for every (K, alpha), alpha asked per
     request."""
     import torch
-    import icpns_client as ic
     from icpns_experiment import models as MD
     torch.set_num_threads(args.torch_threads)
     progress = Progress(args.quiet)
     if not os.path.exists(args.data):
         print("two_stage: %s not found; skipping the sweep" % args.data)
         return 0
-    ds = D.load(args.data, min_rating=args.min_rating, core=args.core, seed=args.split_seed)
+    ds, lists = load_data(args)
     progress(ds.stats(), final=True)
-    truth = {"valid": M.user_lists(ds.valid, ds.n_users), "test": M.user_lists(ds.test, ds.n_users)}
-    tr = M.user_lists(ds.train, ds.n_users)
-    masks = {"valid": tr, "test": [np.concatenate([a, b]) for a, b in zip(tr, truth["valid"])]}
-    lists = (truth, masks)
-    work = tempfile.mkdtemp(prefix="icpns-sweep-")
-    daemon = Daemon(args.icpnsd, ds, args.alpha, work, os.path.join(work, "icpnsd.log"))
-    client = ic.Client(daemon.url, token=daemon.token)
+    work, daemon, client = start_daemon(args, ds, "icpns-sweep-")
     results, t_start = [], time.time()
     try:
         for k in args.sweep_ks:  # one table set per K, same interactions
@@ -362,19 +366,13 @@ def run_timing(args):
     (a few epochs each, the machine otherwise idle) so that the figures are
     comparable: the long runs share the machine with other work."""
     import torch
-    import icpns_client as ic
     from icpns_experiment import models as MD
     torch.set_num_threads(args.torch_threads)
     if not os.path.exists(args.data):
         print("two_stage: %s not found; skipping the timing" % args.data)
         return 0
-    ds = D.load(args.data, min_rating=args.min_rating, core=args.core, seed=args.split_seed)
-    truth = {"valid": M.user_lists(ds.valid, ds.n_users), "test": M.user_lists(ds.test, ds.n_users)}
-    tr = M.user_lists(ds.train, ds.n_users)
-    lists = (truth, {"valid": tr, "test": tr})
-    work = tempfile.mkdtemp(prefix="icpns-timing-")
-    daemon = Daemon(args.icpnsd, ds, args.alpha, work, os.path.join(work, "icpnsd.log"))
-    client = ic.Client(daemon.url, token=daemon.token)
+    ds, lists = load_data(args)
+    work, daemon, client = start_daemon(args, ds, "icpns-timing-")
     progress = Progress(args.quiet)
     timing = []
     try:
