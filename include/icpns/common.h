@@ -92,6 +92,14 @@ int icpns_params_check(const icpns_params_t *p, icpns_error_t *err);
 /* Monotonic clock in seconds, for build-time statistics. */
 double icpns_now(void);
 
+/*
+ * XXH64 of @len bytes at @p with @seed (the xxHash 64-bit algorithm; equal
+ * to xxhash.xxh64_intdigest(bytes, seed)).  Words are read little-endian,
+ * so the value does not depend on the host.  Used for snapshot
+ * fingerprints, not for security.
+ */
+uint64_t icpns_hash64(const void *p, size_t len, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif

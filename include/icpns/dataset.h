@@ -98,13 +98,25 @@ int icpns_parse_communities(icpns_dataset_t *d, const char *buf, size_t len,
 int icpns_parse_popularity(icpns_dataset_t *d, const char *buf, size_t len,
                            const char *path, icpns_error_t *err);
 
+/* The append journal of icpnsd's updates in a table directory. */
+#define ICPNS_JOURNAL "interactions.journal"
+
 /*
  * Loads a whole table directory: tables.json (into @opts, which should hold
- * defaults or command-line values first), then the files.  On success
- * *@ret owns a new dataset.  On failure nothing is returned.
+ * defaults or command-line values first), then the files, then the
+ * journal of updates (ICPNS_JOURNAL, user<TAB>item pairs; an unterminated
+ * last line is ignored), so that the tools see what the daemon serves.  On
+ * success *@ret owns a new dataset.  On failure nothing is returned.
  */
 int icpns_dataset_load_dir(const char *dir, icpns_table_opts_t *opts,
                            icpns_dataset_t **ret, icpns_error_t *err);
+
+/*
+ * Appends the pairs of DIR/ICPNS_JOURNAL (if the file exists) to @d; an
+ * unterminated last line is ignored.  A bad row is ICPNS_EPARSE naming the
+ * journal's line; @d then holds the rows before it.
+ */
+int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir, icpns_error_t *err);
 
 /* Loads named files (popularity may be NULL); the format/rating options
  * of @opts apply. */

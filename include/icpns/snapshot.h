@@ -54,6 +54,7 @@ typedef struct icpns_weights {
 typedef struct icpns_snapshot {
     atomic_uint refs;
     uint64_t version;          /* set by the owner before publication */
+    uint64_t fingerprint;      /* icpns_snapshot_fingerprint(), set when built */
     icpns_params_t params;     /* the default setting */
     icpns_idmap_t users, items, comms;
     uint64_t n_interactions;   /* distinct (user, item) pairs */
@@ -75,6 +76,23 @@ typedef struct icpns_snapshot {
     void *ext;
     void (*ext_free)(void *ext);
 } icpns_snapshot_t;
+
+/*
+ * Bumped whenever the same tables, parameters, request and seed would give
+ * other negatives than before (a change in the sampler or the tables'
+ * layout).  Part of every fingerprint.
+ */
+#define ICPNS_SAMPLER_REVISION 1
+
+/*
+ * A 64-bit hash of everything the negatives depend on: the sampler
+ * revision, the default parameters, the id maps, the positives, the
+ * community assignments and the popularity counts.  Two snapshots with the
+ * same fingerprint give the same negatives for the same request and seed,
+ * whatever process, replica or tool built them (icpns_snapshot_build and
+ * icpns_snapshot_patch set it; this recomputes it).
+ */
+uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s);
 
 /*
  * Builds a snapshot from @d with default parameters @p.  @d is not changed

@@ -97,7 +97,8 @@ enum { OPT_TABLES = 1000, OPT_INTER, OPT_COMM, OPT_POP, OPT_FORMAT, OPT_RATING,
 #define SOURCE_HELP                                                            \
     "Tables (a directory, or the files one by one):\n"                         \
     "  --tables DIR           interactions.tsv, communities.tsv, [popularity.tsv],\n" \
-    "                         [tables.json] (see proto/tables.md)\n"           \
+    "                         [tables.json], [interactions.journal: the daemon's\n" \
+    "                         updates] (see proto/tables.md)\n"               \
     "  --interactions FILE    user/item pairs, RecBole .inter or adjacency lists\n" \
     "  --communities FILE     user<TAB>community\n"                            \
     "  --popularity FILE      community<TAB>item<TAB>count (else computed)\n"  \
@@ -185,6 +186,9 @@ static int source_load(source_t *s, const char *cmd, icpns_dataset_t **ret_d,
             fclose(f);
         rc = icpns_dataset_load_files(pi, pc, s->popularity ? s->popularity : f ? pp : NULL,
                                       &s->opts, &d, &err);
+        /* And icpnsd's updates, so that the tool sees what the daemon serves. */
+        if (!rc && (rc = icpns_dataset_load_journal(d, s->tables, &err)))
+            d = icpns_dataset_free(d);
     } else {
         if (!s->interactions || !s->communities)
             return usage_error(cmd, "%s", "give --tables DIR, or --interactions and --communities");
@@ -374,7 +378,8 @@ static int cmd_build(int argc, char **argv)
 static const char check_help[] =
     "Usage: icpns check (--tables DIR | --interactions F --communities F)\n"
     "Validate the tables and print statistics: users, items, interactions,\n"
-    "communities, per-community support, snapshot memory and build time.\n"
+    "communities, per-community support, the snapshot's fingerprint (as icpnsd\n"
+    "reports it for the same tables), snapshot memory and build time.\n"
     "Exits 1 with file:line: field: message on the first problem.\n\n"
     SOURCE_HELP
     "  -h, --help          this text\n";
@@ -435,6 +440,7 @@ static int cmd_check(int argc, char **argv)
         printf("%12lld %8u %9u %10u %12.6g\n", (long long)s->comms.ids[k], s->comm_size[k],
                t->m, mx, t->cdf[t->m]);
     }
+    printf("fingerprint:   %016llx\n", (unsigned long long)s->fingerprint);
     printf("snapshot:      %.1f MiB (weights %.1f MiB)\n", (double)s->bytes / 1048576.0,
            (double)s->weights->bytes / 1048576.0);
     printf("time:          load %.3f s, build %.3f s (weights %.3f s)\n", load_s,

@@ -78,6 +78,8 @@ typedef struct req {
     atomic_bool job_done;
     struct neg_task *task;       /* a sampling task on the compute pool */
     unsigned status;
+    bool has_fingerprint;        /* negatives: send Icpns-Fingerprint */
+    uint64_t fingerprint;
     icpnsd_set_t *set;           /* the table set the request addresses */
     /* Waiting for a weight setting being built: the snapshot it was asked
      * of (the request is served from that one), and a small state machine
@@ -246,6 +248,11 @@ static enum MHD_Result send_buf(req_t *r, unsigned status, const char *ctype, wb
     if (status == 503)
         MHD_add_response_header(resp, "Retry-After", "1");
     MHD_add_response_header(resp, "X-Request-Id", r->rid);
+    if (r->has_fingerprint) {
+        char fp[17];
+        snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)r->fingerprint);
+        MHD_add_response_header(resp, "Icpns-Fingerprint", fp);
+    }
     atomic_fetch_add_explicit(&icpnsd_metrics.bytes_out, b->len, memory_order_relaxed);
     r->status = status;
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
@@ -579,6 +586,7 @@ static void run_task(neg_task_t *t)
         wb_reserve(&b, 256 + cells * 8);
         wb_lit(&b, "{\"version\":");
         wb_i64(&b, (int64_t)s->version);
+        wb_printf(&b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)s->fingerprint);
         wb_lit(&b, ",\"tables\":");
         wb_str(&b, t->set_name);
         wb_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"beta\":%s", dnum(w->params.alpha).s,
@@ -656,6 +664,10 @@ static enum MHD_Result finish_task(req_t *r, neg_task_t *t)
     } else {
         wbuf_t b = t->out;
         t->out = (wbuf_t){0};
+        if (t->s) {
+            r->has_fingerprint = true;
+            r->fingerprint = t->s->fingerprint;
+        }
         ret = t->frame_out ? send_buf(r, 200, CT_FRAME, &b, NULL) : send_json(r, 200, &b);
     }
     task_free(t);
@@ -998,9 +1010,10 @@ static enum MHD_Result finish_job(req_t *r)
             wb_lit(&b, "{\"name\":");
             wb_str(&b, j->set_name);
             if (j->kind == JOB_SET_ADD)
-                wb_printf(&b, ",\"added\":true,\"version\":%llu,\"bytes\":%llu,"
-                              "\"build_seconds\":%.6f}",
-                          (unsigned long long)j->version, (unsigned long long)j->set_bytes,
+                wb_printf(&b, ",\"added\":true,\"version\":%llu,\"fingerprint\":\"%016llx\","
+                              "\"bytes\":%llu,\"build_seconds\":%.6f}",
+                          (unsigned long long)j->version, (unsigned long long)j->fingerprint,
+                          (unsigned long long)j->set_bytes,
                           j->build_seconds);
             else
                 wb_lit(&b, ",\"removed\":true}");
@@ -1015,6 +1028,7 @@ static enum MHD_Result finish_job(req_t *r)
         wbuf_t b = {0};
         wb_lit(&b, "{\"version\":");
         wb_i64(&b, (int64_t)j->version);
+        wb_printf(&b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)j->fingerprint);
         if (j->kind != JOB_RELOAD) {
             wb_lit(&b, ",\"accepted\":");
             wb_i64(&b, (int64_t)j->n);
@@ -1143,6 +1157,7 @@ static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
     wbuf_t b = {0};
     wb_lit(&b, "{\"version\":");
     wb_i64(&b, (int64_t)s->version);
+    wb_printf(&b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)s->fingerprint);
     wb_lit(&b, ",\"built_at\":");
     wb_str(&b, when);
     wb_printf(&b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u,"
@@ -1192,10 +1207,12 @@ static enum MHD_Result handle_tables(icpnsd_server_t *srv, req_t *r, bool admin)
         total += s->bytes + wbytes;
         wb_cstr(&b, k ? ",{\"name\":" : "{\"name\":");
         wb_str(&b, set->name);
-        wb_printf(&b, ",\"default\":%s,\"version\":%llu,\"users\":%u,\"items\":%u,"
+        wb_printf(&b, ",\"default\":%s,\"version\":%llu,\"fingerprint\":\"%016llx\","
+                      "\"users\":%u,\"items\":%u,"
                       "\"interactions\":%llu,\"communities\":%u,\"alpha\":%s,"
                       "\"epsilon\":%s,\"beta\":%s",
-                  set == def ? "true" : "false", (unsigned long long)s->version, s->users.n,
+                  set == def ? "true" : "false", (unsigned long long)s->version,
+                  (unsigned long long)s->fingerprint, s->users.n,
                   s->items.n, (unsigned long long)s->n_interactions, s->comms.n,
                   dnum(s->params.alpha).s, dnum(s->params.epsilon).s, dnum(s->params.beta).s);
         if (admin) {

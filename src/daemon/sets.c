@@ -114,9 +114,11 @@ static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int stat
     (void)events;
     if (status < 0 || !file)
         return;
-    /* Our own writes (temporaries, the journal, communities.tsv rewritten
-     * by an update in the last second) do not trigger reloads. */
-    if (strstr(file, ".tmp.") || !strcmp(file, "interactions.journal"))
+    /* Our own writes (temporaries, the journal, the version record,
+     * communities.tsv rewritten by an update in the last second) do not
+     * trigger reloads. */
+    if (strstr(file, ".tmp.") || !strcmp(file, "interactions.journal") ||
+        !strcmp(file, "icpnsd.version"))
         return;
     uint64_t wrote = atomic_load(&set->st.self_write_ms);
     if (wrote && !strcmp(file, set->st.opts.communities) && icpns_now() * 1000 < (double)wrote + 1000)
@@ -204,6 +206,7 @@ static void add_work(uv_work_t *w)
     icpns_snapshot_t *s = icpnsd_state_acquire(&set->st);
     j->set_bytes = s->bytes;
     j->version = s->version;
+    j->fingerprint = s->fingerprint;
     j->build_seconds = s->build_seconds;
     icpns_snapshot_unref(s);
     uint64_t budget = reg->cfg->memory_budget, others = icpnsd_registry_bytes(reg, NULL);
@@ -698,6 +701,16 @@ char *icpnsd_registry_metrics(icpnsd_registry_t *reg, char *buf, size_t *len, si
             appendf(&buf, len, cap, "%s{tables=\"%s\"} %llu\n", m[k].name, set->name,
                     (unsigned long long)v);
         }
+    }
+    appendf(&buf, len, cap, "# HELP icpnsd_tables_info The fingerprint of each set's serving "
+                            "snapshot (equal fingerprints: equal negatives for equal requests).\n"
+                            "# TYPE icpnsd_tables_info gauge\n");
+    for (unsigned j = 0; j < n; j++) {
+        icpns_snapshot_t *s = icpnsd_state_acquire(&sets[j]->st);
+        if (s)
+            appendf(&buf, len, cap, "icpnsd_tables_info{tables=\"%s\",fingerprint=\"%016llx\"} 1\n",
+                    sets[j]->name, (unsigned long long)s->fingerprint);
+        icpns_snapshot_unref(s);
     }
     for (unsigned j = 0; j < n; j++)
         icpnsd_set_unref(sets[j]);

@@ -29,8 +29,8 @@
 #include "sets.h"
 #include "state.h"
 
-#define JOURNAL "interactions.journal"
-#define MAX_JOURNAL ((size_t)16 << 30)
+#define JOURNAL ICPNS_JOURNAL
+#define VERSION_FILE "icpnsd.version"
 
 icpns_snapshot_t *icpnsd_state_acquire(icpnsd_state_t *st)
 {
@@ -82,33 +82,50 @@ static void add_source(icpnsd_meta_t *m, const char *path)
     free(buf);
 }
 
-/* Reads the journal, cutting an unterminated tail (an unacknowledged,
- * interrupted append) off the file itself so later appends stay aligned. */
-static int load_journal(const char *dir, icpns_dataset_t *d, icpns_error_t *err)
+/* Cuts an unterminated journal tail (an interrupted append, never
+ * acknowledged) off the file itself, so later appends stay aligned; the
+ * loader then reads the journal after the interactions. */
+static int cut_journal_tail(const char *dir, icpns_error_t *err)
 {
     char path[1200];
     snprintf(path, sizeof(path), "%s/" JOURNAL, dir);
-    if (access(path, F_OK) < 0)
-        return 0;
-    char *buf;
-    size_t len;
-    int rc = icpns_file_read(path, MAX_JOURNAL, &buf, &len, err);
-    if (rc)
-        return rc;
-    size_t keep = len;
-    while (keep > 0 && buf[keep - 1] != '\n')
-        keep--;
-    if (keep < len) {
-        if (truncate(path, (off_t)keep) < 0) {
-            free(buf);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "%s", strerror(errno));
+    struct stat sb;
+    off_t keep = 0;
+    if (fstat(fd, &sb) == 0 && sb.st_size > 0) {
+        /* Scan back from the end for the last newline. */
+        char buf[4096];
+        off_t end = sb.st_size;
+        keep = -1;
+        while (end > 0 && keep < 0) {
+            size_t n = end < (off_t)sizeof(buf) ? (size_t)end : sizeof(buf);
+            ssize_t got = pread(fd, buf, n, end - (off_t)n);
+            if (got != (ssize_t)n) {
+                close(fd);
+                return icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "cannot read: %s",
+                                       got < 0 ? strerror(errno) : "short read");
+            }
+            for (size_t k = n; k > 0; k--)
+                if (buf[k - 1] == '\n') {
+                    keep = end - (off_t)n + (off_t)k;
+                    break;
+                }
+            end -= (off_t)n;
+        }
+        if (keep < 0)
+            keep = 0;
+    }
+    close(fd);
+    if (keep < sb.st_size) {
+        if (truncate(path, keep) < 0)
             return icpns_error_set(err, ICPNS_EIO, path, 0, NULL,
                                    "cannot cut the partial last line: %s", strerror(errno));
-        }
-        log_warn("journal %s: dropped an interrupted append of %zu bytes", path, len - keep);
+        log_warn("journal %s: dropped an interrupted append of %lld bytes", path,
+                 (long long)(sb.st_size - keep));
     }
-    rc = icpns_parse_interactions(d, buf, keep, ICPNS_FORMAT_PAIRS, false, 0, path, err);
-    free(buf);
-    return rc;
+    return 0;
 }
 
 /* Loads everything a version needs from disk (or generates it). */
@@ -123,13 +140,11 @@ static int load_dataset(icpnsd_state_t *st, icpns_table_opts_t *opts, icpns_data
         return icpns_gen(&g, ret, err);
     }
     icpns_table_opts_default(opts);
-    int rc = icpns_dataset_load_dir(st->tables, opts, ret, err);
+    int rc = cut_journal_tail(st->tables, err);
+    if (!rc)
+        rc = icpns_dataset_load_dir(st->tables, opts, ret, err);
     if (rc)
         return rc;
-    if ((rc = load_journal(st->tables, *ret, err))) {
-        *ret = icpns_dataset_free(*ret);
-        return rc;
-    }
     char path[1400];
     meta->n_sources = 0;
     snprintf(path, sizeof(path), "%s/%s", st->tables, opts->interactions);
@@ -180,6 +195,52 @@ static void remove_stale_temporaries(const char *dir, const char *file)
     closedir(d);
 }
 
+/* ---- versions that survive restarts ------------------------------------------------ */
+
+/* TABLES/icpnsd.version holds "VERSION FINGERPRINT" of the last version
+ * published from the directory.  A restart that loads the same content
+ * (same fingerprint) serves it under the same number; other content gets
+ * the next one, so a number never names two contents of one directory. */
+static int read_saved_version(const char *dir, uint64_t *version, uint64_t *fp)
+{
+    char path[1200], text[128];
+    snprintf(path, sizeof(path), "%s/" VERSION_FILE, dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno == ENOENT ? 1 : -1;
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = 0;
+    unsigned long long v, h;
+    char end;
+    if (sscanf(text, "%llu %16llx%c", &v, &h, &end) != 3 || end != '\n' || v == 0) {
+        log_warn("%s: not \"VERSION FINGERPRINT\"; versions start again at 1", path);
+        return -1;
+    }
+    *version = v;
+    *fp = h;
+    return 0;
+}
+
+/* Runs on the build thread (it fsyncs).  A failure costs only the numbering
+ * across a restart: logged, not fatal. */
+static void save_version(icpnsd_state_t *st, uint64_t version, uint64_t fp)
+{
+    if (!st->tables[0])
+        return;
+    char path[1200], text[64];
+    snprintf(path, sizeof(path), "%s/" VERSION_FILE, st->tables);
+    int len = snprintf(text, sizeof(text), "%llu %016llx\n", (unsigned long long)version,
+                       (unsigned long long)fp);
+    icpns_error_t err;
+    if (icpns_file_write_atomic(path, text, (size_t)len, &err)) {
+        char m[700];
+        icpns_error_format(&err, m, sizeof(m));
+        log_warn("tables=%s: cannot record version %llu (%s); a restart may number versions "
+                 "from 1 again", st->name, (unsigned long long)version, m);
+    }
+}
+
 int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
                       const char *tables, struct icpnsd_registry *reg, char *errbuf,
                       size_t errsize)
@@ -196,8 +257,10 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
     double t0 = icpns_now();
     icpns_snapshot_t *s;
     int rc = load_dataset(st, &st->opts, &st->dataset, &meta, &err);
-    if (!rc && st->tables[0])
+    if (!rc && st->tables[0]) {
         remove_stale_temporaries(st->tables, st->opts.communities);
+        remove_stale_temporaries(st->tables, VERSION_FILE);
+    }
     if (!rc)
         rc = icpns_snapshot_build(st->dataset, &st->opts.params, &s, &err);
     if (rc) {
@@ -207,9 +270,16 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
         st->dataset = icpns_dataset_free(st->dataset);
         return -1;
     }
-    st->next_version = 1;
-    s->version = st->next_version++;
+    uint64_t saved = 0, saved_fp = 0;
+    if (st->tables[0] && read_saved_version(st->tables, &saved, &saved_fp) == 0)
+        s->version = saved_fp == s->fingerprint ? saved : saved + 1;
+    else
+        s->version = 1;
+    st->next_version = s->version + 1;
+    if (s->version != saved || saved_fp != s->fingerprint)
+        save_version(st, s->version, s->fingerprint);
     meta.version = s->version;
+    meta.fingerprint = s->fingerprint;
     meta.built_at = time(NULL);
     meta.build_seconds = icpns_now() - t0;
     snprintf(meta.origin, sizeof(meta.origin), "startup");
@@ -642,6 +712,8 @@ static void build_work(uv_work_t *w)
             st->built_dataset = icpns_dataset_free(st->built_dataset);
         return;
     }
+    s->version = st->next_version; /* the loop thread counts it when published */
+    save_version(st, s->version, s->fingerprint);
     st->built = s;
     st->built_opts = opts; /* st->opts is the loop thread's: set when published */
     st->built_meta.build_seconds = icpns_now() - t0;
@@ -656,7 +728,7 @@ static void build_done(uv_work_t *w, int status)
 {
     icpnsd_state_t *st = w->data;
     (void)status;
-    uint64_t version;
+    uint64_t version, fingerprint;
     if (st->built) {
         if (st->built_dataset) {
             icpns_dataset_free(st->dataset);
@@ -665,11 +737,13 @@ static void build_done(uv_work_t *w, int status)
         }
         st->in_sync = true;
         st->opts = st->built_opts;
-        st->built->version = st->next_version++;
+        st->next_version = st->built->version + 1;
         st->built_meta.version = st->built->version;
+        st->built_meta.fingerprint = st->built->fingerprint;
         snprintf(st->built_meta.origin, sizeof(st->built_meta.origin), "%s",
                  st->batch ? st->batch->origin : "?");
         version = st->built->version;
+        fingerprint = st->built->fingerprint;
         publish(st, st->built, &st->built_meta);
         atomic_fetch_add(strcmp(st->built_meta.rebuild, "patch") ? &icpnsd_metrics.rebuilds_full
                                                                  : &icpnsd_metrics.rebuilds_patch,
@@ -685,6 +759,7 @@ static void build_done(uv_work_t *w, int status)
         icpnsd_meta_t m;
         icpnsd_state_meta(st, &m);
         version = m.version;
+        fingerprint = m.fingerprint;
     }
     bool any_reload = false;
     for (icpnsd_job_t *j = st->batch, *next; j; j = next) {
@@ -693,6 +768,7 @@ static void build_done(uv_work_t *w, int status)
         if (j->status == 0)
             j->status = 200;
         j->version = version;
+        j->fingerprint = fingerprint;
         j->build_seconds = st->built_meta.build_seconds;
         snprintf(j->rebuild, sizeof(j->rebuild), "%s", st->built_meta.rebuild);
         j->comms_rebuilt = st->built_meta.comms_rebuilt;

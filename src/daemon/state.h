@@ -46,6 +46,7 @@ struct icpnsd_job {
     char code[48];
     char message[512];
     uint64_t version;
+    uint64_t fingerprint; /* of the serving snapshot (icpns_snapshot_fingerprint) */
     double build_seconds;
     char rebuild[8];     /* "patch" or "full" */
     uint32_t comms_rebuilt;
@@ -68,6 +69,7 @@ typedef struct icpnsd_source {
 /* What /admin/snapshot reports about the serving version. */
 typedef struct icpnsd_meta {
     uint64_t version;
+    uint64_t fingerprint;
     time_t built_at;
     double build_seconds;   /* load + index + weights */
     char rebuild[8];        /* "full" or "patch" (only what an update touched) */

@@ -115,3 +115,76 @@ double icpns_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+/* ---- XXH64 ------------------------------------------------------------------- */
+
+#define P1 UINT64_C(11400714785074694791)
+#define P2 UINT64_C(14029467366897019727)
+#define P3 UINT64_C(1609587929392839161)
+#define P4 UINT64_C(9650029242287828579)
+#define P5 UINT64_C(2870177450012600261)
+
+static inline uint64_t rotl64(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t le64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    for (int k = 7; k >= 0; k--)
+        v = v << 8 | b[k];
+    return v;
+}
+
+static inline uint64_t le32(const unsigned char *b)
+{
+    return (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 | (uint64_t)b[3] << 24;
+}
+
+static inline uint64_t xxh_round(uint64_t acc, uint64_t in)
+{
+    return rotl64(acc + in * P2, 31) * P1;
+}
+
+static inline uint64_t xxh_merge(uint64_t h, uint64_t v)
+{
+    return (h ^ xxh_round(0, v)) * P1 + P4;
+}
+
+uint64_t icpns_hash64(const void *p, size_t len, uint64_t seed)
+{
+    const unsigned char *b = p, *end = b + len;
+    uint64_t h;
+    if (len >= 32) {
+        uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
+        for (; end - b >= 32; b += 32) {
+            v1 = xxh_round(v1, le64(b));
+            v2 = xxh_round(v2, le64(b + 8));
+            v3 = xxh_round(v3, le64(b + 16));
+            v4 = xxh_round(v4, le64(b + 24));
+        }
+        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+        h = xxh_merge(h, v1);
+        h = xxh_merge(h, v2);
+        h = xxh_merge(h, v3);
+        h = xxh_merge(h, v4);
+    } else {
+        h = seed + P5;
+    }
+    h += (uint64_t)len;
+    for (; end - b >= 8; b += 8)
+        h = rotl64(h ^ xxh_round(0, le64(b)), 27) * P1 + P4;
+    if (end - b >= 4) {
+        h = rotl64(h ^ le32(b) * P1, 23) * P2 + P3;
+        b += 4;
+    }
+    for (; b < end; b++)
+        h = rotl64(h ^ *b * P5, 11) * P1;
+    h ^= h >> 33;
+    h *= P2;
+    h ^= h >> 29;
+    h *= P3;
+    h ^= h >> 32;
+    return h;
+}

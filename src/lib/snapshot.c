@@ -519,6 +519,29 @@ static size_t snapshot_bytes(const icpns_snapshot_t *s)
            nsup * 2 * sizeof(uint32_t) + (size_t)ni * sizeof(uint32_t) + s->weights->bytes;
 }
 
+uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s)
+{
+    uint32_t nu = s->users.n, nc = s->comms.n;
+    uint64_t nsup = s->sup_off[nc];
+    /* A fixed-layout header (no padding bytes), then each array chained. */
+    uint64_t head[9] = {ICPNS_SAMPLER_REVISION, nu, s->items.n, nc, s->n_interactions,
+                        s->pop_from_file};
+    memcpy(&head[6], &s->params.alpha, 8);
+    memcpy(&head[7], &s->params.epsilon, 8);
+    memcpy(&head[8], &s->params.beta, 8);
+    uint64_t h = icpns_hash64(head, sizeof(head), 0);
+    h = icpns_hash64(s->users.ids, (size_t)nu * sizeof(int64_t), h);
+    h = icpns_hash64(s->items.ids, (size_t)s->items.n * sizeof(int64_t), h);
+    h = icpns_hash64(s->comms.ids, (size_t)nc * sizeof(int64_t), h);
+    h = icpns_hash64(s->pos_off, ((size_t)nu + 1) * sizeof(uint64_t), h);
+    h = icpns_hash64(s->pos, (size_t)s->n_interactions * sizeof(uint32_t), h);
+    h = icpns_hash64(s->user_comm, (size_t)nu * sizeof(uint32_t), h);
+    h = icpns_hash64(s->sup_off, ((size_t)nc + 1) * sizeof(uint64_t), h);
+    h = icpns_hash64(s->sup_item, (size_t)nsup * sizeof(uint32_t), h);
+    h = icpns_hash64(s->sup_count, (size_t)nsup * sizeof(uint32_t), h);
+    return h;
+}
+
 int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
                          icpns_snapshot_t **ret, icpns_error_t *err)
 {
@@ -646,6 +669,7 @@ int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
     if ((rc = icpns_weights_build(s, p, &s->weights, err)))
         goto fail;
     s->bytes = snapshot_bytes(s);
+    s->fingerprint = icpns_snapshot_fingerprint(s);
     s->build_seconds = icpns_now() - t0;
     *ret = s;
     return 0;
@@ -846,6 +870,7 @@ int icpns_snapshot_patch(const icpns_snapshot_t *o, const icpns_delta_t *dl,
     }
     s->weights->build_seconds = icpns_now() - tw;
     s->bytes = snapshot_bytes(s);
+    s->fingerprint = icpns_snapshot_fingerprint(s);
     s->build_seconds = icpns_now() - t0;
     if (stats) {
         memset(stats, 0, sizeof(*stats));

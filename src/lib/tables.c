@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -157,5 +158,28 @@ int icpns_dataset_load_dir(const char *dir, icpns_table_opts_t *opts,
     snprintf(pc, sizeof(pc), "%s/%s", dir, opts->communities);
     snprintf(pp, sizeof(pp), "%s/%s", dir, opts->popularity);
     bool has_pop = access(pp, F_OK) == 0;
-    return icpns_dataset_load_files(pi, pc, has_pop ? pp : NULL, opts, ret, err);
+    rc = icpns_dataset_load_files(pi, pc, has_pop ? pp : NULL, opts, ret, err);
+    if (!rc && (rc = icpns_dataset_load_journal(*ret, dir, err)))
+        *ret = icpns_dataset_free(*ret);
+    return rc;
+}
+
+int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir, icpns_error_t *err)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, ICPNS_JOURNAL);
+    if (access(path, F_OK) < 0)
+        return 0;
+    char *buf;
+    size_t len;
+    int rc = icpns_file_read(path, MAX_TABLE_FILE, &buf, &len, err);
+    if (rc)
+        return rc;
+    /* A last line without its newline is an interrupted append, never
+     * acknowledged: skipped (the daemon also cuts it off the file). */
+    while (len > 0 && buf[len - 1] != '\n')
+        len--;
+    rc = icpns_parse_interactions(d, buf, len, ICPNS_FORMAT_PAIRS, false, 0, path, err);
+    free(buf);
+    return rc;
 }

@@ -101,6 +101,33 @@ class TestCli(unittest.TestCase):
         p = run("sample", "--tables", self.t, "--user", "999999", "--unknown-users", "popularity")
         self.assertEqual(len(p.stdout.splitlines()), 4)
 
+    def test_tools_see_the_daemons_updates(self):
+        """After updates (the daemon's journal), icpns check reports the
+        daemon's fingerprint and icpns sample its negatives."""
+        token = "cli-token-0123456789abcdef"
+        users = [1, 2, 7000]
+        with Daemon(tables=self.t, token=token) as d:
+            st, body = d.admin("POST", "/admin/interactions",
+                               {"interactions": [[7000, 3], [7000, 4], [1, 5], [2, 6]]})
+            self.assertEqual(st, 200, body)
+            st, body = d.admin("PUT", "/admin/communities", {"communities": [[7000, 1]]})
+            self.assertEqual(st, 200, body)
+            st, served = d.negatives(users=users, n=8, seed=5)
+            self.assertEqual(st, 200)
+            st, snap = d.admin("GET", "/admin/snapshot")
+        self.assertEqual(snap["fingerprint"], served["fingerprint"])
+        self.assertTrue(os.path.exists(os.path.join(self.t, "interactions.journal")))
+        out = run("check", "--tables", self.t).stdout
+        line = [x for x in out.splitlines() if x.startswith("fingerprint:")]
+        self.assertEqual(line, ["fingerprint:   " + served["fingerprint"]])
+        p = run("sample", "--tables", self.t, "--n", "8", "--seed", "5",
+                *sum((["--user", str(u)] for u in users), []))
+        rows = {}
+        for x in p.stdout.splitlines():
+            u, i = x.split("\t")
+            rows.setdefault(int(u), []).append(int(i))
+        self.assertEqual([rows[u] for u in users], served["negatives"])
+
     def test_formats(self):
         # The same pairs as RecBole .inter and as adjacency lists give the
         # same snapshot statistics.

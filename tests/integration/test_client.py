@@ -53,6 +53,11 @@ class TestClient(unittest.TestCase):
             self.assertEqual(neg.items.tolist(), js["negatives"])
             np.testing.assert_allclose(neg.probabilities, np.array(js["probabilities"]), rtol=1e-6)
             self.assertEqual(neg.version, js["version"])
+            # Frames carry the fingerprint in a header, JSON in the body.
+            self.assertRegex(neg.fingerprint, "^[0-9a-f]{16}$")
+            self.assertEqual(neg.fingerprint, js["fingerprint"])
+        mixed = self.c.negatives([1], strategy=[("icpns", 1)], seed=1)
+        self.assertEqual(mixed.fingerprint, neg.fingerprint)
         cand = self.c.negatives([1, 2], n=3, candidates=4, seed=1)
         self.assertEqual(cand.items.shape, (2, 3, 4))
         mix = self.c.negatives([1, 2], strategy=[("icpns", 3), ("uniform", 1)], seed=3)
@@ -216,6 +221,7 @@ class TestSharded(unittest.TestCase):
                 rows = np.nonzero(shard == s)[0]
                 direct = sc.clients[s].negatives(np.array(users)[rows], n=4, seed=5)
                 self.assertEqual(res.items[rows].tolist(), direct.items.tolist())
+                self.assertEqual(res.fingerprint.split(",")[s], direct.fingerprint)
             for r, u in enumerate(users):
                 self.assertFalse(set(res.items[r].tolist()) & pos.get(u, set()))
             # ICPNS over shards follows the exact distribution of the full tables.

@@ -325,6 +325,49 @@ class TestReloadAndUpdates(Base):
         self.assertIn(5004, comm)
         self.assertEqual(pos[5004], {1, 2})
 
+    def test_versions_survive_restarts(self):
+        """A restart serves the same content under the same version and
+        fingerprint; new content gets the next version, never an old one."""
+        tables = self.fresh_tables()
+        with Daemon(tables=tables, token=TOKEN) as d:
+            st, a = d.admin("GET", "/admin/snapshot")
+            st, before = d.negatives(users=[1, 2, 3], n=8, seed=4)
+            self.assertEqual((a["version"], before["version"]), (1, 1))
+            self.assertEqual(before["fingerprint"], a["fingerprint"])
+            st, up = d.admin("POST", "/admin/interactions", {"interactions": [[1, 140]]})
+            self.assertEqual((st, up["version"]), (200, 2), up)
+            self.assertNotEqual(up["fingerprint"], a["fingerprint"])
+            st, r = d.admin("POST", "/admin/reload")  # same content, a new version
+            self.assertEqual((r["version"], r["fingerprint"]), (3, up["fingerprint"]))
+            st, served = d.negatives(users=[1, 2, 3], n=8, seed=4)
+        with Daemon(tables=tables, token=TOKEN) as d:
+            st, b = d.admin("GET", "/admin/snapshot")
+            self.assertEqual((b["version"], b["fingerprint"]), (3, up["fingerprint"]))
+            st, again = d.negatives(users=[1, 2, 3], n=8, seed=4)
+            self.assertEqual(again, served)
+            st, tl = d.request("GET", "/v1/tables")
+            self.assertEqual(tl["tables"][0]["fingerprint"], b["fingerprint"])
+            text = d.request("GET", "/metrics")[1].decode()
+            self.assertIn('icpnsd_tables_info{tables="default",fingerprint="%s"} 1'
+                          % b["fingerprint"], text)
+        # Content changed while stopped: the next number.
+        with open(os.path.join(tables, "interactions.tsv"), "a") as f:
+            f.write("2\t141\n")
+        with Daemon(tables=tables, token=TOKEN) as d:
+            st, c = d.admin("GET", "/admin/snapshot")
+            self.assertEqual(c["version"], 4)
+            self.assertNotIn(c["fingerprint"], (a["fingerprint"], b["fingerprint"]))
+        with open(os.path.join(tables, "icpnsd.version")) as f:
+            self.assertEqual(f.read(), "4 %s\n" % c["fingerprint"])
+        # A damaged record: numbering starts again, with a warning.
+        with open(os.path.join(tables, "icpnsd.version"), "w") as f:
+            f.write("garbage")
+        with Daemon(tables=tables, token=TOKEN) as d:
+            st, e = d.admin("GET", "/admin/snapshot")
+            self.assertEqual((e["version"], e["fingerprint"]), (1, c["fingerprint"]))
+            d.stop()
+            self.assertIn("versions start again at 1", d.stderr())
+
     def test_updates_patch_only_touched_communities(self):
         tables = self.fresh_tables()
         pos, comm, items = load_tables(tables)

@@ -251,6 +251,37 @@ static void test_directory_and_tables_json(void **state)
     free(dir);
 }
 
+/* The directory loader reads icpnsd's journal after the interactions (so
+ * that the tools see what the daemon serves), skips an interrupted last
+ * append, and names the journal's line on a bad row. */
+static void test_directory_journal(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    assert_non_null(dir);
+    write_text(dir, "interactions.tsv", "1\t10\n2\t11\n");
+    write_text(dir, "communities.tsv", "1\t0\n2\t0\n");
+    write_text(dir, "interactions.journal", "1\t11\n3\t12\n2\t1");
+    icpns_table_opts_t o;
+    icpns_table_opts_default(&o);
+    icpns_dataset_t *d = NULL;
+    icpns_error_t err;
+    assert_int_equal(icpns_dataset_load_dir(dir, &o, &d, &err), 0);
+    assert_int_equal(d->n_inter, 4); /* "2<TAB>1" without newline: skipped */
+    assert_true(d->inter[2].a == 1 && d->inter[2].b == 11);
+    assert_true(d->inter[3].a == 3 && d->inter[3].b == 12);
+    icpns_dataset_free(d);
+    write_text(dir, "interactions.journal", "1\t11\nx\t12\n");
+    icpns_table_opts_default(&o);
+    d = NULL;
+    assert_int_equal(icpns_dataset_load_dir(dir, &o, &d, &err), ICPNS_EPARSE);
+    assert_null(d);
+    assert_int_equal(err.line, 2);
+    assert_true(strstr(err.path, "interactions.journal") != NULL);
+    tmpdir_remove(dir);
+    free(dir);
+}
+
 static void test_idmap(void **state)
 {
     (void)state;
@@ -279,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_communities_and_popularity_errors),
         cmocka_unit_test(test_huge_popularity_counts),
         cmocka_unit_test(test_directory_and_tables_json),
+        cmocka_unit_test(test_directory_journal),
         cmocka_unit_test(test_idmap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

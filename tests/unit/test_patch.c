@@ -45,6 +45,8 @@ static void assert_snapshot_equal(const icpns_snapshot_t *a, const icpns_snapsho
     EQ_ARRAY(a->item_pop, b->item_pop, a->items.n);
     assert_int_equal(a->max_count, b->max_count);
     assert_int_equal(a->bytes, b->bytes);
+    assert_true(a->fingerprint == b->fingerprint);
+    assert_true(a->fingerprint == icpns_snapshot_fingerprint(a));
     const icpns_weights_t *wa = a->weights, *wb = b->weights;
     for (uint32_t c = 0; c < nc; c++)
         assert_table_equal(&wa->comm[c], &wb->comm[c]);
@@ -153,6 +155,9 @@ static void test_patch_equals_full_build(void **state)
             }
             assert_int_equal(rc, 0);
             assert_snapshot_equal(patched, ref);
+            /* The fingerprint moves exactly when the content did. */
+            assert_int_equal(patched->fingerprint != cur->fingerprint,
+                             ps.pairs_added > 0 || ps.users_touched > 0);
             assert_true(ps.comms_rebuilt <= cur->comms.n);
             assert_int_equal(ps.global_rebuilt, ps.pairs_added > 0);
             assert_int_equal(ref->n_interactions, cur->n_interactions + ps.pairs_added);
@@ -231,11 +236,54 @@ static void test_patch_touches_only_what_changed(void **state)
     icpns_dataset_free(d);
 }
 
+/* The fingerprint names the content, not the way it was read: rows in
+ * another order and duplicate pairs give the same value; a different
+ * parameter, pair or assignment gives another. */
+static void test_fingerprint(void **state)
+{
+    (void)state;
+    icpns_dataset_t *d = gen(3);
+    icpns_snapshot_t *a = full(d, 0.8, 0);
+    icpns_dataset_t *r = icpns_dataset_new();
+    assert_non_null(r);
+    for (size_t k = d->n_inter; k-- > 0;)
+        assert_int_equal(icpns_dataset_add_interaction(r, d->inter[k].a, d->inter[k].b), 0);
+    for (size_t k = 0; k < d->n_inter; k += 5)
+        assert_int_equal(icpns_dataset_add_interaction(r, d->inter[k].a, d->inter[k].b), 0);
+    for (size_t k = d->n_comm; k-- > 0;)
+        assert_int_equal(icpns_dataset_add_community(r, d->comm[k].a, d->comm[k].b), 0);
+    icpns_snapshot_t *b = full(r, 0.8, 0);
+    assert_true(a->fingerprint == b->fingerprint);
+    assert_snapshot_equal(a, b);
+
+    icpns_snapshot_t *other[4];
+    other[0] = full(d, 0.7, 0);
+    other[1] = full(d, 0.8, 0.5);
+    assert_int_equal(icpns_dataset_add_interaction(r, d->inter[0].a, 999999), 0);
+    other[2] = full(r, 0.8, 0);
+    size_t moved = 1;
+    while (d->comm[moved].b == d->comm[0].b)
+        moved++;
+    reassign(d, d->comm[0].a, d->comm[moved].b);
+    other[3] = full(d, 0.8, 0);
+    for (int k = 0; k < 4; k++) {
+        assert_true(other[k]->fingerprint != a->fingerprint);
+        for (int j = 0; j < k; j++)
+            assert_true(other[k]->fingerprint != other[j]->fingerprint);
+        icpns_snapshot_unref(other[k]);
+    }
+    icpns_snapshot_unref(a);
+    icpns_snapshot_unref(b);
+    icpns_dataset_free(d);
+    icpns_dataset_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patch_equals_full_build),
         cmocka_unit_test(test_patch_touches_only_what_changed),
+        cmocka_unit_test(test_fingerprint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* test_rng.c - the counter-based generator. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "testutil.h"
 
 static void test_streams_are_pure_functions(void **state)
@@ -92,6 +93,43 @@ static void test_chi2_helper_has_power(void **state)
     assert_true(fabs(chi2_sf(124.342, 100) - 0.05) < 1e-3);
 }
 
+/* icpns_hash64 is XXH64: vectors from the reference implementation
+ * (libxxhash 0.8.1) over the bytes (7k + 3) mod 256, every tail length
+ * class and both the short and the 32-byte-stripe paths. */
+static void test_hash64_is_xxh64(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t n;
+        uint64_t seed, want;
+    } v[] = {
+        {0, UINT64_C(0x0), UINT64_C(0xef46db3751d8e999)},
+        {1, UINT64_C(0x0), UINT64_C(0x1f25c8d0bc1f4bb6)},
+        {3, UINT64_C(0x0), UINT64_C(0x31d2363f52e564c9)},
+        {4, UINT64_C(0x0), UINT64_C(0x9bb64b7d66ee9fda)},
+        {7, UINT64_C(0x1), UINT64_C(0xd8b4a941715fee31)},
+        {8, UINT64_C(0x0), UINT64_C(0xdab99d95c6f90092)},
+        {15, UINT64_C(0x2), UINT64_C(0x116848d3d0911219)},
+        {31, UINT64_C(0x0), UINT64_C(0xa2aa5f33cc4a6119)},
+        {32, UINT64_C(0x0), UINT64_C(0x23c3c17ef790fd97)},
+        {33, UINT64_C(0x5), UINT64_C(0xbb0f5983c203f593)},
+        {63, UINT64_C(0x0), UINT64_C(0x5e3e54b431c7493c)},
+        {64, UINT64_C(0x3039), UINT64_C(0xef589281222c0318)},
+        {100, UINT64_C(0x0), UINT64_C(0xa61f8d4c170fe531)},
+        {200, UINT64_C(0xdeadbeefcafef00d), UINT64_C(0x8bb3d413caa7c117)},
+    };
+    unsigned char data[200];
+    for (int k = 0; k < 200; k++)
+        data[k] = (unsigned char)(k * 7 + 3);
+    for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++)
+        assert_true(icpns_hash64(data, v[k].n, v[k].seed) == v[k].want);
+    /* Unaligned input gives the same value. */
+    unsigned char shifted[201];
+    memcpy(shifted + 1, data, 200);
+    assert_true(icpns_hash64(shifted + 1, 200, UINT64_C(0xdeadbeefcafef00d)) ==
+                UINT64_C(0x8bb3d413caa7c117));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -100,6 +138,7 @@ int main(void)
         cmocka_unit_test(test_below_large_bound),
         cmocka_unit_test(test_double_range_and_mean),
         cmocka_unit_test(test_chi2_helper_has_power),
+        cmocka_unit_test(test_hash64_is_xxh64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,13 +81,18 @@ class Negatives:
     items: int64 array (rows, n), or (rows, n, candidates) when candidates > 1
     probabilities: float32 array of the same shape (exact P(i|u)), or None
     version: the snapshot version that served the batch
+    fingerprint: that snapshot's content fingerprint (16 hex digits, or
+        None); equal fingerprints give equal negatives for equal requests,
+        whichever daemon or replica answers: log it with the seed to
+        reproduce a run
     fallbacks: row indices served by the uniform fallback
     """
-    __slots__ = ("items", "probabilities", "version", "fallbacks", "substituted")
+    __slots__ = ("items", "probabilities", "version", "fallbacks", "substituted", "fingerprint")
 
-    def __init__(self, items, probabilities, version, fallbacks, substituted=0):
+    def __init__(self, items, probabilities, version, fallbacks, substituted=0, fingerprint=None):
         self.items, self.probabilities = items, probabilities
         self.version, self.fallbacks, self.substituted = version, fallbacks, substituted
+        self.fingerprint = fingerprint
 
     def __repr__(self):
         return "Negatives(shape=%s, version=%d, fallbacks=%d)" % (
@@ -250,12 +255,13 @@ class Client:
         flags = (1 if probabilities else 0) | (2 if unknown_users == "popularity" else 0)
         head = _REQ.pack(b"ICPQ", 1, flags, int(n), int(candidates), STRATEGIES[strategy],
                          b"\0\0\0", len(users), int(seed) & (2 ** 64 - 1), 0)
-        _, _, data = self.request("POST", self._path("/v1/negatives", **extra),
-                                  head + users.tobytes(), {"Content-Type": FRAME, "Accept": FRAME})
-        return self._decode(data, int(n), int(candidates))
+        _, rh, data = self.request("POST", self._path("/v1/negatives", **extra),
+                                   head + users.tobytes(), {"Content-Type": FRAME, "Accept": FRAME})
+        fp = next((v for k, v in rh.items() if k.lower() == "icpns-fingerprint"), None)
+        return self._decode(data, int(n), int(candidates), fp)
 
     @staticmethod
-    def _decode(data, n, m):
+    def _decode(data, n, m, fingerprint=None):
         magic, ver, flags, version, rows, cols, nfb, nsub = _RESP.unpack_from(data)
         if magic != b"ICPR" or ver != 1:
             raise IcpnsError(0, "bad_response", "not an ICPR frame")
@@ -269,7 +275,7 @@ class Client:
         fallbacks = np.frombuffer(data, dtype="<u4", count=nfb, offset=off).astype(np.int64)
         shape = (rows, n) if m == 1 else (rows, n, m)
         return Negatives(items.reshape(shape), None if probs is None else probs.reshape(shape),
-                         version, fallbacks, nsub)
+                         version, fallbacks, nsub, fingerprint)
 
     def _negatives_json(self, users, mix, seed, probabilities, candidates, unknown_users, extra):
         parts = [{"strategy": s, "n": int(k)} for s, k in mix]
@@ -285,7 +291,7 @@ class Client:
                          None if probs is None else np.array(probs, np.float32).reshape(shape),
                          r["version"], np.array(r.get("fallbacks", []), dtype=np.int64),
                          len(r.get("substituted", [])) if isinstance(r.get("substituted"), list)
-                         else r.get("substituted", 0))
+                         else r.get("substituted", 0), r.get("fingerprint"))
 
     def prefetch(self, batches, n=4, strategy="icpns", seed=0, depth=2, **kw):
         """A Prefetcher over an iterable of user-id batches (see Prefetcher)."""
@@ -442,7 +448,7 @@ class ShardedClient:
             futs[int(s)] = (rows, self.pool.submit(self.clients[s].negatives, users[rows], n,
                                                    strategy, seed, **kw))
         items = probs = None
-        versions, fallbacks = {}, []
+        versions, fingerprints, fallbacks = {}, {}, []
         for s, (rows, f) in futs.items():
             r = f.result()
             if items is None:
@@ -453,11 +459,16 @@ class ShardedClient:
             if probs is not None:
                 probs[rows] = r.probabilities
             versions[s] = r.version
+            fingerprints[s] = r.fingerprint
             fallbacks.extend(rows[r.fallbacks].tolist())
         # Shards are versioned independently; the answer carries the newest,
-        # and last_versions says which version each shard served.
+        # and last_versions says which version each shard served.  The
+        # fingerprint lists the shards' fingerprints in shard order ("-" for
+        # a shard this batch did not ask).
         self.last_versions = versions
-        return Negatives(items, probs, max(versions.values()), np.array(sorted(fallbacks), np.int64))
+        fp = ",".join(fingerprints.get(k) or "-" for k in range(len(self.clients)))
+        return Negatives(items, probs, max(versions.values()), np.array(sorted(fallbacks), np.int64),
+                         fingerprint=fp)
 
     def close(self):
         for c in self.clients:
