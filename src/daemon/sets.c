@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "sets.h"
@@ -39,6 +40,28 @@ static icpnsd_set_t *find_locked(icpnsd_registry_t *reg, const char *name)
         if (!strcmp(reg->sets[k]->name, name))
             return reg->sets[k];
     return NULL;
+}
+
+/* The name of a set already serving directory @dir (the same file, by
+ * device and inode), copied to @other; false if none.  Two sets on one
+ * directory would append to one journal and overwrite one version record
+ * and one communities file: each set owns its directory. */
+static bool dir_in_use(icpnsd_registry_t *reg, const char *dir, char *other, size_t size)
+{
+    struct stat a, b;
+    if (!dir[0] || stat(dir, &a) < 0)
+        return false;
+    bool found = false;
+    pthread_rwlock_rdlock(&reg->lock);
+    for (unsigned k = 0; k < reg->n && !found; k++) {
+        const char *t = reg->sets[k]->st.tables;
+        if (t[0] && stat(t, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            snprintf(other, size, "%s", reg->sets[k]->name);
+            found = true;
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return found;
 }
 
 icpnsd_set_t *icpnsd_registry_get(icpnsd_registry_t *reg, const char *name, int *why)
@@ -334,6 +357,14 @@ static void admin_next(icpnsd_registry_t *reg)
         if (exists) {
             icpnsd_set_unref(exists);
             job_finish(j, 409, "tables_exist", "a table set named '%s' exists", j->set_name);
+            continue;
+        }
+        char other[ICPNSD_SET_NAME];
+        if (dir_in_use(reg, j->set_dir, other, sizeof(other))) {
+            job_finish(j, 409, "tables_dir_in_use",
+                       "table set '%s' already serves %s; each set needs its own directory "
+                       "(its journal, version record and communities file): copy it",
+                       other, j->set_dir);
             continue;
         }
         reg->abusy = true;
@@ -729,7 +760,14 @@ static int add_initial(icpnsd_registry_t *reg, const char *name, const char *dir
     }
     snprintf(set->name, sizeof(set->name), "%s", name);
     set->reg = reg;
-    char e[1024];
+    char e[1024], other[ICPNSD_SET_NAME];
+    if (dir_in_use(reg, dir, other, sizeof(other))) {
+        snprintf(err, es, "table sets '%s' and '%s' name the same directory %s; each set needs "
+                 "its own (its journal, version record and communities file): copy it",
+                 other, name, dir);
+        free(set);
+        return -1;
+    }
     log_info("tables=%s: loading %s", name, dir[0] ? dir : "(built-in synthetic dataset)");
     if (icpnsd_state_init(&set->st, reg->loop, name, dir, reg, e, sizeof(e))) {
         snprintf(err, es, "table set '%s': %s", name, e);

@@ -104,8 +104,16 @@ class TestClient(unittest.TestCase):
         with self.assertRaises(ic.BadRequest) as e:
             self.c.negatives([1], n=2, seed=1, alpha=-1.0)
         self.assertEqual(e.exception.field, "alpha")
-        res = self.c.add_table_set("copy", self.dir)
+        # One directory serves one set: the copy gets its own directory.
+        with self.assertRaises(ic.IcpnsError) as e:
+            self.c.add_table_set("copy", self.dir)
+        self.assertEqual((e.exception.status, e.exception.code), (409, "tables_dir_in_use"))
+        copy = self.dir.rstrip("/") + "-copy"
+        shutil.copytree(self.dir, copy)
+        self.addCleanup(shutil.rmtree, copy, True)
+        res = self.c.add_table_set("copy", copy)
         self.assertEqual(res["name"], "copy")
+        self.assertEqual(res["fingerprint"], self.c.snapshot()["fingerprint"])
         other = ic.Client("http://127.0.0.1:%d" % self.d.port, token=TOKEN, tables="copy")
         self.assertEqual(other.negatives([1, 2], n=6, seed=3, alpha=0.3).items.tolist(), js["negatives"])
         self.assertEqual(other.snapshot()["name"], "copy")

@@ -174,16 +174,37 @@ class TestSets(Base):
         cfg = os.path.join(self.root, "budget.conf")
         with open(cfg, "w") as f:
             f.write("memory_budget = %d\n" % int(one * 1.5))
+        copy = os.path.join(self.root, "a-copy")
+        if not os.path.exists(copy):
+            shutil.copytree(self.a, copy)
         with Daemon("--config", cfg, tables=self.a, token=TOKEN) as d:
-            st, body = d.admin("POST", "/admin/sets", {"name": "b", "tables": self.a})
+            st, body = d.admin("POST", "/admin/sets", {"name": "b", "tables": copy})
             self.assertEqual((st, body["error"]["code"]), (507, "memory_budget_exceeded"))
             self.assertIn("memory_budget", body["error"]["message"])
             st, body = d.negatives(users=[1], n=2, seed=1)
             self.assertEqual(st, 200)
-        p = subprocess.run([ICPNSD, "--config", cfg, "--tables", self.a, "--tables", "b=" + self.a,
+        p = subprocess.run([ICPNSD, "--config", cfg, "--tables", self.a, "--tables", "b=" + copy,
                             "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 1)
         self.assertIn("memory_budget", p.stderr)
+
+    def test_one_directory_one_set(self):
+        """Two sets on one directory would share its journal, version record
+        and communities file: refused, however the path is spelled."""
+        alias = os.path.join(self.root, "a-link")
+        if not os.path.exists(alias):
+            os.symlink(self.a, alias)
+        with Daemon(tables=self.a, token=TOKEN) as d:
+            for spelling in (self.a, self.a + "/", alias):
+                st, body = d.admin("POST", "/admin/sets", {"name": "b", "tables": spelling})
+                self.assertEqual((st, body["error"]["code"]), (409, "tables_dir_in_use"), body)
+                self.assertIn("'default'", body["error"]["message"])
+            st, body = d.admin("POST", "/admin/sets", {"name": "b", "tables": self.b})
+            self.assertEqual(st, 201, body)
+        p = subprocess.run([ICPNSD, "--tables", "x=" + self.a, "--tables", "y=" + alias,
+                            "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("name the same directory", p.stderr)
 
     def test_sets_from_the_configuration(self):
         cfg = os.path.join(self.root, "sets.conf")

@@ -270,8 +270,9 @@ static void test_fingerprint(void **state)
         assert_true(other[k]->fingerprint != a->fingerprint);
         for (int j = 0; j < k; j++)
             assert_true(other[k]->fingerprint != other[j]->fingerprint);
-        icpns_snapshot_unref(other[k]);
     }
+    for (int k = 0; k < 4; k++)
+        icpns_snapshot_unref(other[k]);
     icpns_snapshot_unref(a);
     icpns_snapshot_unref(b);
     icpns_dataset_free(d);
