@@ -439,6 +439,14 @@ static icpnsd_set_t *resolve_set(icpnsd_server_t *srv, req_t *r, const char *nam
 /* Requests asking this many negatives or more are sampled on the compute pool. */
 #define OFFLOAD_MIN_NEGATIVES 8192
 
+/* Opens an answer about snapshot @s: {"version":N,"fingerprint":"..." */
+static void wb_snapshot_head(wbuf_t *b, const icpns_snapshot_t *s)
+{
+    wb_lit(b, "{\"version\":");
+    wb_i64(b, (int64_t)s->version);
+    wb_printf(b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)s->fingerprint);
+}
+
 typedef struct neg_task {
     icpnsd_server_t *srv;
     req_t *r;
@@ -584,9 +592,7 @@ static void run_task(neg_task_t *t)
         }
     } else {
         wb_reserve(&b, 256 + cells * 8);
-        wb_lit(&b, "{\"version\":");
-        wb_i64(&b, (int64_t)s->version);
-        wb_printf(&b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)s->fingerprint);
+        wb_snapshot_head(&b, s);
         wb_lit(&b, ",\"tables\":");
         wb_str(&b, t->set_name);
         wb_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"beta\":%s", dnum(w->params.alpha).s,
@@ -849,8 +855,7 @@ static enum MHD_Result handle_user(icpnsd_server_t *srv, req_t *r, int64_t id)
         return send_error(r, 404, "unknown_user", "id", "user %lld is not in the tables", (long long)id);
     }
     wbuf_t b = {0};
-    wb_lit(&b, "{\"version\":");
-    wb_i64(&b, (int64_t)s->version);
+    wb_snapshot_head(&b, s);
     wb_lit(&b, ",\"user\":");
     wb_i64(&b, id);
     wb_lit(&b, ",\"community\":");
@@ -880,8 +885,7 @@ static enum MHD_Result handle_communities(icpnsd_server_t *srv, req_t *r)
 {
     icpns_snapshot_t *s = icpnsd_state_acquire(&r->set->st);
     wbuf_t b = {0};
-    wb_lit(&b, "{\"version\":");
-    wb_i64(&b, (int64_t)s->version);
+    wb_snapshot_head(&b, s);
     wb_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"items\":%u,\"communities\":[",
               dnum(s->params.alpha).s, dnum(s->params.epsilon).s, s->items.n);
     for (uint32_t c = 0; c < s->comms.n; c++) {
@@ -936,8 +940,7 @@ static enum MHD_Result handle_community_items(icpnsd_server_t *srv, req_t *r, in
     qsort(v, t->m, sizeof(*v), cmp_ranked_item);
     double eps = s->params.epsilon, total = t->cdf[t->m] + eps * s->items.n;
     wbuf_t b = {0};
-    wb_lit(&b, "{\"version\":");
-    wb_i64(&b, (int64_t)s->version);
+    wb_snapshot_head(&b, s);
     wb_lit(&b, ",\"community\":");
     wb_i64(&b, cid);
     wb_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"support\":%u,\"items\":[", dnum(s->params.alpha).s,
@@ -1155,9 +1158,7 @@ static enum MHD_Result handle_admin_snapshot(icpnsd_server_t *srv, req_t *r)
     gmtime_r(&m.built_at, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     wbuf_t b = {0};
-    wb_lit(&b, "{\"version\":");
-    wb_i64(&b, (int64_t)s->version);
-    wb_printf(&b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)s->fingerprint);
+    wb_snapshot_head(&b, s);
     wb_lit(&b, ",\"built_at\":");
     wb_str(&b, when);
     wb_printf(&b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u,"
