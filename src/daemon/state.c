@@ -689,11 +689,17 @@ static void build_work(uv_work_t *w)
     if (rc == 0 && st->reg && st->reg->cfg->memory_budget) {
         uint64_t others = icpnsd_registry_bytes(st->reg, st), budget = st->reg->cfg->memory_budget;
         if (others + s->bytes > budget) {
+            bool updates = false;
+            for (icpnsd_job_t *j = st->batch; j; j = j->next)
+                updates |= j->kind != JOB_RELOAD && j->status == 0;
             icpns_error_set(&err, ICPNS_ELIMIT, NULL, 0, "memory_budget",
                             "the new version of '%s' needs %zu bytes; with the other sets' %llu "
-                            "bytes that is above memory_budget = %llu; the old version keeps serving",
+                            "bytes that is above memory_budget = %llu; the old version keeps "
+                            "serving%s",
                             st->name, s->bytes, (unsigned long long)others,
-                            (unsigned long long)budget);
+                            (unsigned long long)budget,
+                            updates ? "; the update is recorded on disk and the next build that "
+                                      "fits serves it (repeating it is harmless)" : "");
             s = icpns_snapshot_unref(s);
             rc = ICPNS_ELIMIT;
         }

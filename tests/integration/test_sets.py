@@ -183,6 +183,22 @@ class TestSets(Base):
             self.assertIn("memory_budget", body["error"]["message"])
             st, body = d.negatives(users=[1], n=2, seed=1)
             self.assertEqual(st, 200)
+        # An update that would outgrow the budget: refused, the old version
+        # serves; the update stays recorded and a build that fits serves it.
+        with Daemon("--config", cfg, tables=copy, token=TOKEN) as d:
+            st, before = d.admin("GET", "/admin/snapshot")
+            big = [[100000 + u, i] for u in range(1500) for i in range(1, 40)]
+            st, body = d.admin("POST", "/admin/interactions", {"interactions": big})
+            self.assertEqual((st, body["error"]["code"]), (507, "memory_budget_exceeded"), body)
+            self.assertIn("recorded on disk", body["error"]["message"])
+            st, after = d.admin("GET", "/admin/snapshot")
+            self.assertEqual((after["version"], after["fingerprint"]),
+                             (before["version"], before["fingerprint"]))
+            st, body = d.request("GET", "/v1/users/100000")
+            self.assertEqual(st, 404)
+        with Daemon(tables=copy, token=TOKEN) as d:
+            st, body = d.request("GET", "/v1/users/100000")
+            self.assertEqual((st, body["positives"]), (200, 39))
         p = subprocess.run([ICPNSD, "--config", cfg, "--tables", self.a, "--tables", "b=" + copy,
                             "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 1)
