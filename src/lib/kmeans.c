@@ -31,25 +31,47 @@ void icpns_kmeans_result_free(icpns_kmeans_result_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Squared distance; four partial sums in a fixed order (deterministic,
- * and independent chains the CPU can overlap). */
-static inline double sqdist(const float *a, const double *c, uint32_t dim)
+/* Two doubles: SSE2 on x86-64, NEON on arm64, plain pairs elsewhere. */
+typedef double v2d __attribute__((vector_size(16)));
+
+static inline v2d load2(const double *p)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    v2d v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/*
+ * Squared distance.  Four partial sums by j mod 4, two lanes at a time,
+ * added as (s0 + s1) + (s2 + s3): a fixed order, so every result is
+ * deterministic and the same on every machine (the build is ISO C, so no
+ * fused multiply-adds are contracted).
+ */
+static inline double sqdist(const double *a, const double *c, uint32_t dim)
+{
+    v2d s01 = {0, 0}, s23 = {0, 0};
     uint32_t j = 0;
     for (; j + 4 <= dim; j += 4) {
-        double d0 = (double)a[j] - c[j], d1 = (double)a[j + 1] - c[j + 1];
-        double d2 = (double)a[j + 2] - c[j + 2], d3 = (double)a[j + 3] - c[j + 3];
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-        s2 += d2 * d2;
-        s3 += d3 * d3;
+        v2d d01 = load2(a + j) - load2(c + j), d23 = load2(a + j + 2) - load2(c + j + 2);
+        s01 += d01 * d01;
+        s23 += d23 * d23;
     }
+    double s0 = s01[0], s1 = s01[1], s2 = s23[0], s3 = s23[1];
     for (; j < dim; j++) {
-        double d = (double)a[j] - c[j];
+        double d = a[j] - c[j];
         s0 += d * d;
     }
     return (s0 + s1) + (s2 + s3);
+}
+
+/* Row @i of @x as doubles (exact), so that the distances to many centres
+ * convert it once. */
+static inline const double *row(const float *x, uint32_t i, uint32_t dim, double *buf)
+{
+    const float *a = x + (size_t)i * dim;
+    for (uint32_t j = 0; j < dim; j++)
+        buf[j] = a[j];
+    return buf;
 }
 
 static void set_center(double *c, const float *a, uint32_t dim)
@@ -72,49 +94,56 @@ static uint32_t pick(const double *cum, uint32_t n, double r)
     return lo;
 }
 
+#define MAX_TRIALS 32 /* 2 + ln k is at most 24 for 32-bit k */
+
 /*
  * Greedy k-means++: each new centre is the best (lowest resulting
  * potential) of 2 + ln k candidates drawn with probability proportional to
- * the squared distance to the nearest centre so far.  @d2 ends as those
- * distances; @cum, @cand_d2 are scratch (n and n).
+ * the squared distance to the nearest centre so far.  The candidates are
+ * scored in one pass over the rows.  @d2 ends as those distances; @cum is
+ * scratch (n), @tc scratch (MAX_TRIALS x dim), @buf scratch (dim).
  */
 static void seed_plusplus(const float *x, uint32_t n, uint32_t dim, uint32_t k,
                           icpns_rng_t *rng, double *centers, double *d2, double *cum,
-                          double *cand_d2)
+                          double *tc, double *buf)
 {
     uint32_t trials = 2 + (uint32_t)log((double)k);
+    if (trials > MAX_TRIALS)
+        trials = MAX_TRIALS;
     uint32_t first = (uint32_t)icpns_rng_below(rng, n);
     set_center(centers, x + (size_t)first * dim, dim);
     for (uint32_t i = 0; i < n; i++)
-        d2[i] = sqdist(x + (size_t)i * dim, centers, dim);
+        d2[i] = sqdist(row(x, i, dim, buf), centers, dim);
     for (uint32_t c = 1; c < k; c++) {
         double total = 0;
         for (uint32_t i = 0; i < n; i++)
             cum[i] = total += d2[i];
-        uint32_t best = UINT32_MAX;
-        double best_pot = INFINITY;
+        uint32_t cand[MAX_TRIALS];
+        double pot[MAX_TRIALS];
         for (uint32_t t = 0; t < trials; t++) {
-            uint32_t cand = total > 0 ? pick(cum, n, icpns_rng_double(rng) * total)
-                                      : (uint32_t)icpns_rng_below(rng, n);
-            double *cc = centers + (size_t)c * dim;
-            set_center(cc, x + (size_t)cand * dim, dim);
-            double pot = 0;
-            for (uint32_t i = 0; i < n; i++) {
-                double d = sqdist(x + (size_t)i * dim, cc, dim);
-                pot += d < d2[i] ? d : d2[i];
-            }
-            if (pot < best_pot) {
-                best_pot = pot;
-                best = cand;
-            }
+            cand[t] = total > 0 ? pick(cum, n, icpns_rng_double(rng) * total)
+                                : (uint32_t)icpns_rng_below(rng, n);
+            set_center(tc + (size_t)t * dim, x + (size_t)cand[t] * dim, dim);
+            pot[t] = 0;
         }
-        double *cc = centers + (size_t)c * dim;
-        set_center(cc, x + (size_t)best * dim, dim);
         for (uint32_t i = 0; i < n; i++) {
-            double d = sqdist(x + (size_t)i * dim, cc, dim);
-            cand_d2[i] = d < d2[i] ? d : d2[i];
+            const double *a = row(x, i, dim, buf);
+            for (uint32_t t = 0; t < trials; t++) {
+                double d = sqdist(a, tc + (size_t)t * dim, dim);
+                pot[t] += d < d2[i] ? d : d2[i];
+            }
         }
-        memcpy(d2, cand_d2, (size_t)n * sizeof(*d2));
+        uint32_t best = 0;
+        for (uint32_t t = 1; t < trials; t++)
+            if (pot[t] < pot[best])
+                best = t;
+        double *cc = centers + (size_t)c * dim;
+        memcpy(cc, tc + (size_t)best * dim, (size_t)dim * sizeof(double));
+        for (uint32_t i = 0; i < n; i++) {
+            double d = sqdist(row(x, i, dim, buf), cc, dim);
+            if (d < d2[i])
+                d2[i] = d;
+        }
     }
 }
 
@@ -122,11 +151,12 @@ static void seed_plusplus(const float *x, uint32_t n, uint32_t dim, uint32_t k,
  * @sticky a row keeps its label on ties, so points on identical centres
  * (duplicates re-seeding empty clusters) do not all fall back to one. */
 static double assign(const float *x, uint32_t n, uint32_t dim, uint32_t k,
-                     const double *centers, uint32_t *labels, double *dist, bool sticky)
+                     const double *centers, uint32_t *labels, double *dist, bool sticky,
+                     double *buf)
 {
     double inertia = 0;
     for (uint32_t i = 0; i < n; i++) {
-        const float *a = x + (size_t)i * dim;
+        const double *a = row(x, i, dim, buf);
         uint32_t best = 0;
         double bd = INFINITY;
         if (sticky) {
@@ -148,7 +178,7 @@ static double assign(const float *x, uint32_t n, uint32_t dim, uint32_t k,
 }
 
 typedef struct scratch {
-    double *centers, *newc, *dist, *cum, *cand;
+    double *centers, *newc, *dist, *cum, *tc, *buf;
     uint32_t *labels, *sizes;
 } scratch_t;
 
@@ -160,12 +190,12 @@ static double one_run(const float *x, uint32_t n, uint32_t dim, const icpns_kmea
     uint32_t k = o->k;
     icpns_rng_t rng;
     icpns_rng_init(&rng, o->seed, restart, 0);
-    seed_plusplus(x, n, dim, k, &rng, s->centers, s->dist, s->cum, s->cand);
+    seed_plusplus(x, n, dim, k, &rng, s->centers, s->dist, s->cum, s->tc, s->buf);
     uint32_t it = 0, reseeded = 0;
     bool converged = false;
     double inertia = 0;
     for (it = 1; it <= o->max_iter; it++) {
-        assign(x, n, dim, k, s->centers, s->labels, s->dist, it > 1);
+        assign(x, n, dim, k, s->centers, s->labels, s->dist, it > 1, s->buf);
         memset(s->newc, 0, (size_t)k * dim * sizeof(double));
         memset(s->sizes, 0, (size_t)k * sizeof(uint32_t));
         for (uint32_t i = 0; i < n; i++) {
@@ -219,7 +249,7 @@ static double one_run(const float *x, uint32_t n, uint32_t dim, const icpns_kmea
     if (it > o->max_iter)
         it = o->max_iter;
     /* Labels and inertia consistent with the final centres. */
-    inertia = assign(x, n, dim, k, s->centers, s->labels, s->dist, true);
+    inertia = assign(x, n, dim, k, s->centers, s->labels, s->dist, true, s->buf);
     memset(s->sizes, 0, (size_t)k * sizeof(uint32_t));
     for (uint32_t i = 0; i < n; i++)
         s->sizes[s->labels[i]]++;
@@ -252,17 +282,29 @@ int icpns_kmeans(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_op
                                    "row %llu, column %llu is not a finite number",
                                    (unsigned long long)(i / dim + 1),
                                    (unsigned long long)(i % dim + 1));
-    /* tol is relative to the mean per-feature variance. */
+    /* tol is relative to the mean per-feature variance (two passes over
+     * the rows in memory order: means, then squared deviations). */
     double var = 0;
-    for (uint32_t j = 0; j < dim; j++) {
-        double m = 0, m2 = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            double v = x[(size_t)i * dim + j], d = v - m;
-            m += d / (i + 1);
-            m2 += d * (v - m);
-        }
-        var += m2 / n;
+    double *mean = calloc(dim, sizeof(double)), *m2 = calloc(dim, sizeof(double));
+    if (!mean || !m2) {
+        free(mean);
+        free(m2);
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory for k-means");
     }
+    for (uint32_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < dim; j++)
+            mean[j] += x[(size_t)i * dim + j];
+    for (uint32_t j = 0; j < dim; j++)
+        mean[j] /= n;
+    for (uint32_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < dim; j++) {
+            double d = x[(size_t)i * dim + j] - mean[j];
+            m2[j] += d * d;
+        }
+    for (uint32_t j = 0; j < dim; j++)
+        var += m2[j] / n;
+    free(mean);
+    free(m2);
     double tol_abs = o->tol * var / dim;
 
     uint32_t k = o->k;
@@ -271,14 +313,15 @@ int icpns_kmeans(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_op
     s.newc = malloc((size_t)k * dim * sizeof(double));
     s.dist = malloc((size_t)n * sizeof(double));
     s.cum = malloc((size_t)n * sizeof(double));
-    s.cand = malloc((size_t)n * sizeof(double));
+    s.tc = malloc((size_t)MAX_TRIALS * dim * sizeof(double));
+    s.buf = malloc((size_t)dim * sizeof(double));
     s.labels = malloc((size_t)n * sizeof(uint32_t));
     s.sizes = malloc((size_t)k * sizeof(uint32_t));
     ret->labels = malloc((size_t)n * sizeof(uint32_t));
     ret->centers = malloc((size_t)k * dim * sizeof(double));
     ret->sizes = malloc((size_t)k * sizeof(uint32_t));
     int rc = 0;
-    if (!s.centers || !s.newc || !s.dist || !s.cum || !s.cand || !s.labels || !s.sizes ||
+    if (!s.centers || !s.newc || !s.dist || !s.cum || !s.tc || !s.buf || !s.labels || !s.sizes ||
         !ret->labels || !ret->centers || !ret->sizes) {
         rc = icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory for k-means");
         icpns_kmeans_result_free(ret);
@@ -309,7 +352,8 @@ out:
     free(s.newc);
     free(s.dist);
     free(s.cum);
-    free(s.cand);
+    free(s.tc);
+    free(s.buf);
     free(s.labels);
     free(s.sizes);
     return rc;
