@@ -8,7 +8,8 @@
  * max_iter, several restarts keeping the lowest inertia.  An empty cluster
  * takes the point farthest from its centre.  Deterministic for a seed: all
  * randomness comes from the counter-based generator of (seed, restart, step),
- * and every sum runs in a fixed order.
+ * and every sum runs in a fixed order: by blocks of rows, added in block
+ * order, so that the result does not depend on the number of threads.
  */
 #ifndef ICPNS_KMEANS_H
 #define ICPNS_KMEANS_H
@@ -22,6 +23,9 @@ typedef struct icpns_kmeans_opts {
     uint32_t max_iter;  /* per restart, default 300 */
     double tol;         /* default 1e-4 */
     uint64_t seed;      /* default 2026 */
+    uint32_t threads;   /* threads for the passes over the rows (0 or 1:
+                         * the caller's only; at most 256); the result is
+                         * the same for every value */
     /* Called after each restart with (restart, restarts, its inertia) for
      * progress reports; may be NULL. */
     void (*progress)(void *arg, uint32_t restart, uint32_t restarts, double inertia);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "icpns.h"
 
@@ -637,6 +638,8 @@ static const char cluster_help[] =
     "  --max-iter N        Lloyd iterations per restart (default 300)\n"
     "  --tol T             stop when centres move less than T x the mean\n"
     "                      feature variance (default 1e-4)\n"
+    "  --threads N         threads (default: the online CPUs); the result is\n"
+    "                      the same for every N\n"
     "  -o, --output FILE   where to write (default stdout)\n"
     "  -q, --quiet         no progress on stderr\n"
     "  -h, --help          this text\n";
@@ -705,7 +708,9 @@ static int cmd_cluster(int argc, char **argv)
     bool quiet = false;
     icpns_kmeans_opts_t ko;
     icpns_kmeans_opts_default(&ko);
-    enum { O_EMB = 1000, O_USERS, O_BASE, O_K, O_SEED, O_RESTARTS, O_MAXIT, O_TOL };
+    enum { O_EMB = 1000, O_USERS, O_BASE, O_K, O_SEED, O_RESTARTS, O_MAXIT, O_TOL, O_THREADS };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    ko.threads = cpus < 1 ? 1 : cpus > 256 ? 256 : (uint32_t)cpus;
     static const struct option longopts[] = {
         {"embeddings", required_argument, NULL, O_EMB},
         {"users", required_argument, NULL, O_USERS},
@@ -715,6 +720,7 @@ static int cmd_cluster(int argc, char **argv)
         {"restarts", required_argument, NULL, O_RESTARTS},
         {"max-iter", required_argument, NULL, O_MAXIT},
         {"tol", required_argument, NULL, O_TOL},
+        {"threads", required_argument, NULL, O_THREADS},
         {"output", required_argument, NULL, 'o'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -752,6 +758,11 @@ static int cmd_cluster(int argc, char **argv)
             if (!parse_f64(optarg, &ko.tol) || ko.tol < 0)
                 return usage_error("cluster", "--tol: expected a number >= 0, got '%s'", optarg);
             break;
+        case O_THREADS:
+            if (!parse_u64(optarg, &u) || u < 1 || u > 256)
+                return usage_error("cluster", "--threads: expected 1..256, got '%s'", optarg);
+            ko.threads = (uint32_t)u;
+            break;
         case 'o': out = optarg; break;
         case 'q': quiet = true; break;
         case 'h': fputs(cluster_help, stdout); return 0;
@@ -787,8 +798,8 @@ static int cmd_cluster(int argc, char **argv)
             e.ids[r] = base + r;
     }
     if (!quiet) {
-        fprintf(stderr, "%s cluster: %u users x %u dimensions, k=%u, %u restarts\n", prog, e.n,
-                e.dim, ko.k, ko.restarts);
+        fprintf(stderr, "%s cluster: %u users x %u dimensions, k=%u, %u restarts, %u threads\n",
+                prog, e.n, e.dim, ko.k, ko.restarts, ko.threads);
         ko.progress = cluster_progress;
     }
     icpns_kmeans_result_t res;

@@ -106,6 +106,7 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
     NUM(shutdown_timeout, 0, 3600)
     NUM(memory_budget, 0, UINT64_C(1) << 50)
     NUM(weights_cache_size, 0, 1024)
+    NUM(cluster_threads, 0, 256)
 #undef STR
 #undef NUM
     if (!strcmp(key, "log_level")) {

@@ -41,6 +41,7 @@ typedef struct icpnsd_config {
     uint64_t memory_budget;        /* bytes of snapshots + weight caches; 0 = none */
     uint32_t weights_cache_size;   /* per-request (alpha, epsilon, beta) settings kept per set */
     bool weights_wait;             /* a request for a setting being built waits (else 503) */
+    unsigned cluster_threads;      /* k-means threads for POST /admin/cluster; 0 = online CPUs */
 } icpnsd_config_t;
 
 /* Whether @name is a valid table-set name: 1..63 of [A-Za-z0-9._-]. */

@@ -549,9 +549,17 @@ static int run_cluster(icpnsd_state_t *st, icpnsd_job_t *j)
     icpns_error_t err;
     icpns_error_clear(&err);
     q->ko.progress = kmeans_progress;
+    /* The helper threads inherit this thread's nice +10: they take what
+     * the HTTP workers leave. */
+    unsigned threads = st->reg ? st->reg->cfg->cluster_threads : 1;
+    if (threads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
+    }
+    q->ko.threads = threads;
     double t0 = icpns_now();
-    log_info("cluster: %u users x %u dimensions, k=%u, %u restarts, seed %llu", n, q->emb.dim,
-             q->ko.k, q->ko.restarts, (unsigned long long)q->ko.seed);
+    log_info("cluster: %u users x %u dimensions, k=%u, %u restarts, seed %llu, %u threads", n,
+             q->emb.dim, q->ko.k, q->ko.restarts, (unsigned long long)q->ko.seed, threads);
     if (icpns_kmeans(q->emb.x, n, q->emb.dim, &q->ko, &res, &err)) {
         set_job_error(j, err.code == ICPNS_ENOMEM ? 503 : 400,
                       err.code == ICPNS_ENOMEM ? "out_of_memory" : "bad_embeddings", err.message);

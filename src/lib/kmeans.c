@@ -3,6 +3,8 @@
  * and the embedding readers (.npy, text).
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,107 +97,219 @@ static uint32_t pick(const double *cum, uint32_t n, double r)
 }
 
 #define MAX_TRIALS 32 /* 2 + ln k is at most 24 for 32-bit k */
+#define BLOCK 2048     /* rows per unit of parallel work */
+#define MAX_THREADS 256
 
 /*
- * Greedy k-means++: each new centre is the best (lowest resulting
- * potential) of 2 + ln k candidates drawn with probability proportional to
- * the squared distance to the nearest centre so far.  The candidates are
- * scored in one pass over the rows.  @d2 ends as those distances; @cum is
- * scratch (n), @tc scratch (MAX_TRIALS x dim), @buf scratch (dim).
+ * The passes over the rows run block by block on up to @threads threads.
+ * A block writes only its own rows and its own partial sums (part), and
+ * the partial sums are added in block order, so every result is the same
+ * for any number of threads.
  */
-static void seed_plusplus(const float *x, uint32_t n, uint32_t dim, uint32_t k,
-                          icpns_rng_t *rng, double *centers, double *d2, double *cum,
-                          double *tc, double *buf)
+typedef struct km {
+    const float *x;
+    uint32_t n, dim, threads, nblocks;
+    double *bufs;          /* threads x dim: each worker's row as doubles */
+    double *part;          /* nblocks x MAX_TRIALS partial sums */
+    void (*block)(struct km *m, uint32_t b, double *buf);
+    atomic_uint next;
+    /* The current pass's arguments. */
+    const double *cc;      /* the centre(s) compared with */
+    uint32_t k, trials;
+    double *d2;            /* distance to the nearest centre (seeding) */
+    uint32_t *labels;
+    double *dist;
+    bool sticky;
+} km_t;
+
+typedef struct worker {
+    km_t *m;
+    uint32_t idx;
+} worker_t;
+
+static void *work_blocks(void *arg)
 {
-    uint32_t trials = 2 + (uint32_t)log((double)k);
-    if (trials > MAX_TRIALS)
-        trials = MAX_TRIALS;
-    uint32_t first = (uint32_t)icpns_rng_below(rng, n);
-    set_center(centers, x + (size_t)first * dim, dim);
-    for (uint32_t i = 0; i < n; i++)
-        d2[i] = sqdist(row(x, i, dim, buf), centers, dim);
-    for (uint32_t c = 1; c < k; c++) {
-        double total = 0;
-        for (uint32_t i = 0; i < n; i++)
-            cum[i] = total += d2[i];
-        uint32_t cand[MAX_TRIALS];
-        double pot[MAX_TRIALS];
-        for (uint32_t t = 0; t < trials; t++) {
-            cand[t] = total > 0 ? pick(cum, n, icpns_rng_double(rng) * total)
-                                : (uint32_t)icpns_rng_below(rng, n);
-            set_center(tc + (size_t)t * dim, x + (size_t)cand[t] * dim, dim);
-            pot[t] = 0;
+    worker_t *w = arg;
+    km_t *m = w->m;
+    double *buf = m->bufs + (size_t)w->idx * m->dim;
+    for (uint32_t b; (b = atomic_fetch_add(&m->next, 1)) < m->nblocks;)
+        m->block(m, b, buf);
+    return NULL;
+}
+
+/* Runs @block over every block.  A thread that cannot be started leaves
+ * its share to the others. */
+static void run_pass(km_t *m, void (*block)(km_t *, uint32_t, double *))
+{
+    m->block = block;
+    atomic_store(&m->next, 0);
+    uint32_t t = m->threads < m->nblocks ? m->threads : m->nblocks;
+    pthread_t tid[MAX_THREADS];
+    worker_t w[MAX_THREADS];
+    uint32_t started = 0;
+    for (uint32_t i = 1; i < t; i++) {
+        w[i] = (worker_t){m, i};
+        if (pthread_create(&tid[started], NULL, work_blocks, &w[i]) == 0)
+            started++;
+    }
+    w[0] = (worker_t){m, 0};
+    work_blocks(&w[0]);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+}
+
+#define FOR_ROWS(m, b, i)                                                          \
+    for (uint32_t i = (b) * BLOCK, i##_end = (m)->n - i < BLOCK ? (m)->n : i + BLOCK; \
+         i < i##_end; i++)
+
+static void blk_first(km_t *m, uint32_t b, double *buf)
+{
+    FOR_ROWS(m, b, i)
+        m->d2[i] = sqdist(row(m->x, i, m->dim, buf), m->cc, m->dim);
+}
+
+/* Each candidate's potential over the block. */
+static void blk_score(km_t *m, uint32_t b, double *buf)
+{
+    double pot[MAX_TRIALS] = {0};
+    FOR_ROWS(m, b, i) {
+        const double *a = row(m->x, i, m->dim, buf);
+        for (uint32_t t = 0; t < m->trials; t++) {
+            double d = sqdist(a, m->cc + (size_t)t * m->dim, m->dim);
+            pot[t] += d < m->d2[i] ? d : m->d2[i];
         }
-        for (uint32_t i = 0; i < n; i++) {
-            const double *a = row(x, i, dim, buf);
-            for (uint32_t t = 0; t < trials; t++) {
-                double d = sqdist(a, tc + (size_t)t * dim, dim);
-                pot[t] += d < d2[i] ? d : d2[i];
-            }
-        }
-        uint32_t best = 0;
-        for (uint32_t t = 1; t < trials; t++)
-            if (pot[t] < pot[best])
-                best = t;
-        double *cc = centers + (size_t)c * dim;
-        memcpy(cc, tc + (size_t)best * dim, (size_t)dim * sizeof(double));
-        for (uint32_t i = 0; i < n; i++) {
-            double d = sqdist(row(x, i, dim, buf), cc, dim);
-            if (d < d2[i])
-                d2[i] = d;
-        }
+    }
+    memcpy(m->part + (size_t)b * MAX_TRIALS, pot, sizeof(pot));
+}
+
+static void blk_update(km_t *m, uint32_t b, double *buf)
+{
+    FOR_ROWS(m, b, i) {
+        double d = sqdist(row(m->x, i, m->dim, buf), m->cc, m->dim);
+        if (d < m->d2[i])
+            m->d2[i] = d;
     }
 }
 
-/* Assigns every row to its nearest centre; returns the inertia.  With
- * @sticky a row keeps its label on ties, so points on identical centres
- * (duplicates re-seeding empty clusters) do not all fall back to one. */
-static double assign(const float *x, uint32_t n, uint32_t dim, uint32_t k,
-                     const double *centers, uint32_t *labels, double *dist, bool sticky,
-                     double *buf)
+/* Nearest centre of each row.  With sticky a row keeps its label on ties,
+ * so points on identical centres (duplicates re-seeding empty clusters) do
+ * not all fall back to one. */
+static void blk_assign(km_t *m, uint32_t b, double *buf)
 {
     double inertia = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        const double *a = row(x, i, dim, buf);
+    FOR_ROWS(m, b, i) {
+        const double *a = row(m->x, i, m->dim, buf);
         uint32_t best = 0;
         double bd = INFINITY;
-        if (sticky) {
-            best = labels[i];
-            bd = sqdist(a, centers + (size_t)best * dim, dim);
+        if (m->sticky) {
+            best = m->labels[i];
+            bd = sqdist(a, m->cc + (size_t)best * m->dim, m->dim);
         }
-        for (uint32_t c = 0; c < k; c++) {
-            double d = sqdist(a, centers + (size_t)c * dim, dim);
+        for (uint32_t c = 0; c < m->k; c++) {
+            double d = sqdist(a, m->cc + (size_t)c * m->dim, m->dim);
             if (d < bd) {
                 bd = d;
                 best = c;
             }
         }
-        labels[i] = best;
-        dist[i] = bd;
+        m->labels[i] = best;
+        m->dist[i] = bd;
         inertia += bd;
     }
-    return inertia;
+    m->part[(size_t)b * MAX_TRIALS] = inertia;
+}
+
+/* Sum of partial sum @t over the blocks, in block order. */
+static double part_sum(const km_t *m, uint32_t t)
+{
+    double s = 0;
+    for (uint32_t b = 0; b < m->nblocks; b++)
+        s += m->part[(size_t)b * MAX_TRIALS + t];
+    return s;
+}
+
+/*
+ * Greedy k-means++: each new centre is the best (lowest resulting
+ * potential) of 2 + ln k candidates drawn with probability proportional to
+ * the squared distance to the nearest centre so far, all scored in one pass
+ * over the rows.  @d2 ends as those distances; @cum is scratch (n), @tc
+ * scratch (MAX_TRIALS x dim).
+ */
+static void seed_plusplus(km_t *m, uint32_t k, icpns_rng_t *rng, double *centers, double *d2,
+                          double *cum, double *tc)
+{
+    const float *x = m->x;
+    uint32_t n = m->n, dim = m->dim;
+    uint32_t trials = 2 + (uint32_t)log((double)k);
+    if (trials > MAX_TRIALS)
+        trials = MAX_TRIALS;
+    uint32_t first = (uint32_t)icpns_rng_below(rng, n);
+    set_center(centers, x + (size_t)first * dim, dim);
+    m->d2 = d2;
+    m->cc = centers;
+    run_pass(m, blk_first);
+    for (uint32_t c = 1; c < k; c++) {
+        double total = 0;
+        for (uint32_t i = 0; i < n; i++)
+            cum[i] = total += d2[i];
+        uint32_t cand[MAX_TRIALS];
+        for (uint32_t t = 0; t < trials; t++) {
+            cand[t] = total > 0 ? pick(cum, n, icpns_rng_double(rng) * total)
+                                : (uint32_t)icpns_rng_below(rng, n);
+            set_center(tc + (size_t)t * dim, x + (size_t)cand[t] * dim, dim);
+        }
+        m->cc = tc;
+        m->trials = trials;
+        run_pass(m, blk_score);
+        uint32_t best = 0;
+        double best_pot = part_sum(m, 0);
+        for (uint32_t t = 1; t < trials; t++) {
+            double pot = part_sum(m, t);
+            if (pot < best_pot) {
+                best_pot = pot;
+                best = t;
+            }
+        }
+        double *cc = centers + (size_t)c * dim;
+        memcpy(cc, tc + (size_t)best * dim, (size_t)dim * sizeof(double));
+        m->cc = cc;
+        run_pass(m, blk_update);
+    }
+}
+
+/* Assigns every row to its nearest centre; returns the inertia. */
+static double assign(km_t *m, uint32_t k, const double *centers, uint32_t *labels, double *dist,
+                     bool sticky)
+{
+    m->cc = centers;
+    m->k = k;
+    m->labels = labels;
+    m->dist = dist;
+    m->sticky = sticky;
+    run_pass(m, blk_assign);
+    return part_sum(m, 0);
 }
 
 typedef struct scratch {
-    double *centers, *newc, *dist, *cum, *tc, *buf;
+    double *centers, *newc, *dist, *cum, *tc;
     uint32_t *labels, *sizes;
 } scratch_t;
 
 /* One restart: seeding then Lloyd.  Fills s->centers, s->labels, s->sizes. */
-static double one_run(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_opts_t *o,
-                      double tol_abs, uint32_t restart, scratch_t *s, uint32_t *ret_iter,
-                      uint32_t *ret_reseeded, bool *ret_converged)
+static double one_run(km_t *m, const icpns_kmeans_opts_t *o, double tol_abs, uint32_t restart,
+                      scratch_t *s, uint32_t *ret_iter, uint32_t *ret_reseeded,
+                      bool *ret_converged)
 {
-    uint32_t k = o->k;
+    const float *x = m->x;
+    uint32_t n = m->n, dim = m->dim, k = o->k;
     icpns_rng_t rng;
     icpns_rng_init(&rng, o->seed, restart, 0);
-    seed_plusplus(x, n, dim, k, &rng, s->centers, s->dist, s->cum, s->tc, s->buf);
+    seed_plusplus(m, k, &rng, s->centers, s->dist, s->cum, s->tc);
     uint32_t it = 0, reseeded = 0;
     bool converged = false;
     double inertia = 0;
     for (it = 1; it <= o->max_iter; it++) {
-        assign(x, n, dim, k, s->centers, s->labels, s->dist, it > 1, s->buf);
+        assign(m, k, s->centers, s->labels, s->dist, it > 1);
         memset(s->newc, 0, (size_t)k * dim * sizeof(double));
         memset(s->sizes, 0, (size_t)k * sizeof(uint32_t));
         for (uint32_t i = 0; i < n; i++) {
@@ -249,7 +363,7 @@ static double one_run(const float *x, uint32_t n, uint32_t dim, const icpns_kmea
     if (it > o->max_iter)
         it = o->max_iter;
     /* Labels and inertia consistent with the final centres. */
-    inertia = assign(x, n, dim, k, s->centers, s->labels, s->dist, true, s->buf);
+    inertia = assign(m, k, s->centers, s->labels, s->dist, true);
     memset(s->sizes, 0, (size_t)k * sizeof(uint32_t));
     for (uint32_t i = 0; i < n; i++)
         s->sizes[s->labels[i]]++;
@@ -314,14 +428,17 @@ int icpns_kmeans(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_op
     s.dist = malloc((size_t)n * sizeof(double));
     s.cum = malloc((size_t)n * sizeof(double));
     s.tc = malloc((size_t)MAX_TRIALS * dim * sizeof(double));
-    s.buf = malloc((size_t)dim * sizeof(double));
+    km_t m = {.x = x, .n = n, .dim = dim, .nblocks = (n + BLOCK - 1) / BLOCK};
+    m.threads = o->threads < 1 ? 1 : o->threads > MAX_THREADS ? MAX_THREADS : o->threads;
+    m.bufs = malloc((size_t)m.threads * dim * sizeof(double));
+    m.part = malloc((size_t)m.nblocks * MAX_TRIALS * sizeof(double));
     s.labels = malloc((size_t)n * sizeof(uint32_t));
     s.sizes = malloc((size_t)k * sizeof(uint32_t));
     ret->labels = malloc((size_t)n * sizeof(uint32_t));
     ret->centers = malloc((size_t)k * dim * sizeof(double));
     ret->sizes = malloc((size_t)k * sizeof(uint32_t));
     int rc = 0;
-    if (!s.centers || !s.newc || !s.dist || !s.cum || !s.tc || !s.buf || !s.labels || !s.sizes ||
+    if (!s.centers || !s.newc || !s.dist || !s.cum || !s.tc || !m.bufs || !m.part || !s.labels || !s.sizes ||
         !ret->labels || !ret->centers || !ret->sizes) {
         rc = icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory for k-means");
         icpns_kmeans_result_free(ret);
@@ -333,7 +450,7 @@ int icpns_kmeans(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_op
     for (uint32_t r = 0; r < o->restarts; r++) {
         uint32_t iters, reseeded;
         bool conv;
-        double inertia = one_run(x, n, dim, o, tol_abs, r, &s, &iters, &reseeded, &conv);
+        double inertia = one_run(&m, o, tol_abs, r, &s, &iters, &reseeded, &conv);
         if (o->progress)
             o->progress(o->progress_arg, r, o->restarts, inertia);
         if (inertia < ret->inertia) {
@@ -353,7 +470,8 @@ out:
     free(s.dist);
     free(s.cum);
     free(s.tc);
-    free(s.buf);
+    free(m.bufs);
+    free(m.part);
     free(s.labels);
     free(s.sizes);
     return rc;

@@ -81,6 +81,41 @@ static void test_planted_clusters(void **state)
     free(truth);
 }
 
+/* The passes over the rows run in blocks of 2048 rows on any number of
+ * threads; everything (labels, centres bit for bit, inertia, iterations) is
+ * the same for 1, 2, 3 and 8 threads, including a last partial block and a
+ * dimension that is not a multiple of the kernel's width. */
+static void test_threads_do_not_change_the_result(void **state)
+{
+    (void)state;
+    uint32_t *truth, k = 6, dim = 13, n = 6 * 1500; /* 4 full blocks + 808 rows */
+    float *x = blobs(1500, k, dim, 4.0, &truth);
+    icpns_kmeans_opts_t o;
+    icpns_kmeans_opts_default(&o);
+    o.k = k;
+    o.restarts = 2;
+    icpns_kmeans_result_t ref, r;
+    icpns_error_t err;
+    o.threads = 1;
+    assert_int_equal(icpns_kmeans(x, n, dim, &o, &ref, &err), 0);
+    assert_true(ref.iterations > 1);
+    static const uint32_t threads[] = {0, 2, 3, 8};
+    for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++) {
+        o.threads = threads[t];
+        assert_int_equal(icpns_kmeans(x, n, dim, &o, &r, &err), 0);
+        assert_memory_equal(r.labels, ref.labels, n * sizeof(uint32_t));
+        assert_memory_equal(r.centers, ref.centers, (size_t)k * dim * sizeof(double));
+        assert_memory_equal(r.sizes, ref.sizes, k * sizeof(uint32_t));
+        assert_true(r.inertia == ref.inertia);
+        assert_int_equal(r.iterations, ref.iterations);
+        assert_int_equal(r.best_restart, ref.best_restart);
+        icpns_kmeans_result_free(&r);
+    }
+    icpns_kmeans_result_free(&ref);
+    free(x);
+    free(truth);
+}
+
 /* Against the optimum found by trying every 2-partition of 12 points. */
 static void test_matches_brute_force_optimum(void **state)
 {
@@ -287,6 +322,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_clusters),
+        cmocka_unit_test(test_threads_do_not_change_the_result),
         cmocka_unit_test(test_matches_brute_force_optimum),
         cmocka_unit_test(test_empty_clusters_and_duplicates),
         cmocka_unit_test(test_bad_input),
