@@ -141,6 +141,32 @@ class TestSmokeRun(unittest.TestCase):
         self.assertIn("## Sensitivity", text)
         self.assertIn("| 3 | ", text)
         self.assertIn("alpha = 0.8", text)
+        # A sweep of the other model with the same protocol adds to it.
+        sweep = [sys.executable, os.path.join(EXAMPLES, "two_stage.py"), "--sweep",
+                 "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
+                 "--seeds", "1,2", "--epochs", "1", "--patience", "1", "--sweep-ks", "2,3",
+                 "--restarts", "1", "--icpnsd", ICPNSD, "--out", out,
+                 "--json", os.path.join(d, "r.json"), "--sweep-json", os.path.join(d, "s.json"),
+                 "--timing-json", os.path.join(d, "t.json"), "--quiet"]
+        r = subprocess.run(sweep + ["--models", "lightgcn", "--sweep-alphas", "0,0.8"],
+                           capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("added to the sweep", r.stdout)
+        with open(out) as f:
+            text = f.read()
+        self.assertIn("**BPR-MF, NDCG@10**", text)
+        self.assertIn("**LightGCN, NDCG@10**", text)
+        self.assertIn("--models bpr", text)
+        self.assertIn("--models lightgcn", text)
+        # Another protocol replaces it (and says so).
+        r = subprocess.run(sweep + ["--models", "lightgcn", "--sweep-alphas", "0.5"],
+                           capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("replacing", r.stdout)
+        with open(out) as f:
+            text = f.read()
+        self.assertNotIn("**BPR-MF, NDCG@10**", text)
+        self.assertIn("alpha = 0.5", text)
         # The timing pass.
         r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "two_stage.py"), "--timing",
                             "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
