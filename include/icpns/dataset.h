@@ -147,4 +147,16 @@ int icpns_file_write_atomic(const char *path, const void *data, size_t len,
 int icpns_file_append_sync(const char *path, const void *data, size_t len,
                            icpns_error_t *err);
 
+/*
+ * icpnsd's record of the last version it published from a table directory:
+ * DIR/ICPNS_VERSION_FILE holds one line "VERSION FINGERPRINT" (decimal, 16
+ * hex digits).  read returns 0 with both values, 1 when there is no record,
+ * ICPNS_EPARSE (damaged) or ICPNS_EIO; write replaces it atomically.
+ */
+#define ICPNS_VERSION_FILE "icpnsd.version"
+int icpns_version_record_read(const char *dir, uint64_t *version, uint64_t *fingerprint,
+                              icpns_error_t *err);
+int icpns_version_record_write(const char *dir, uint64_t version, uint64_t fingerprint,
+                               icpns_error_t *err);
+
 #endif

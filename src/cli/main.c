@@ -442,6 +442,20 @@ static int cmd_check(int argc, char **argv)
                t->m, mx, t->cdf[t->m]);
     }
     printf("fingerprint:   %016llx\n", (unsigned long long)s->fingerprint);
+    if (src.tables) {
+        uint64_t v, fp;
+        icpns_error_t verr;
+        int vr = icpns_version_record_read(src.tables, &v, &fp, &verr);
+        if (vr == 0 && fp == s->fingerprint)
+            printf("icpnsd:        published this content as version %llu\n", (unsigned long long)v);
+        else if (vr == 0)
+            printf("icpnsd:        last published version %llu (fingerprint %016llx); other content "
+                   "since: a restart serves this as %llu\n",
+                   (unsigned long long)v, (unsigned long long)fp, (unsigned long long)v + 1);
+        else if (vr < 0)
+            printf("icpnsd:        %s is damaged; a restart numbers versions from 1\n",
+                   ICPNS_VERSION_FILE);
+    }
     printf("snapshot:      %.1f MiB (weights %.1f MiB)\n", (double)s->bytes / 1048576.0,
            (double)s->weights->bytes / 1048576.0);
     printf("time:          load %.3f s, build %.3f s (weights %.3f s)\n", load_s,

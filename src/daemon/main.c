@@ -322,9 +322,25 @@ int main(int argc, char **argv)
     uint64_t wd = icpnsd_watchdog_interval_ms();
     if (wd)
         uv_timer_start(&a->watchdog, on_watchdog, wd, wd);
-    char msg[160];
-    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving version 1 on port %u\nMAINPID=%d", port,
-             (int)getpid());
+    char msg[256];
+    int why;
+    icpnsd_set_t *def = icpnsd_registry_get(&a->reg, NULL, &why);
+    icpnsd_set_t *one[1];
+    if (!def && icpnsd_registry_list(&a->reg, one, 1) == 1)
+        def = one[0];
+    icpns_snapshot_t *s = def ? icpnsd_state_acquire(&def->st) : NULL;
+    if (s)
+        snprintf(msg, sizeof(msg),
+                 "READY=1\nSTATUS=serving tables=%s version %llu (fingerprint %016llx) on port %u"
+                 "\nMAINPID=%d",
+                 def->name, (unsigned long long)s->version, (unsigned long long)s->fingerprint,
+                 port, (int)getpid());
+    else
+        snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving on port %u\nMAINPID=%d", port,
+                 (int)getpid());
+    icpns_snapshot_unref(s);
+    if (def)
+        icpnsd_set_unref(def);
     icpnsd_notify(msg);
 
     uv_run(&a->loop, UV_RUN_DEFAULT);

@@ -30,7 +30,7 @@
 #include "state.h"
 
 #define JOURNAL ICPNS_JOURNAL
-#define VERSION_FILE "icpnsd.version"
+#define VERSION_FILE ICPNS_VERSION_FILE
 
 icpns_snapshot_t *icpnsd_state_acquire(icpnsd_state_t *st)
 {
@@ -197,29 +197,21 @@ static void remove_stale_temporaries(const char *dir, const char *file)
 
 /* ---- versions that survive restarts ------------------------------------------------ */
 
-/* TABLES/icpnsd.version holds "VERSION FINGERPRINT" of the last version
- * published from the directory.  A restart that loads the same content
- * (same fingerprint) serves it under the same number; other content gets
- * the next one, so a number never names two contents of one directory. */
+/* TABLES/icpnsd.version (icpns_version_record_*) holds the last version
+ * published from the directory and its fingerprint.  A restart that loads
+ * the same content (same fingerprint) serves it under the same number;
+ * other content gets the next one, so a number never names two contents
+ * of one directory. */
 static int read_saved_version(const char *dir, uint64_t *version, uint64_t *fp)
 {
-    char path[1200], text[128];
-    snprintf(path, sizeof(path), "%s/" VERSION_FILE, dir);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return errno == ENOENT ? 1 : -1;
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = 0;
-    unsigned long long v, h;
-    char end;
-    if (sscanf(text, "%llu %16llx%c", &v, &h, &end) != 3 || end != '\n' || v == 0) {
-        log_warn("%s: not \"VERSION FINGERPRINT\"; versions start again at 1", path);
-        return -1;
+    icpns_error_t err;
+    int rc = icpns_version_record_read(dir, version, fp, &err);
+    if (rc < 0) {
+        char m[700];
+        icpns_error_format(&err, m, sizeof(m));
+        log_warn("%s; versions start again at 1", m);
     }
-    *version = v;
-    *fp = h;
-    return 0;
+    return rc;
 }
 
 /* Runs on the build thread (it fsyncs).  A failure costs only the numbering
@@ -228,12 +220,8 @@ static void save_version(icpnsd_state_t *st, uint64_t version, uint64_t fp)
 {
     if (!st->tables[0])
         return;
-    char path[1200], text[64];
-    snprintf(path, sizeof(path), "%s/" VERSION_FILE, st->tables);
-    int len = snprintf(text, sizeof(text), "%llu %016llx\n", (unsigned long long)version,
-                       (unsigned long long)fp);
     icpns_error_t err;
-    if (icpns_file_write_atomic(path, text, (size_t)len, &err)) {
+    if (icpns_version_record_write(st->tables, version, fp, &err)) {
         char m[700];
         icpns_error_format(&err, m, sizeof(m));
         log_warn("tables=%s: cannot record version %llu (%s); a restart may number versions "
@@ -811,9 +799,9 @@ static void build_done(uv_work_t *w, int status)
         return;
     }
     if (any_reload) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving version %llu",
-                 (unsigned long long)version);
+        char msg[192];
+        snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving tables=%s version %llu (fingerprint %016llx)",
+                 st->name, (unsigned long long)version, (unsigned long long)fingerprint);
         icpnsd_notify(msg);
     }
     start_batch(st);

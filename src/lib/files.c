@@ -168,3 +168,35 @@ int icpns_file_append_sync(const char *path, const void *data, size_t len,
                                "fsync of the directory failed: %s", strerror(errno));
     return 0;
 }
+
+int icpns_version_record_read(const char *dir, uint64_t *version, uint64_t *fingerprint,
+                              icpns_error_t *err)
+{
+    char path[1100], text[128];
+    snprintf(path, sizeof(path), "%s/" ICPNS_VERSION_FILE, dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno == ENOENT ? 1
+                               : icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "%s", strerror(errno));
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = 0;
+    unsigned long long v, h;
+    char end;
+    if (sscanf(text, "%llu %16llx%c", &v, &h, &end) != 3 || end != '\n' || v == 0)
+        return icpns_error_set(err, ICPNS_EPARSE, path, 1, NULL,
+                               "not \"VERSION FINGERPRINT\"");
+    *version = v;
+    *fingerprint = h;
+    return 0;
+}
+
+int icpns_version_record_write(const char *dir, uint64_t version, uint64_t fingerprint,
+                               icpns_error_t *err)
+{
+    char path[1100], text[64];
+    snprintf(path, sizeof(path), "%s/" ICPNS_VERSION_FILE, dir);
+    int len = snprintf(text, sizeof(text), "%llu %016llx\n", (unsigned long long)version,
+                       (unsigned long long)fingerprint);
+    return icpns_file_write_atomic(path, text, (size_t)len, err);
+}

@@ -120,6 +120,11 @@ class TestCli(unittest.TestCase):
         out = run("check", "--tables", self.t).stdout
         line = [x for x in out.splitlines() if x.startswith("fingerprint:")]
         self.assertEqual(line, ["fingerprint:   " + served["fingerprint"]])
+        self.assertIn("icpnsd:        published this content as version %d" % snap["version"], out)
+        with open(os.path.join(self.t, "interactions.tsv"), "a") as f:
+            f.write("3\t7\n")
+        out = run("check", "--tables", self.t).stdout
+        self.assertIn("a restart serves this as %d" % (snap["version"] + 1), out)
         p = run("sample", "--tables", self.t, "--n", "8", "--seed", "5",
                 *sum((["--user", str(u)] for u in users), []))
         rows = {}

@@ -505,7 +505,11 @@ class TestLifecycle(Base):
 
         d = Daemon(tables=self.dir, env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "200000"})
         try:
-            self.assertIn("READY=1", recv_until("READY=1"))
+            ready = recv_until("READY=1")
+            st, snap = d.request("GET", "/v1/tables")
+            t = snap["tables"][0]
+            self.assertIn("STATUS=serving tables=default version %d (fingerprint %s)"
+                          % (t["version"], t["fingerprint"]), ready)
             recv_until("WATCHDOG=1")
             d.proc.send_signal(signal.SIGHUP)
             recv_until("RELOADING=1")
