@@ -262,10 +262,11 @@ int main(int argc, char **argv)
         for (unsigned k = 0; k < n; k++) {
             icpnsd_meta_t m;
             icpns_snapshot_t *s = icpnsd_state_acquire_meta(&sets[k]->st, &m);
-            log_info("tables=%s snapshot version=1 users=%u items=%u interactions=%llu "
-                     "communities=%u bytes=%zu built in %.3fs", sets[k]->name, s->users.n,
-                     s->items.n, (unsigned long long)s->n_interactions, s->comms.n, s->bytes,
-                     m.build_seconds);
+            log_info("tables=%s snapshot version=%llu fingerprint=%016llx users=%u items=%u "
+                     "interactions=%llu communities=%u bytes=%zu built in %.3fs", sets[k]->name,
+                     (unsigned long long)s->version, (unsigned long long)s->fingerprint,
+                     s->users.n, s->items.n, (unsigned long long)s->n_interactions, s->comms.n,
+                     s->bytes, m.build_seconds);
             icpns_snapshot_unref(s);
             icpnsd_set_unref(sets[k]);
         }

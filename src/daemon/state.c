@@ -750,9 +750,10 @@ static void build_done(uv_work_t *w, int status)
         atomic_fetch_add(strcmp(st->built_meta.rebuild, "patch") ? &icpnsd_metrics.rebuilds_full
                                                                  : &icpnsd_metrics.rebuilds_patch,
                          1);
-        log_info("tables=%s snapshot version=%llu built (%s, %u communities) in %.3fs users=%u "
-                 "items=%u interactions=%llu",
-                 st->name, (unsigned long long)version, st->built_meta.rebuild,
+        log_info("tables=%s snapshot version=%llu fingerprint=%016llx built (%s, %u communities) "
+                 "in %.3fs users=%u items=%u interactions=%llu",
+                 st->name, (unsigned long long)version, (unsigned long long)fingerprint,
+                 st->built_meta.rebuild,
                  st->built_meta.comms_rebuilt, st->built_meta.build_seconds,
                  st->built->users.n, st->built->items.n,
                  (unsigned long long)st->built->n_interactions);

@@ -345,6 +345,7 @@ class TestReloadAndUpdates(Base):
             self.assertEqual((b["version"], b["fingerprint"]), (3, up["fingerprint"]))
             st, again = d.negatives(users=[1, 2, 3], n=8, seed=4)
             self.assertEqual(again, served)
+            self.assertIn("snapshot version=3 fingerprint=%s" % b["fingerprint"], d.stderr())
             st, tl = d.request("GET", "/v1/tables")
             self.assertEqual(tl["tables"][0]["fingerprint"], b["fingerprint"])
             text = d.request("GET", "/metrics")[1].decode()
