@@ -115,7 +115,9 @@ typedef struct icpnsd_state {
 
 /*
  * Loads the tables (or generates the built-in dataset when @tables is empty)
- * and builds version 1.  Returns 0, or -1 with a message in @err.
+ * and builds the first version: the number icpnsd.version records for the
+ * same content, the next one for other content, else 1.  Returns 0, or -1
+ * with a message in @err.
  */
 int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
                       const char *tables, struct icpnsd_registry *reg, char *err,
