@@ -43,6 +43,8 @@ class TestCrash(Base):
         users = sorted(comm)
         acked_pairs = set()
         sent_comm, acked_comm = {}, {}  # user -> [values sent in order], last acked
+        named = {}  # version -> the fingerprint it was acknowledged or served with
+        last_version = 0
         for round_ in range(int(os.environ.get("CRASH_ROUNDS", "8"))):
             d = Daemon(tables=tables, token=TOKEN)
             stop = threading.Event()
@@ -61,6 +63,7 @@ class TestCrash(Base):
                     if st == 200:
                         with lock:
                             acked_pairs.update(map(tuple, batch))
+                            named.setdefault(body["version"], set()).add(body["fingerprint"])
 
             def communities():
                 while not stop.is_set():
@@ -74,6 +77,7 @@ class TestCrash(Base):
                     if st == 200:
                         with lock:
                             acked_comm[u] = (c, len(sent_comm[u]) - 1)
+                            named.setdefault(body["version"], set()).add(body["fingerprint"])
 
             def reloads():
                 while not stop.is_set():
@@ -102,6 +106,13 @@ class TestCrash(Base):
             with Daemon(tables=tables, token=TOKEN) as d2:
                 st, snap = d2.admin("GET", "/admin/snapshot")
                 self.assertEqual(st, 200)
+                # Versions go on across the crash, and a number never names
+                # two contents: one acknowledged before the crash is served
+                # with the same fingerprint, or the restart took a new one.
+                acked = [v for v in named if v >= last_version]
+                self.assertGreaterEqual(snap["version"], max(acked, default=0))
+                named.setdefault(snap["version"], set()).add(snap["fingerprint"])
+                last_version = snap["version"]
                 self.assertEqual(snap["interactions"],
                                  sum(len(v) for v in pos2.values()))
                 for u, (c, k) in acked_comm.items():
@@ -113,9 +124,11 @@ class TestCrash(Base):
                     st, info = d2.request("GET", "/v1/users/%d" % u)
                     self.assertEqual(info["positives"], len(pos2.get(u, ())))
         self.assertGreater(len(acked_pairs), 50)
+        for v, fps in named.items():
+            self.assertEqual(len(fps), 1, "version %d named %s" % (v, fps))
         print("crash: %d SIGKILL rounds, %d acknowledged pairs and %d users' acknowledged "
-              "community updates all served after restarts" % (round_ + 1, len(acked_pairs),
-                                                             len(acked_comm)))
+              "community updates all served after restarts; %d versions, each naming one "
+              "content" % (round_ + 1, len(acked_pairs), len(acked_comm), len(named)))
         # Nothing was left behind that a later start would trip over.
         leftovers = [f for f in os.listdir(tables) if ".tmp." in f]
         self.assertEqual(leftovers, [])
