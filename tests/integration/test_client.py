@@ -165,6 +165,8 @@ class TestClient(unittest.TestCase):
                 time.sleep(0.01)  # the "training step"
                 got.append((users, neg))
             self.assertEqual(pf.in_flight_max, 3)
+            snap = self.c.snapshot()
+            self.assertEqual(pf.snapshots, [(snap["version"], snap["fingerprint"])])
         self.assertEqual(len(got), 12)
         for b, (users, neg) in enumerate(got):
             self.assertEqual(users.tolist(), batches[b])

@@ -372,7 +372,10 @@ class Prefetcher:
 
     Batch b is requested with seed (seed, b) mixed into one 63-bit seed, so a
     run is reproducible whatever the timing. depth requests are in flight;
-    results come back in batch order.
+    results come back in batch order. snapshots lists the (version,
+    fingerprint) pairs that served the batches so far, in order of first
+    use: one entry means the whole pass saw one table content; log it with
+    the seed to reproduce the pass.
     """
 
     def __init__(self, client, batches, n=4, strategy="icpns", seed=0, depth=2, **kw):
@@ -383,6 +386,7 @@ class Prefetcher:
         self.queue = collections.deque()
         self.index = 0
         self.in_flight_max = 0
+        self.snapshots = []
 
     def batch_seed(self, b):
         return int(_mix64(np.array([(self.seed * 0x9E3779B97F4A7C15 + b) % 2 ** 64],
@@ -410,6 +414,9 @@ class Prefetcher:
             raise StopIteration
         users, fut = self.queue.popleft()
         result = fut.result()
+        snap = (result.version, result.fingerprint)
+        if snap not in self.snapshots:
+            self.snapshots.append(snap)
         self._fill()  # keep depth requests running while the caller computes
         return users, result
 
