@@ -72,6 +72,7 @@ class TestInstall(unittest.TestCase):
             ("lib", "systemd", "system", "icpnsd.service"),
             ("lib", "systemd", "system", "icpnsd.socket"),
             (o["datadir"], "doc", "icpnsd", "operations.md"),
+            (o["datadir"], "doc", "icpnsd", "reproducibility.md"),
             (o["datadir"], "doc", "icpnsd", "nginx-icpnsd.conf"),
         ]
         if shutil.which("scdoc"):
