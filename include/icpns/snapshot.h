@@ -105,6 +105,15 @@ int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
                          icpns_snapshot_t **ret, icpns_error_t *err);
 
 /*
+ * icpns_snapshot_build refusing, with ICPNS_ELIMIT (field "max_bytes"),
+ * a snapshot that would take more than @max_bytes (0: no limit).  The
+ * check comes before the weights, about half of a snapshot, are allocated,
+ * so a refused build peaks lower.
+ */
+int icpns_snapshot_build_limit(const icpns_dataset_t *d, const icpns_params_t *p,
+                               size_t max_bytes, icpns_snapshot_t **ret, icpns_error_t *err);
+
+/*
  * A change to a snapshot's tables: new positive pairs (user, item) and new
  * community assignments (user, community), in external ids.  Later
  * assignments of the same user win.
@@ -139,6 +148,11 @@ typedef struct icpns_patch_stats {
 int icpns_snapshot_patch(const icpns_snapshot_t *old, const icpns_delta_t *delta,
                          icpns_snapshot_t **ret, icpns_patch_stats_t *stats,
                          icpns_error_t *err);
+
+/* icpns_snapshot_patch with the limit of icpns_snapshot_build_limit. */
+int icpns_snapshot_patch_limit(const icpns_snapshot_t *old, const icpns_delta_t *delta,
+                               size_t max_bytes, icpns_snapshot_t **ret,
+                               icpns_patch_stats_t *stats, icpns_error_t *err);
 
 /* Takes a reference; returns @s. */
 icpns_snapshot_t *icpns_snapshot_ref(icpns_snapshot_t *s);

@@ -219,10 +219,12 @@ static void add_work(uv_work_t *w)
     }
     snprintf(set->name, sizeof(set->name), "%s", j->set_name);
     set->reg = reg;
-    if (icpnsd_state_init(&set->st, reg->loop, j->set_name, j->set_dir, reg, err, sizeof(err))) {
-        j->status = 422;
-        snprintf(j->code, sizeof(j->code), "tables_invalid");
-        snprintf(j->message, sizeof(j->message), "%s", err);
+    int rc = icpnsd_state_init(&set->st, reg->loop, j->set_name, j->set_dir, reg, err, sizeof(err));
+    if (rc) {
+        j->status = rc == ICPNS_ELIMIT ? 507 : 422;
+        snprintf(j->code, sizeof(j->code), "%s",
+                 rc == ICPNS_ELIMIT ? "memory_budget_exceeded" : "tables_invalid");
+        snprintf(j->message, sizeof(j->message), "table set '%s': %s", j->set_name, err);
         free(set);
         return;
     }

@@ -249,14 +249,26 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
         remove_stale_temporaries(st->tables, st->opts.communities);
         remove_stale_temporaries(st->tables, VERSION_FILE);
     }
+    /* Within what the memory budget leaves beside the sets already held. */
+    uint64_t budget = reg ? reg->cfg->memory_budget : 0, others = 0;
+    size_t limit = 0;
+    if (budget) {
+        others = icpnsd_registry_bytes(reg, NULL);
+        limit = others >= budget ? 1 : (size_t)(budget - others);
+    }
     if (!rc)
-        rc = icpns_snapshot_build(st->dataset, &st->opts.params, &s, &err);
+        rc = icpns_snapshot_build_limit(st->dataset, &st->opts.params, limit, &s, &err);
     if (rc) {
+        bool budget_hit = rc == ICPNS_ELIMIT && !strcmp(err.field, "max_bytes");
         char m[1024];
         icpns_error_format(&err, m, sizeof(m));
-        snprintf(errbuf, errsize, "%s", m);
+        if (budget_hit)
+            snprintf(errbuf, errsize, "%s (memory_budget = %llu minus the other sets' %llu bytes)",
+                     err.message, (unsigned long long)budget, (unsigned long long)others);
+        else
+            snprintf(errbuf, errsize, "%s", m);
         st->dataset = icpns_dataset_free(st->dataset);
-        return -1;
+        return budget_hit ? ICPNS_ELIMIT : -1;
     }
     uint64_t saved = 0, saved_fp = 0;
     if (st->tables[0] && read_saved_version(st->tables, &saved, &saved_fp) == 0)
@@ -412,13 +424,20 @@ static void set_job_error(icpnsd_job_t *j, int status, const char *code, const c
     snprintf(j->message, sizeof(j->message), "%s", msg);
 }
 
-static const char *code_of(int rc)
+/* ICPNS_ELIMIT is the memory budget when the build's byte limit refused
+ * it (field "max_bytes"), else tables beyond the engine's limits. */
+static bool over_budget(int rc, const icpns_error_t *err)
+{
+    return rc == ICPNS_ELIMIT && !strcmp(err->field, "max_bytes");
+}
+
+static const char *code_of(int rc, const icpns_error_t *err)
 {
     switch (rc) {
     case ICPNS_EIO: return "tables_unreadable";
     case ICPNS_EPARSE: return "tables_invalid";
     case ICPNS_ENOMEM: return "out_of_memory";
-    case ICPNS_ELIMIT: return "memory_budget_exceeded";
+    case ICPNS_ELIMIT: return over_budget(rc, err) ? "memory_budget_exceeded" : "tables_too_large";
     default: return "rebuild_failed";
     }
 }
@@ -617,7 +636,7 @@ static void build_work(uv_work_t *w)
         int rc = load_dataset(st, &opts, &nd, &st->built_meta, &err);
         if (rc) {
             icpns_error_format(&err, st->build_error, sizeof(st->build_error));
-            snprintf(st->build_code, sizeof(st->build_code), "%s", code_of(rc));
+            snprintf(st->build_code, sizeof(st->build_code), "%s", code_of(rc, &err));
             st->build_rc = rc;
             st->build_status = rc == ICPNS_ENOMEM ? 503 : 500;
             /* Updates in the same batch still apply to the old tables. */
@@ -648,7 +667,7 @@ static void build_work(uv_work_t *w)
             char m[600];
             icpns_error_format(&err, m, sizeof(m));
             set_job_error(j, rc == ICPNS_EIO ? 507 : 500,
-                          rc == ICPNS_EIO ? "storage_failed" : code_of(rc), m);
+                          rc == ICPNS_EIO ? "storage_failed" : code_of(rc, &err), m);
             continue;
         }
         changed = true;
@@ -660,12 +679,20 @@ static void build_work(uv_work_t *w)
      * cannot express (new ids, emptied communities) take a full build. */
     icpns_snapshot_t *s = NULL;
     int rc = ICPNS_ENOPATCH;
+    /* The memory budget is a byte limit on the build itself: a version
+     * that would not fit is refused before its weights are allocated. */
+    uint64_t others = 0, budget = st->reg ? st->reg->cfg->memory_budget : 0;
+    size_t limit = 0;
+    if (budget) {
+        others = icpnsd_registry_bytes(st->reg, st);
+        limit = others >= budget ? 1 : (size_t)(budget - others);
+    }
     if (!reload && st->in_sync && can_patch(st->batch)) {
         icpns_delta_t delta;
         if (gather_delta(st->batch, &delta) == 0) {
             icpns_snapshot_t *cur = icpnsd_state_acquire(st);
             icpns_patch_stats_t ps;
-            rc = icpns_snapshot_patch(cur, &delta, &s, &ps, &err);
+            rc = icpns_snapshot_patch_limit(cur, &delta, limit, &s, &ps, &err);
             icpns_snapshot_unref(cur);
             free((void *)delta.inter);
             free((void *)delta.comm);
@@ -678,35 +705,33 @@ static void build_work(uv_work_t *w)
         }
     }
     if (rc == ICPNS_ENOPATCH) {
-        rc = icpns_snapshot_build(d, &opts.params, &s, &err);
+        rc = icpns_snapshot_build_limit(d, &opts.params, limit, &s, &err);
         snprintf(st->built_meta.rebuild, sizeof(st->built_meta.rebuild), "full");
         st->built_meta.comms_rebuilt = s ? s->comms.n : 0;
-    }
-    if (rc == 0 && st->reg && st->reg->cfg->memory_budget) {
-        uint64_t others = icpnsd_registry_bytes(st->reg, st), budget = st->reg->cfg->memory_budget;
-        if (others + s->bytes > budget) {
-            bool updates = false;
-            for (icpnsd_job_t *j = st->batch; j; j = j->next)
-                updates |= j->kind != JOB_RELOAD && j->status == 0;
-            icpns_error_set(&err, ICPNS_ELIMIT, NULL, 0, "memory_budget",
-                            "the new version of '%s' needs %zu bytes; with the other sets' %llu "
-                            "bytes that is above memory_budget = %llu; the old version keeps "
-                            "serving%s",
-                            st->name, s->bytes, (unsigned long long)others,
-                            (unsigned long long)budget,
-                            updates ? "; the update is recorded on disk and the next build that "
-                                      "fits serves it (repeating it is harmless)" : "");
-            s = icpns_snapshot_unref(s);
-            rc = ICPNS_ELIMIT;
-        }
     }
     if (rc)
         st->in_sync = false; /* the dataset moved on without a snapshot */
     if (rc) {
+        bool budget_hit = over_budget(rc, &err);
+        if (budget_hit) {
+            bool updates = false;
+            for (icpnsd_job_t *j = st->batch; j; j = j->next)
+                updates |= j->kind != JOB_RELOAD && j->status == 0;
+            char why[256];
+            snprintf(why, sizeof(why), "%s", err.message);
+            icpns_error_set(&err, ICPNS_ELIMIT, NULL, 0, "memory_budget",
+                            "the new version of '%s': %s (memory_budget = %llu minus the other "
+                            "sets' %llu bytes); the old version keeps serving%s",
+                            st->name, why, (unsigned long long)budget,
+                            (unsigned long long)others,
+                            updates ? "; the update is recorded on disk and the next build that "
+                                      "fits serves it (repeating it is harmless)" : "");
+        }
         icpns_error_format(&err, st->build_error, sizeof(st->build_error));
-        snprintf(st->build_code, sizeof(st->build_code), "%s", code_of(rc));
+        snprintf(st->build_code, sizeof(st->build_code), "%s",
+                 budget_hit ? "memory_budget_exceeded" : code_of(rc, &err));
         st->build_rc = rc;
-        st->build_status = rc == ICPNS_ENOMEM ? 503 : rc == ICPNS_ELIMIT ? 507 : 422;
+        st->build_status = rc == ICPNS_ENOMEM ? 503 : budget_hit ? 507 : 422;
         for (icpnsd_job_t *j = st->batch; j; j = j->next)
             if (j->status == 0)
                 set_job_error(j, st->build_status, st->build_code, st->build_error);

@@ -116,8 +116,10 @@ typedef struct icpnsd_state {
 /*
  * Loads the tables (or generates the built-in dataset when @tables is empty)
  * and builds the first version: the number icpnsd.version records for the
- * same content, the next one for other content, else 1.  Returns 0, or -1
- * with a message in @err.
+ * same content, the next one for other content, else 1.  Returns 0, or
+ * -1 with a message in @err, or ICPNS_ELIMIT (and a message) when the
+ * snapshot would not fit in what memory_budget leaves beside the sets
+ * already in @reg (refused before its weights are allocated).
  */
 int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
                       const char *tables, struct icpnsd_registry *reg, char *err,

@@ -113,6 +113,17 @@ static void prefix_sums(const double *w, uint32_t m, double *cdf)
     }
 }
 
+/* What weights_alloc allocates for @s. */
+static size_t weights_bytes(const icpns_snapshot_t *s)
+{
+    uint32_t nc = s->comms.n, ni = s->items.n, nu = s->users.n;
+    size_t nsup = (size_t)s->sup_off[nc];
+    return sizeof(icpns_weights_t) + (size_t)nc * sizeof(icpns_wtable_t) +
+           (nsup + ni) * sizeof(double) + (nsup + nc + ni + 1) * sizeof(double) +
+           (nsup + ni) * sizeof(icpns_alias_entry_t) +
+           (size_t)nu * (2 * sizeof(double) + sizeof(uint32_t));
+}
+
 /* Allocates the weights of @p over @s, tables unfilled. */
 static icpns_weights_t *weights_alloc(const icpns_snapshot_t *s, const icpns_params_t *p)
 {
@@ -133,10 +144,7 @@ static icpns_weights_t *weights_alloc(const icpns_snapshot_t *s, const icpns_par
     if (!w->comm || !w->arena_w || !w->arena_cdf || !w->arena_alias ||
         !w->pos_mass_comm || !w->pos_hits_comm || !w->pos_mass_pop)
         return icpns_weights_free(w);
-    w->bytes = sizeof(*w) + (size_t)nc * sizeof(*w->comm) + (nsup + ni) * sizeof(double) +
-               (nsup + nc + ni + 1) * sizeof(double) +
-               (nsup + ni) * sizeof(icpns_alias_entry_t) +
-               (size_t)nu * (2 * sizeof(double) + sizeof(uint32_t));
+    w->bytes = weights_bytes(s);
     return w;
 }
 
@@ -508,7 +516,8 @@ static int support_from_positives(icpns_snapshot_t *s, icpns_error_t *err)
     return 0;
 }
 
-static size_t snapshot_bytes(const icpns_snapshot_t *s)
+/* Everything but the weights. */
+static size_t index_bytes(const icpns_snapshot_t *s)
 {
     uint32_t nu = s->users.n, ni = s->items.n, nc = s->comms.n;
     size_t nsup = (size_t)s->sup_off[nc];
@@ -516,7 +525,24 @@ static size_t snapshot_bytes(const icpns_snapshot_t *s)
            icpns_idmap_bytes(&s->comms) + ((size_t)nu + 1) * sizeof(uint64_t) +
            (size_t)s->n_interactions * sizeof(uint32_t) + (size_t)nu * sizeof(uint32_t) +
            (size_t)nc * sizeof(uint32_t) + ((size_t)nc + 1) * sizeof(uint64_t) +
-           nsup * 2 * sizeof(uint32_t) + (size_t)ni * sizeof(uint32_t) + s->weights->bytes;
+           nsup * 2 * sizeof(uint32_t) + (size_t)ni * sizeof(uint32_t);
+}
+
+static size_t snapshot_bytes(const icpns_snapshot_t *s)
+{
+    return index_bytes(s) + s->weights->bytes;
+}
+
+/* Refuses a snapshot above @max_bytes (0: no limit) before its weights,
+ * about half of it, are allocated. */
+static int check_limit(const icpns_snapshot_t *s, size_t max_bytes, icpns_error_t *err)
+{
+    size_t need = index_bytes(s) + weights_bytes(s);
+    if (max_bytes && need > max_bytes)
+        return icpns_error_set(err, ICPNS_ELIMIT, NULL, 0, "max_bytes",
+                               "the snapshot would take %zu bytes, more than the %zu allowed",
+                               need, max_bytes);
+    return 0;
 }
 
 uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s)
@@ -544,6 +570,12 @@ uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s)
 
 int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
                          icpns_snapshot_t **ret, icpns_error_t *err)
+{
+    return icpns_snapshot_build_limit(d, p, 0, ret, err);
+}
+
+int icpns_snapshot_build_limit(const icpns_dataset_t *d, const icpns_params_t *p,
+                               size_t max_bytes, icpns_snapshot_t **ret, icpns_error_t *err)
 {
     int rc = icpns_params_check(p, err);
     if (rc)
@@ -666,7 +698,7 @@ int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
     if (rc)
         goto fail;
 
-    if ((rc = icpns_weights_build(s, p, &s->weights, err)))
+    if ((rc = check_limit(s, max_bytes, err)) || (rc = icpns_weights_build(s, p, &s->weights, err)))
         goto fail;
     s->bytes = snapshot_bytes(s);
     s->fingerprint = icpns_snapshot_fingerprint(s);
@@ -713,6 +745,13 @@ static bool has_positive(const icpns_snapshot_t *s, uint32_t u, uint32_t item)
 int icpns_snapshot_patch(const icpns_snapshot_t *o, const icpns_delta_t *dl,
                          icpns_snapshot_t **ret, icpns_patch_stats_t *stats,
                          icpns_error_t *err)
+{
+    return icpns_snapshot_patch_limit(o, dl, 0, ret, stats, err);
+}
+
+int icpns_snapshot_patch_limit(const icpns_snapshot_t *o, const icpns_delta_t *dl,
+                               size_t max_bytes, icpns_snapshot_t **ret,
+                               icpns_patch_stats_t *stats, icpns_error_t *err)
 {
     if (o->pop_from_file)
         return icpns_error_set(err, ICPNS_ENOPATCH, NULL, 0, NULL,
@@ -859,6 +898,8 @@ int icpns_snapshot_patch(const icpns_snapshot_t *o, const icpns_delta_t *dl,
             s->max_count = s->sup_count[k];
 
     /* Weights: copy what did not move. */
+    if ((rc = check_limit(s, max_bytes, err)))
+        goto fail;
     if (!(s->weights = weights_alloc(s, &o->params)))
         goto oom;
     double tw = icpns_now();

@@ -279,12 +279,51 @@ static void test_fingerprint(void **state)
     icpns_dataset_free(r);
 }
 
+/* A byte limit refuses exactly the snapshots above it, before their
+ * weights are allocated, for builds and patches alike. */
+static void test_byte_limit(void **state)
+{
+    (void)state;
+    icpns_dataset_t *d = gen(5);
+    icpns_snapshot_t *a = full(d, 0.8, 0), *b = NULL;
+    icpns_params_t p = a->params;
+    icpns_error_t err;
+    assert_int_equal(icpns_snapshot_build_limit(d, &p, a->bytes, &b, &err), 0);
+    assert_int_equal(b->bytes, a->bytes);
+    icpns_snapshot_unref(b);
+    b = NULL;
+    assert_int_equal(icpns_snapshot_build_limit(d, &p, a->bytes - 1, &b, &err), ICPNS_ELIMIT);
+    assert_null(b);
+    assert_string_equal(err.field, "max_bytes");
+    /* A patch adding pairs grows the positives: the old size is too small. */
+    icpns_pair_t inter[3] = {{a->users.ids[0], a->items.ids[1]},
+                             {a->users.ids[1], a->items.ids[2]},
+                             {a->users.ids[2], a->items.ids[3]}};
+    icpns_delta_t delta = {inter, 3, NULL, 0};
+    icpns_patch_stats_t ps;
+    icpns_snapshot_t *c = NULL;
+    assert_int_equal(icpns_snapshot_patch_limit(a, &delta, 0, &c, &ps, &err), 0);
+    size_t need = c->bytes;
+    icpns_snapshot_unref(c);
+    c = NULL;
+    assert_true(ps.pairs_added > 0);
+    assert_true(need > a->bytes);
+    assert_int_equal(icpns_snapshot_patch_limit(a, &delta, need - 1, &c, &ps, &err),
+                     ICPNS_ELIMIT);
+    assert_null(c);
+    assert_int_equal(icpns_snapshot_patch_limit(a, &delta, need, &c, &ps, &err), 0);
+    icpns_snapshot_unref(c);
+    icpns_snapshot_unref(a);
+    icpns_dataset_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patch_equals_full_build),
         cmocka_unit_test(test_patch_touches_only_what_changed),
         cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_byte_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
