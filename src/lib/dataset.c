@@ -224,23 +224,61 @@ static bool next_line(lines_t *it, const char **ls, const char **le)
     return false;
 }
 
-/* Appends @n pairs from @src to @d's interactions or communities. */
-static int append_pairs(icpns_pair_t **dst, size_t *dn, size_t *dcap,
-                        const icpns_pair_t *src, size_t n)
-{
-    if (n == 0)
-        return 0;
-    if (grow((void **)dst, dcap, *dn + n, sizeof(**dst)))
-        return ICPNS_ENOMEM;
-    memcpy(*dst + *dn, src, n * sizeof(*src));
-    *dn += n;
-    return 0;
-}
-
 typedef struct pairbuf {
     icpns_pair_t *v;
     size_t n, cap;
 } pairbuf_t;
+
+/* Sizes @b for @n pairs exactly: a file's pairs are counted (by its lines)
+ * before they are parsed, so that loading never holds a doubled array. */
+static int pairbuf_reserve(pairbuf_t *b, size_t n)
+{
+    if (n <= b->cap)
+        return 0;
+    if (n > SIZE_MAX / sizeof(*b->v))
+        return ICPNS_ENOMEM;
+    icpns_pair_t *q = realloc(b->v, n * sizeof(*q));
+    if (!q)
+        return ICPNS_ENOMEM;
+    b->v = q;
+    b->cap = n;
+    return 0;
+}
+
+/* Lines in @buf (an upper bound on its pairs but for adjacency lists). */
+static size_t count_lines(const char *buf, size_t len)
+{
+    size_t n = 1;
+    for (const char *p = buf, *end = buf + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        n++;
+    return n;
+}
+
+/* Moves @src's pairs to the end of @d's interactions or communities: the
+ * first file's buffer is adopted as is, later ones are appended exactly. */
+static int append_pairs(icpns_pair_t **dst, size_t *dn, size_t *dcap, pairbuf_t *src)
+{
+    if (src->n == 0)
+        return 0;
+    if (*dn == 0) {
+        free(*dst);
+        *dst = src->v;
+        *dcap = src->cap;
+        *dn = src->n;
+        *src = (pairbuf_t){0};
+        return 0;
+    }
+    if (*dn + src->n > *dcap) {
+        icpns_pair_t *q = realloc(*dst, (*dn + src->n) * sizeof(*q));
+        if (!q)
+            return ICPNS_ENOMEM;
+        *dst = q;
+        *dcap = *dn + src->n;
+    }
+    memcpy(*dst + *dn, src->v, src->n * sizeof(*src->v));
+    *dn += src->n;
+    return 0;
+}
 
 static int pairbuf_push(pairbuf_t *b, int64_t x, int64_t y)
 {
@@ -279,6 +317,8 @@ int icpns_parse_interactions(icpns_dataset_t *d, const char *buf, size_t len,
     bool have_rating_col = true;
     bool first = true;
     const char *seps = format == ICPNS_FORMAT_RECBOLE ? "\t" : " \t,;:";
+    if (pairbuf_reserve(&out, count_lines(buf, len)))
+        return icpns_error_set(err, ICPNS_ENOMEM, path, 0, NULL, "out of memory");
 
     while (next_line(&it, &ls, &le)) {
         if (first) {
@@ -383,7 +423,7 @@ int icpns_parse_interactions(icpns_dataset_t *d, const char *buf, size_t len,
         if ((rc = pairbuf_push(&out, u, i)))
             goto oom;
     }
-    if ((rc = append_pairs(&d->inter, &d->n_inter, &d->cap_inter, out.v, out.n)))
+    if ((rc = append_pairs(&d->inter, &d->n_inter, &d->cap_inter, &out)))
         goto oom;
     d->skipped_rating += skipped;
     goto out;
@@ -458,7 +498,7 @@ int icpns_parse_communities(icpns_dataset_t *d, const char *buf, size_t len,
         if (pairbuf_push(&out, v[k].user, v[k].comm))
             goto oom;
     }
-    if (append_pairs(&d->comm, &d->n_comm, &d->cap_comm, out.v, out.n))
+    if (append_pairs(&d->comm, &d->n_comm, &d->cap_comm, &out))
         goto oom;
     goto out;
 oom:

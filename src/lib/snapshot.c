@@ -595,33 +595,24 @@ int icpns_snapshot_build_limit(const icpns_dataset_t *d, const icpns_params_t *p
     s->params = *p;
 
     /* Id maps: users from both tables, items from interactions,
-     * communities from the assignments. */
-    int64_t *uids = malloc((d->n_inter + d->n_comm) * sizeof(int64_t));
-    int64_t *iids = malloc(d->n_inter * sizeof(int64_t));
-    int64_t *cids = malloc((d->n_comm ? d->n_comm : 1) * sizeof(int64_t));
-    if (!uids || !iids || !cids) {
-        free(uids);
-        free(iids);
-        free(cids);
-        goto oom;
-    }
-    for (size_t k = 0; k < d->n_inter; k++) {
-        uids[k] = d->inter[k].a;
-        iids[k] = d->inter[k].b;
-    }
-    for (size_t k = 0; k < d->n_comm; k++) {
-        uids[d->n_inter + k] = d->comm[k].a;
-        cids[k] = d->comm[k].b;
-    }
-    int r1 = icpns_idmap_build(&s->users, uids, d->n_inter + d->n_comm);
-    int r2 = icpns_idmap_build(&s->items, iids, d->n_inter);
-    int r3 = icpns_idmap_build(&s->comms, cids, d->n_comm);
-    if (r1 || r2 || r3) {
-        rc = r1 ? r1 : r2 ? r2 : r3;
-        if (rc == ICPNS_ENOMEM)
+     * communities from the assignments; one at a time, so that only one
+     * full-length id array is alive (each map keeps its distinct ids). */
+    for (int which = 0; which < 3; which++) {
+        size_t n = which == 0 ? d->n_inter + d->n_comm : which == 1 ? d->n_inter : d->n_comm;
+        int64_t *ids = malloc((n ? n : 1) * sizeof(int64_t));
+        if (!ids)
             goto oom;
-        rc = icpns_error_set(err, rc, NULL, 0, NULL, "more than 2^31 distinct ids");
-        goto fail;
+        for (size_t k = 0; k < n; k++)
+            ids[k] = which == 0 ? (k < d->n_inter ? d->inter[k].a : d->comm[k - d->n_inter].a)
+                     : which == 1 ? d->inter[k].b
+                                  : d->comm[k].b;
+        icpns_idmap_t *m = which == 0 ? &s->users : which == 1 ? &s->items : &s->comms;
+        if ((rc = icpns_idmap_build(m, ids, n))) {
+            if (rc == ICPNS_ENOMEM)
+                goto oom;
+            rc = icpns_error_set(err, rc, NULL, 0, NULL, "more than 2^31 distinct ids");
+            goto fail;
+        }
     }
     uint32_t nu = s->users.n, ni = s->items.n, nc = s->comms.n;
 
