@@ -29,6 +29,7 @@ void icpnsd_config_default(icpnsd_config_t *c)
     c->shutdown_timeout = 10;
     c->weights_cache_size = 8;
     c->weights_wait = true;
+    icpns_params_default(&c->default_params);
 }
 
 bool icpnsd_set_name_ok(const char *name)
@@ -116,6 +117,22 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
             return -1;
         }
         c->log_level = l;
+        return 0;
+    }
+    if (!strcmp(key, "default_alpha") || !strcmp(key, "default_epsilon") ||
+        !strcmp(key, "default_beta")) {
+        icpns_params_t p = c->default_params;
+        double *dst = key[8] == 'a' ? &p.alpha : key[8] == 'e' ? &p.epsilon : &p.beta;
+        char *end;
+        errno = 0;
+        *dst = strtod(v, &end);
+        icpns_error_t perr;
+        if (errno || end == v || *end || icpns_params_check(&p, &perr)) {
+            snprintf(eb, es, "%s: expected a number (alpha and beta in [0, 64], epsilon in "
+                     "[0, 1e12]), got '%s'", key, v);
+            return -1;
+        }
+        c->default_params = p;
         return 0;
     }
     if (!strcmp(key, "watch"))

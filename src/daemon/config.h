@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "icpns/common.h"
+
 #define ICPNSD_MAX_SETS 64
 #define ICPNSD_SET_NAME 64
 
@@ -42,6 +44,9 @@ typedef struct icpnsd_config {
     uint32_t weights_cache_size;   /* per-request (alpha, epsilon, beta) settings kept per set */
     bool weights_wait;             /* a request for a setting being built waits (else 503) */
     unsigned cluster_threads;      /* k-means threads for POST /admin/cluster; 0 = online CPUs */
+    /* Weight parameters of the table sets whose tables.json does not set
+     * them (default_alpha, default_epsilon, default_beta). */
+    icpns_params_t default_params;
 } icpnsd_config_t;
 
 /* Whether @name is a valid table-set name: 1..63 of [A-Za-z0-9._-]. */

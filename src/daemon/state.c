@@ -132,14 +132,17 @@ static int cut_journal_tail(const char *dir, icpns_error_t *err)
 static int load_dataset(icpnsd_state_t *st, icpns_table_opts_t *opts, icpns_dataset_t **ret,
                         icpnsd_meta_t *meta, icpns_error_t *err)
 {
+    /* The configuration's default_alpha/epsilon/beta, unless tables.json
+     * says otherwise. */
+    icpns_table_opts_default(opts);
+    if (st->reg)
+        opts->params = st->reg->cfg->default_params;
     if (!st->tables[0]) {
         icpns_gen_opts_t g;
         icpns_gen_opts_default(&g);
-        icpns_table_opts_default(opts);
         meta->n_sources = 0;
         return icpns_gen(&g, ret, err);
     }
-    icpns_table_opts_default(opts);
     int rc = cut_journal_tail(st->tables, err);
     if (!rc)
         rc = icpns_dataset_load_dir(st->tables, opts, ret, err);

@@ -560,6 +560,36 @@ class TestLifecycle(Base):
         self.assertEqual(p.returncode, 0)
         self.assertIn("--tables", p.stdout)
 
+    def test_default_weights_from_the_configuration(self):
+        """default_alpha/epsilon/beta apply to the sets whose tables.json does
+        not set them; tables.json wins; bad values name key and line."""
+        tmp = tempfile.mkdtemp(prefix="icpnsd-defaults-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        plain, own = os.path.join(tmp, "plain"), os.path.join(tmp, "own")
+        shutil.copytree(self.dir, plain)
+        shutil.copytree(self.dir, own)
+        with open(os.path.join(plain, "tables.json"), "w") as f:
+            f.write('{"format": "pairs"}\n')
+        with open(os.path.join(own, "tables.json"), "w") as f:
+            f.write('{"format": "pairs", "alpha": 0.6}\n')
+        cfg = os.path.join(tmp, "w.conf")
+        with open(cfg, "w") as f:
+            f.write("default_alpha = 0.3\ndefault_epsilon = 0.5\ndefault_beta = 0.25\n"
+                    "tables.plain = %s\ntables.own = %s\n" % (plain, own))
+        with Daemon("--config", cfg) as d:
+            st, tl = d.request("GET", "/v1/tables")
+            got = {t["name"]: (t["alpha"], t["epsilon"], t["beta"]) for t in tl["tables"]}
+            self.assertEqual(got, {"plain": (0.3, 0.5, 0.25), "own": (0.6, 0.5, 0.25)})
+            st, body = d.negatives(users=[1], n=2, seed=1, tables="plain")
+            self.assertEqual((st, body["alpha"], body["epsilon"]), (200, 0.3, 0.5))
+        for bad in ("default_alpha = -1", "default_beta = x", "default_epsilon = 1e13"):
+            with open(cfg, "w") as f:
+                f.write("threads = 2\n%s\n" % bad)
+            p = subprocess.run([ICPNSD, "--config", cfg, "--listen", "127.0.0.1:0"],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 1, bad)
+            self.assertIn("w.conf:2: %s" % bad.split()[0], p.stderr)
+
     def test_admin_token_hygiene(self):
         tmp = tempfile.mkdtemp(prefix="icpnsd-token-")
         self.addCleanup(shutil.rmtree, tmp, True)
