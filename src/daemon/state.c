@@ -198,6 +198,20 @@ static void remove_stale_temporaries(const char *dir, const char *file)
     closedir(d);
 }
 
+/* The byte limit of a build under memory_budget: what the budget leaves
+ * beside the other sets' snapshots and caches (@except not counted), 0
+ * when there is no budget; *@others receives those bytes. */
+static size_t budget_left(struct icpnsd_registry *reg, const icpnsd_state_t *except,
+                          uint64_t *others)
+{
+    uint64_t budget = reg ? reg->cfg->memory_budget : 0;
+    *others = 0;
+    if (!budget)
+        return 0;
+    *others = icpnsd_registry_bytes(reg, except);
+    return *others >= budget ? 1 : (size_t)(budget - *others);
+}
+
 /* ---- versions that survive restarts ------------------------------------------------ */
 
 /* TABLES/icpnsd.version (icpns_version_record_*) holds the last version
@@ -253,12 +267,8 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
         remove_stale_temporaries(st->tables, VERSION_FILE);
     }
     /* Within what the memory budget leaves beside the sets already held. */
-    uint64_t budget = reg ? reg->cfg->memory_budget : 0, others = 0;
-    size_t limit = 0;
-    if (budget) {
-        others = icpnsd_registry_bytes(reg, NULL);
-        limit = others >= budget ? 1 : (size_t)(budget - others);
-    }
+    uint64_t others;
+    size_t limit = budget_left(reg, NULL, &others);
     if (!rc)
         rc = icpns_snapshot_build_limit(st->dataset, &st->opts.params, limit, &s, &err);
     if (rc) {
@@ -267,7 +277,8 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
         icpns_error_format(&err, m, sizeof(m));
         if (budget_hit)
             snprintf(errbuf, errsize, "%s (memory_budget = %llu minus the other sets' %llu bytes)",
-                     err.message, (unsigned long long)budget, (unsigned long long)others);
+                     err.message, (unsigned long long)reg->cfg->memory_budget,
+                     (unsigned long long)others);
         else
             snprintf(errbuf, errsize, "%s", m);
         st->dataset = icpns_dataset_free(st->dataset);
@@ -684,12 +695,8 @@ static void build_work(uv_work_t *w)
     int rc = ICPNS_ENOPATCH;
     /* The memory budget is a byte limit on the build itself: a version
      * that would not fit is refused before its weights are allocated. */
-    uint64_t others = 0, budget = st->reg ? st->reg->cfg->memory_budget : 0;
-    size_t limit = 0;
-    if (budget) {
-        others = icpnsd_registry_bytes(st->reg, st);
-        limit = others >= budget ? 1 : (size_t)(budget - others);
-    }
+    uint64_t others;
+    size_t limit = budget_left(st->reg, st, &others);
     if (!reload && st->in_sync && can_patch(st->batch)) {
         icpns_delta_t delta;
         if (gather_delta(st->batch, &delta) == 0) {
@@ -725,7 +732,7 @@ static void build_work(uv_work_t *w)
             icpns_error_set(&err, ICPNS_ELIMIT, NULL, 0, "memory_budget",
                             "the new version of '%s': %s (memory_budget = %llu minus the other "
                             "sets' %llu bytes); the old version keeps serving%s",
-                            st->name, why, (unsigned long long)budget,
+                            st->name, why, (unsigned long long)st->reg->cfg->memory_budget,
                             (unsigned long long)others,
                             updates ? "; the update is recorded on disk and the next build that "
                                       "fits serves it (repeating it is harmless)" : "");

@@ -107,17 +107,24 @@ class TestSmokeRun(unittest.TestCase):
         self.addCleanup(shutil.rmtree, d, True)
         gen_tables(os.path.join(d, "t"), users=150, items=120, communities=3, interactions=4000)
         out = os.path.join(d, "results.md")
-        r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "two_stage.py"),
-                            "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
-                            "--models", "bpr,lightgcn", "--samplers", "icpns,hns", "--seeds", "1,2",
-                            "--epochs", "2", "--patience", "2", "--k", "3", "--restarts", "2",
-                            "--icpnsd", ICPNSD, "--out", out, "--json", os.path.join(d, "r.json"),
-                            "--sweep-json", os.path.join(d, "s.json"),
-                            "--timing-json", os.path.join(d, "t.json"), "--quiet"],
-                           capture_output=True, text=True, timeout=600)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        with open(out) as f:
-            text = f.read()
+
+        def two_stage(*args):
+            """Runs the example on the synthetic tables (all outputs under d);
+            returns its stdout and the rendered results.md."""
+            r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "two_stage.py"), *args,
+                                "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
+                                "--icpnsd", ICPNSD, "--out", out,
+                                "--json", os.path.join(d, "r.json"),
+                                "--sweep-json", os.path.join(d, "s.json"),
+                                "--timing-json", os.path.join(d, "t.json"), "--quiet"],
+                               capture_output=True, text=True, timeout=600)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with open(out) as f:
+                return r.stdout, f.read()
+
+        _, text = two_stage("--models", "bpr,lightgcn", "--samplers", "icpns,hns",
+                            "--seeds", "1,2", "--epochs", "2", "--patience", "2", "--k", "3",
+                            "--restarts", "2")
         for row in ("| BPR-MF | stage 1 (RNS) |", "| LightGCN | stage 2 + ICPNS |",
                     "| LightGCN | stage 2 + HNS |"):
             self.assertIn(row, text)
@@ -126,58 +133,28 @@ class TestSmokeRun(unittest.TestCase):
         self.assertIn("results-curves.png", text)
         self.assertTrue(os.path.getsize(os.path.join(d, "results-curves.png")) > 1000)
         # The sweep: K x alpha over table sets and per-request alpha.
-        r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "two_stage.py"), "--sweep",
-                            "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
-                            "--models", "bpr", "--seeds", "1,2", "--epochs", "1", "--patience", "1",
-                            "--sweep-ks", "2,3", "--sweep-alphas", "0,0.8", "--restarts", "1",
-                            "--icpnsd", ICPNSD, "--out", out, "--json", os.path.join(d, "r.json"),
-                            "--sweep-json", os.path.join(d, "s.json"),
-                            "--timing-json", os.path.join(d, "t.json"), "--quiet"],
-                           capture_output=True, text=True, timeout=600)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        with open(out) as f:
-            text = f.read()
+        sweep = ("--sweep", "--seeds", "1,2", "--epochs", "1", "--patience", "1",
+                 "--sweep-ks", "2,3", "--restarts", "1")
+        _, text = two_stage(*sweep, "--models", "bpr", "--sweep-alphas", "0,0.8")
         self.assertIn("| BPR-MF | stage 1 (RNS) |", text)  # the comparison is kept
         self.assertIn("## Sensitivity", text)
         self.assertIn("| 3 | ", text)
         self.assertIn("alpha = 0.8", text)
         # A sweep of the other model with the same protocol adds to it.
-        sweep = [sys.executable, os.path.join(EXAMPLES, "two_stage.py"), "--sweep",
-                 "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
-                 "--seeds", "1,2", "--epochs", "1", "--patience", "1", "--sweep-ks", "2,3",
-                 "--restarts", "1", "--icpnsd", ICPNSD, "--out", out,
-                 "--json", os.path.join(d, "r.json"), "--sweep-json", os.path.join(d, "s.json"),
-                 "--timing-json", os.path.join(d, "t.json"), "--quiet"]
-        r = subprocess.run(sweep + ["--models", "lightgcn", "--sweep-alphas", "0,0.8"],
-                           capture_output=True, text=True, timeout=600)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("added to the sweep", r.stdout)
-        with open(out) as f:
-            text = f.read()
+        stdout, text = two_stage(*sweep, "--models", "lightgcn", "--sweep-alphas", "0,0.8")
+        self.assertIn("added to the sweep", stdout)
         self.assertIn("**BPR-MF, NDCG@10**", text)
         self.assertIn("**LightGCN, NDCG@10**", text)
         self.assertIn("--models bpr", text)
         self.assertIn("--models lightgcn", text)
         # Another protocol replaces it (and says so).
-        r = subprocess.run(sweep + ["--models", "lightgcn", "--sweep-alphas", "0.5"],
-                           capture_output=True, text=True, timeout=600)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("replacing", r.stdout)
-        with open(out) as f:
-            text = f.read()
+        stdout, text = two_stage(*sweep, "--models", "lightgcn", "--sweep-alphas", "0.5")
+        self.assertIn("replacing", stdout)
         self.assertNotIn("**BPR-MF, NDCG@10**", text)
         self.assertIn("alpha = 0.5", text)
         # The timing pass.
-        r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "two_stage.py"), "--timing",
-                            "--data", os.path.join(d, "t", "interactions.tsv"), "--core", "3",
-                            "--models", "bpr", "--samplers", "icpns,hns", "--timing-epochs", "2",
-                            "--k", "3", "--icpnsd", ICPNSD, "--out", out,
-                            "--json", os.path.join(d, "r.json"), "--sweep-json", os.path.join(d, "s.json"),
-                            "--timing-json", os.path.join(d, "t.json"), "--quiet"],
-                           capture_output=True, text=True, timeout=600)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        with open(out) as f:
-            text = f.read()
+        _, text = two_stage("--timing", "--models", "bpr", "--samplers", "icpns,hns",
+                            "--timing-epochs", "2", "--k", "3")
         self.assertIn("## Training time per epoch", text)
         self.assertIn("| BPR-MF | ", text.split("## Training time per epoch")[1])
 
