@@ -2,6 +2,7 @@
 #ifndef ICPNS_H
 #define ICPNS_H
 #include "icpns/common.h"
+#include "icpns/buf.h"
 #include "icpns/rng.h"
 #include "icpns/alias.h"
 #include "icpns/idmap.h"

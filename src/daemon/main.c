@@ -18,12 +18,14 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "config.h"
-#include "http.h"
+#include "env.h"
 #include "log.h"
 #include "notify.h"
-#include "sets.h"
-#include "state.h"
+#include "pool.h"
+#include "registry.h"
+#include "server.h"
 
 static const char help[] =
     "Usage: icpnsd [OPTIONS]\n"
@@ -48,7 +50,10 @@ static const char help[] =
 
 typedef struct app {
     icpnsd_config_t cfg;
-    icpnsd_registry_t reg;
+    icpnsd_env_t env;
+    icpnsd_auth_t auth;
+    icpnsd_registry_t *reg;
+    icpnsd_pool_t *pool;
     icpnsd_server_t *srv;
     uv_loop_t loop;
     uv_signal_t sighup, sigterm, sigint;
@@ -92,7 +97,7 @@ static void on_sighup(uv_signal_t *h, int sig)
 {
     (void)sig;
     app_t *a = h->data;
-    icpnsd_registry_reload_all(&a->reg, "SIGHUP");
+    icpnsd_registry_reload_all(a->reg, "SIGHUP");
 }
 
 static void close_cb(uv_handle_t *h)
@@ -107,6 +112,32 @@ static void close_all(uv_handle_t *h, void *arg)
         uv_close(h, close_cb);
 }
 
+/* The compute pool first: it finishes the tasks it holds (their
+ * connections are still open), then the HTTP threads stop. */
+static void stop_serving(app_t *a)
+{
+    icpnsd_pool_free(a->pool);
+    a->pool = NULL;
+    a->env.pool = NULL;
+    icpnsd_server_stop(a->srv);
+    a->srv = NULL;
+}
+
+/* Closes what is left on the loop, frees everything; returns @rc. */
+static int teardown(app_t *a, int rc)
+{
+    stop_serving(a);
+    uv_walk(&a->loop, close_all, NULL);
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    icpnsd_registry_free(a->reg);
+    a->reg = NULL;
+    icpnsd_auth_clear(&a->auth);
+    int lc = uv_loop_close(&a->loop);
+    if (lc)
+        log_warn("event loop closed with handles open: %s", uv_strerror(lc));
+    return rc;
+}
+
 static void on_drain(uv_timer_t *t)
 {
     app_t *a = t->data;
@@ -116,8 +147,7 @@ static void on_drain(uv_timer_t *t)
     if (open > 0)
         log_warn("shutdown: %u connection(s) still open after %us, closing them", open,
                  a->cfg.shutdown_timeout);
-    icpnsd_server_stop(a->srv);
-    a->srv = NULL;
+    stop_serving(a);
     uv_walk(&a->loop, close_all, NULL);
 }
 
@@ -248,36 +278,37 @@ int main(int argc, char **argv)
     uv_loop_init(&a->loop);
     log_info("icpnsd %s starting: %u table set(s), threads=%u", ICPNS_VERSION_STRING,
              a->cfg.n_sets + (a->cfg.tables[0] || !a->cfg.n_sets), a->cfg.threads);
-    if (icpnsd_registry_init(&a->reg, &a->loop, &a->cfg, err, sizeof(err))) {
-        log_error("cannot load the tables: %s", err);
-        uv_walk(&a->loop, close_all, NULL);
-        uv_run(&a->loop, UV_RUN_DEFAULT);
-        icpnsd_registry_free(&a->reg);
-        uv_loop_close(&a->loop);
-        return 1;
+    icpnsd_auth_set_admin(&a->auth, token);
+    memset(token, 0, sizeof(token));
+    a->env = (icpnsd_env_t){
+        .cfg = &a->cfg,
+        .auth = &a->auth,
+        .admin_separate = a->cfg.admin_listen[0] != '\0',
+        .default_strategy = icpns_strategy_parse(a->cfg.default_strategy),
+        .started = icpns_now(),
+    };
+    a->reg = icpnsd_registry_new(&a->loop, &a->cfg);
+    a->env.reg = a->reg;
+    if (!a->reg || icpnsd_registry_load(a->reg, err, sizeof(err))) {
+        log_error("cannot load the tables: %s", a->reg ? err : "out of memory");
+        return teardown(a, 1);
     }
-    {
-        icpnsd_set_t *sets[ICPNSD_MAX_SETS];
-        unsigned n = icpnsd_registry_list(&a->reg, sets, ICPNSD_MAX_SETS);
-        for (unsigned k = 0; k < n; k++) {
-            icpnsd_meta_t m;
-            icpns_snapshot_t *s = icpnsd_state_acquire_meta(&sets[k]->st, &m);
-            log_info("tables=%s snapshot version=%llu fingerprint=%016llx users=%u items=%u "
-                     "interactions=%llu communities=%u bytes=%zu built in %.3fs", sets[k]->name,
-                     (unsigned long long)s->version, (unsigned long long)s->fingerprint,
-                     s->users.n, s->items.n, (unsigned long long)s->n_interactions, s->comms.n,
-                     s->bytes, m.build_seconds);
-            icpns_snapshot_unref(s);
-            icpnsd_set_unref(sets[k]);
-        }
+    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+    unsigned nsets = icpnsd_registry_list(a->reg, sets, ICPNSD_MAX_SETS);
+    for (unsigned k = 0; k < nsets; k++) {
+        icpnsd_meta_t m;
+        icpns_snapshot_t *s = icpnsd_set_acquire_meta(sets[k], &m);
+        log_info("tables=%s snapshot version=%llu fingerprint=%016llx users=%u items=%u "
+                 "interactions=%llu communities=%u bytes=%zu built in %.3fs",
+                 icpnsd_set_name(sets[k]), (unsigned long long)s->version,
+                 (unsigned long long)s->fingerprint, s->users.n, s->items.n,
+                 (unsigned long long)s->n_interactions, s->comms.n, s->bytes, m.build_seconds);
+        icpns_snapshot_unref(s);
+        icpnsd_set_unref(sets[k]);
     }
     if (check_only) {
         printf("configuration ok: tables load and build; listen %s\n", a->cfg.listen);
-        uv_walk(&a->loop, close_all, NULL);
-        uv_run(&a->loop, UV_RUN_DEFAULT);
-        icpnsd_registry_free(&a->reg);
-        uv_loop_close(&a->loop);
-        return 0;
+        return teardown(a, 0);
     }
     /* Signals are caught before the first connection can be accepted, so a
      * SIGHUP or SIGTERM right after start-up is never fatal.  libuv queues
@@ -291,18 +322,16 @@ int main(int argc, char **argv)
     uv_signal_start(&a->sigint, on_stop_signal, SIGINT);
     /* Watches start before the port is announced: a change made right
      * after "listening on" is never missed. */
-    icpnsd_registry_watch(&a->reg);
+    icpnsd_registry_watch(a->reg);
+    a->pool = icpnsd_pool_new(a->cfg.threads, err, sizeof(err));
+    a->env.pool = a->pool;
     uint16_t port = 0, admin_port = 0;
-    a->srv = icpnsd_server_start(&a->cfg, &a->reg, token, inherited_socket(), &port, &admin_port,
-                                 err, sizeof(err));
-    memset(token, 0, sizeof(token));
+    if (a->pool)
+        a->srv = icpnsd_server_start(&a->env, inherited_socket(), &port, &admin_port, err,
+                                     sizeof(err));
     if (!a->srv) {
         log_error("%s", err);
-        uv_walk(&a->loop, close_all, NULL);
-        uv_run(&a->loop, UV_RUN_DEFAULT);
-        icpnsd_registry_free(&a->reg);
-        uv_loop_close(&a->loop);
-        return 1;
+        return teardown(a, 1);
     }
     /* Tests and scripts read the port from this line when they asked for 0. */
     char host[256];
@@ -324,33 +353,23 @@ int main(int argc, char **argv)
     if (wd)
         uv_timer_start(&a->watchdog, on_watchdog, wd, wd);
     char msg[256];
-    int why;
-    icpnsd_set_t *def = icpnsd_registry_get(&a->reg, NULL, &why);
-    icpnsd_set_t *one[1];
-    if (!def && icpnsd_registry_list(&a->reg, one, 1) == 1)
-        def = one[0];
-    icpns_snapshot_t *s = def ? icpnsd_state_acquire(&def->st) : NULL;
+    icpnsd_set_t *def = icpnsd_registry_main(a->reg);
+    icpns_snapshot_t *s = def ? icpnsd_set_acquire(def) : NULL;
     if (s)
         snprintf(msg, sizeof(msg),
                  "READY=1\nSTATUS=serving tables=%s version %llu (fingerprint %016llx) on port %u"
                  "\nMAINPID=%d",
-                 def->name, (unsigned long long)s->version, (unsigned long long)s->fingerprint,
-                 port, (int)getpid());
+                 icpnsd_set_name(def), (unsigned long long)s->version,
+                 (unsigned long long)s->fingerprint, port, (int)getpid());
     else
         snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving on port %u\nMAINPID=%d", port,
                  (int)getpid());
     icpns_snapshot_unref(s);
-    if (def)
-        icpnsd_set_unref(def);
+    icpnsd_set_unref(def);
     icpnsd_notify(msg);
 
     uv_run(&a->loop, UV_RUN_DEFAULT);
-    if (a->srv)
-        icpnsd_server_stop(a->srv);
-    icpnsd_registry_free(&a->reg);
-    int rc = uv_loop_close(&a->loop);
-    if (rc)
-        log_warn("event loop closed with handles open: %s", uv_strerror(rc));
+    teardown(a, 0);
     log_info("stopped");
     return 0;
 }

@@ -1,4 +1,9 @@
-/* metrics.h - counters for /metrics (Prometheus text format 0.0.4). */
+/*
+ * metrics.h - the daemon-wide counters of /metrics (Prometheus text format
+ * 0.0.4).  Counters are lock-free; the per-route series are indexed by a
+ * route's metrics id, which the server registers once per route label at
+ * start-up (routes sharing a label share its series).
+ */
 #ifndef ICPNSD_METRICS_H
 #define ICPNSD_METRICS_H
 
@@ -6,20 +11,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum route {
-    R_NEGATIVES, R_USER, R_COMMUNITIES, R_COMMUNITY_ITEMS, R_HEALTHZ, R_READYZ, R_METRICS,
-    R_ADMIN_RELOAD, R_ADMIN_INTERACTIONS, R_ADMIN_COMMUNITIES, R_ADMIN_SNAPSHOT, R_ADMIN_CLUSTER, R_TABLES, R_ADMIN_SETS, R_ADMIN_SET, R_OTHER,
-    R_COUNT
-} route_t;
+#include "icpns/buf.h"
 
-#define N_STATUS 14
-#define N_BUCKETS 14
+#define ICPNSD_METRICS_ROUTES 48
+#define ICPNSD_METRICS_STATUSES 14
+#define ICPNSD_METRICS_BUCKETS 14
 
 typedef struct icpnsd_metrics {
-    atomic_uint_fast64_t requests[R_COUNT][N_STATUS];
-    atomic_uint_fast64_t latency_bucket[R_COUNT][N_BUCKETS];
-    atomic_uint_fast64_t latency_count[R_COUNT];
-    atomic_uint_fast64_t latency_sum_us[R_COUNT];
+    atomic_uint_fast64_t requests[ICPNSD_METRICS_ROUTES][ICPNSD_METRICS_STATUSES];
+    atomic_uint_fast64_t latency_bucket[ICPNSD_METRICS_ROUTES][ICPNSD_METRICS_BUCKETS];
+    atomic_uint_fast64_t latency_count[ICPNSD_METRICS_ROUTES];
+    atomic_uint_fast64_t latency_sum_us[ICPNSD_METRICS_ROUTES];
     atomic_uint_fast64_t negatives[3];   /* by strategy */
     atomic_uint_fast64_t draws, rejections, residual_rows, fallback_rows, substituted_rows;
     atomic_uint_fast64_t reloads_ok, reloads_failed, updates_ok, updates_failed;
@@ -29,13 +31,27 @@ typedef struct icpnsd_metrics {
 
 extern icpnsd_metrics_t icpnsd_metrics;
 
-const char *icpnsd_route_name(route_t r);
-void icpnsd_metrics_request(route_t r, unsigned status, double seconds);
+/*
+ * The metrics id of the route label @name, registered on first use (start-up
+ * only: not thread-safe).  Ids beyond the table's room share the last one.
+ */
+unsigned icpnsd_metrics_route(const char *name);
 
-/* Appends the text exposition to a new buffer (caller frees). Snapshot
- * figures are passed in by the caller. */
-char *icpnsd_metrics_render(uint64_t version, double build_seconds, size_t snapshot_bytes,
-                            uint64_t users, uint64_t items, uint64_t interactions,
-                            double uptime, size_t *ret_len);
+/* The label of a metrics id ("other" when unknown). */
+const char *icpnsd_metrics_route_name(unsigned id);
+
+/* Counts one answered request. */
+void icpnsd_metrics_request(unsigned route, unsigned status, double seconds);
+
+/* The snapshot figures of the unlabelled gauges (the default set's). */
+typedef struct icpnsd_metrics_snapshot {
+    uint64_t version;
+    double build_seconds;
+    size_t bytes;
+    uint64_t users, items, interactions;
+} icpnsd_metrics_snapshot_t;
+
+/* Appends the daemon-wide exposition to @b. */
+void icpnsd_metrics_render(icpns_buf_t *b, const icpnsd_metrics_snapshot_t *snap, double uptime);
 
 #endif

@@ -1,5 +1,10 @@
-/* request.h - parsing POST /v1/negatives bodies (JSON and binary frames),
- * apart from the HTTP glue so that the parsers can be fuzzed alone. */
+/*
+ * request.h - the parsed form of request bodies and the JSON parsers that
+ * produce it: POST /v1/negatives, POST /admin/cluster (JSON and .npy), the
+ * pair lists of the admin updates and POST /admin/sets.  Binary frames are
+ * in frames.h.  Pure functions (no HTTP, no global state but the fast-path
+ * switch below), so that they can be fuzzed and unit-tested alone.
+ */
 #ifndef ICPNSD_REQUEST_H
 #define ICPNSD_REQUEST_H
 
@@ -8,105 +13,104 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "error.h"
 #include "icpns.h"
 
-#define FRAME_REQ_MAGIC "ICPQ"
-#define FRAME_RESP_MAGIC "ICPR"
-#define FRAME_REQ_HEADER 40
-#define FRAME_RESP_HEADER 32
+#define ICPNSD_MAX_PARTS 8
 
-#define MAX_PARTS 8
+/* Parses @n characters of @s as a non-negative decimal int64 (a path id);
+ * false if they are not one. */
+bool icpnsd_parse_id(const char *s, size_t n, int64_t *out);
 
-typedef struct part {
+/* One part of a strategy mix: @n negatives per row drawn with @strategy. */
+typedef struct icpnsd_part {
     icpns_strategy_t strategy;
     uint32_t n;
-} part_t;
+} icpnsd_part_t;
 
-typedef struct neg_req {
-    int64_t *users;
+/* A negatives request, from JSON or a frame. */
+typedef struct icpnsd_negreq {
+    int64_t *users;      /* owned */
     uint32_t rows;
-    part_t parts[MAX_PARTS];
+    icpnsd_part_t parts[ICPNSD_MAX_PARTS];
     int nparts;
-    bool mixed;
-    uint32_t n;          /* total negatives per row */
+    bool mixed;          /* "strategy" was a list */
+    uint32_t n;          /* negatives per row (all parts) */
     uint32_t m;          /* candidates per negative */
     uint64_t seed;
     bool probs;
-    unsigned flags;
+    unsigned flags;      /* ICPNS_SAMPLE_* */
     bool binary_in;
     /* Optional: the table set, and a weight setting other than the set's. */
     char tables[ICPNSD_SET_NAME];
     bool has_alpha, has_epsilon, has_beta;
     double alpha, epsilon, beta;
-} neg_req_t;
+} icpnsd_negreq_t;
 
-
-/* Why a request was refused: the HTTP status, machine code, field, row. */
-typedef struct icpnsd_reqerr {
-    unsigned status;
-    char code[48];
-    char field[48];
-    long long row;
-    char message[512];
-} icpnsd_reqerr_t;
-
-/*
- * Parses a JSON negatives request into @q (q->users is allocated; free it
- * with icpnsd_neg_req_free, also on failure).  @fallback_seed is used when
- * the request has no seed.  Returns 0, or -1 with @e filled.
- */
 /* Whether JSON requests read "users" with the fast path (on; the fuzzer
  * turns it off to compare both paths). */
 extern bool icpnsd_json_fastpath;
 
-int icpnsd_parse_negatives_json(const icpnsd_config_t *cfg, int default_strategy,
-                                uint64_t fallback_seed, const char *body, size_t len,
-                                neg_req_t *q, icpnsd_reqerr_t *e);
+/*
+ * Parses a JSON negatives request into @q (q->users is allocated; free it
+ * with icpnsd_negreq_free, also on failure).  @fallback_seed is used when
+ * the request has no seed.  Returns 0, or -1 with @e filled.
+ */
+int icpnsd_negreq_parse_json(const icpnsd_config_t *cfg, int default_strategy,
+                             uint64_t fallback_seed, const char *body, size_t len,
+                             icpnsd_negreq_t *q, icpnsd_err_t *e);
 
-/* The same for a binary request frame (proto/frames.md). */
-int icpnsd_parse_negatives_frame(const icpnsd_config_t *cfg, const char *body, size_t len,
-                                 neg_req_t *q, icpnsd_reqerr_t *e);
-
-void icpnsd_neg_req_free(neg_req_t *q);
+/* Frees what @q owns; @q may be half-filled by a failed parse. */
+void icpnsd_negreq_free(icpnsd_negreq_t *q);
 
 /*
  * Applies a query-string parameter of POST /v1/negatives ("tables",
  * "alpha", "epsilon", "beta") to @q; a value the body already gave
- * differently is a 400.  Other keys are ignored.
+ * differently is an error.  Other keys are ignored.  0 or -1 with @e.
  */
-int icpnsd_negatives_query(neg_req_t *q, const char *key, const char *value, icpnsd_reqerr_t *e);
+int icpnsd_negreq_query(icpnsd_negreq_t *q, const char *key, const char *value, icpnsd_err_t *e);
 
 /* ---- POST /admin/cluster ------------------------------------------------- */
 
-#define FRAME_EMB_MAGIC "ICPE"
-#define FRAME_EMB_HEADER 40
-
-typedef struct cluster_req {
+typedef struct icpnsd_clusterreq {
     icpns_embeddings_t emb; /* ids NULL (.npy): row r is the r-th user by ascending id */
     icpns_kmeans_opts_t ko;
-} cluster_req_t;
+} icpnsd_clusterreq_t;
+
+void icpnsd_clusterreq_init(icpnsd_clusterreq_t *q);
+void icpnsd_clusterreq_free(icpnsd_clusterreq_t *q);
 
 /*
  * Sets one k-means option ("k", "seed", "restarts", "max_iter", "tol") from
- * text (a query-string value).  Unknown keys and bad values are 400s.
+ * text (a query-string value).  Unknown keys and bad values are errors.
  */
-int icpnsd_cluster_opt(cluster_req_t *q, const char *key, const char *value, icpnsd_reqerr_t *e);
+int icpnsd_clusterreq_opt(icpnsd_clusterreq_t *q, const char *key, const char *value,
+                          icpnsd_err_t *e);
 
 /* {"users":[...], "embeddings":[[...],...], "k":8, "seed":..., ...} */
-int icpnsd_parse_cluster_json(const char *body, size_t len, cluster_req_t *q, icpnsd_reqerr_t *e);
-
-/* An ICPE frame: 40-byte header, int64 users, float32 row-major matrix
- * (proto/frames.md). */
-int icpnsd_parse_cluster_frame(const char *body, size_t len, cluster_req_t *q,
-                               icpnsd_reqerr_t *e);
+int icpnsd_clusterreq_parse_json(const char *body, size_t len, icpnsd_clusterreq_t *q,
+                                 icpnsd_err_t *e);
 
 /* A .npy body (options come from the query string). */
-int icpnsd_parse_cluster_npy(const char *body, size_t len, cluster_req_t *q, icpnsd_reqerr_t *e);
+int icpnsd_clusterreq_parse_npy(const char *body, size_t len, icpnsd_clusterreq_t *q,
+                                icpnsd_err_t *e);
 
-/* Checks the options against the rows (k <= rows, limits). */
-int icpnsd_cluster_check(const cluster_req_t *q, icpnsd_reqerr_t *e);
+/* Checks the options against the rows (k <= rows, finite values). */
+int icpnsd_clusterreq_check(const icpnsd_clusterreq_t *q, icpnsd_err_t *e);
 
-void icpnsd_cluster_req_init(cluster_req_t *q);
-void icpnsd_cluster_req_free(cluster_req_t *q);
+/* ---- admin updates and table sets ---------------------------------------- */
+
+/*
+ * Parses {"KEY": [[user, WHAT], ...]} (and "replace": bool when
+ * @allow_replace) into *@ret_pairs (owned by the caller) and *@ret_n.
+ * Returns 0, or -1 with @e (the row of a bad pair); outputs untouched then.
+ */
+int icpnsd_parse_pairs(const char *body, size_t len, const char *key, const char *what,
+                       bool allow_replace, icpns_pair_t **ret_pairs, size_t *ret_n,
+                       bool *ret_replace, icpnsd_err_t *e);
+
+/* Parses {"name": NAME, "tables": DIR} of POST /admin/sets. */
+int icpnsd_parse_set_add(const char *body, size_t len, char *ret_name, size_t name_size,
+                         char *ret_dir, size_t dir_size, icpnsd_err_t *e);
 
 #endif

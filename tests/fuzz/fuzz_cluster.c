@@ -4,7 +4,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
-#include "request.h"
+#include "frames.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -13,19 +13,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
-    cluster_req_t q;
-    icpnsd_cluster_req_init(&q);
-    icpnsd_reqerr_t e = {0};
+    icpnsd_clusterreq_t q;
+    icpnsd_clusterreq_init(&q);
+    icpnsd_err_t e;
+    icpnsd_err_clear(&e);
     int rc;
     switch (data[0] % 3) {
-    case 0: rc = icpnsd_parse_cluster_json(body, len, &q, &e); break;
-    case 1: rc = icpnsd_parse_cluster_frame(body, len, &q, &e); break;
-    default: rc = icpnsd_parse_cluster_npy(body, len, &q, &e); break;
+    case 0: rc = icpnsd_clusterreq_parse_json(body, len, &q, &e); break;
+    case 1: rc = icpnsd_frame_parse_embeddings(body, len, &q, &e); break;
+    default: rc = icpnsd_clusterreq_parse_npy(body, len, &q, &e); break;
     }
     if (!rc)
-        rc = icpnsd_cluster_check(&q, &e);
+        rc = icpnsd_clusterreq_check(&q, &e);
     if (rc) {
-        if (e.status < 400 || !e.code[0])
+        if (e.code == ICPNSD_E_OK)
             abort();
     } else {
         if (q.emb.n == 0 || q.emb.dim == 0 || q.ko.k < 1 || q.ko.k > q.emb.n)
@@ -45,6 +46,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
     }
-    icpnsd_cluster_req_free(&q);
+    icpnsd_clusterreq_free(&q);
     return 0;
 }

@@ -157,19 +157,20 @@ static int parsers_run(void)
     static const char body[] = "{\"users\":[1,2,3],\"n\":4,\"strategy\":[{\"strategy\":\"icpns\","
                                "\"n\":3},{\"strategy\":\"uniform\",\"n\":1}],\"seed\":5,"
                                "\"alpha\":0.5,\"tables\":\"a\"}";
-    neg_req_t q = {0};
-    icpnsd_reqerr_t e = {0};
-    int rc = icpnsd_parse_negatives_json(&cfg, 2, 1, body, sizeof(body) - 1, &q, &e);
-    icpnsd_neg_req_free(&q);
-    if (rc && !(e.status == 503 || !strcmp(e.code, "bad_json")))
+    icpnsd_negreq_t q = {0};
+    icpnsd_err_t e;
+    icpnsd_err_clear(&e);
+    int rc = icpnsd_negreq_parse_json(&cfg, 2, 1, body, sizeof(body) - 1, &q, &e);
+    icpnsd_negreq_free(&q);
+    if (rc && !(e.code == ICPNSD_E_OUT_OF_MEMORY || e.code == ICPNSD_E_BAD_JSON))
         return -100;
     bool failed = rc != 0;
-    cluster_req_t c;
-    icpnsd_cluster_req_init(&c);
+    icpnsd_clusterreq_t c;
+    icpnsd_clusterreq_init(&c);
     static const char cj[] = "{\"users\":[1,2,3],\"embeddings\":[[1,2],[3,4],[5,6]],\"k\":2}";
-    rc = icpnsd_parse_cluster_json(cj, sizeof(cj) - 1, &c, &e);
-    icpnsd_cluster_req_free(&c);
-    if (rc && !(e.status == 503 || !strcmp(e.code, "bad_json")))
+    rc = icpnsd_clusterreq_parse_json(cj, sizeof(cj) - 1, &c, &e);
+    icpnsd_clusterreq_free(&c);
+    if (rc && !(e.code == ICPNSD_E_OUT_OF_MEMORY || e.code == ICPNSD_E_BAD_JSON))
         return -101;
     failed |= rc != 0;
     char eb[256];

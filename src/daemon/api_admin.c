@@ -1,0 +1,202 @@
+/*
+ * api_admin.c - the admin routes of one table set: reload, updates,
+ * clustering, and what serves.  Changes are jobs on the set's build queue;
+ * the request sleeps (its connection suspended) until the job is done and
+ * then answers with the version that serves the change.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "frames.h"
+#include "registry.h"
+#include "reply.h"
+#include "request.h"
+
+/* The loop thread: the job is done, wake its request. */
+static void job_done(icpnsd_job_t *j)
+{
+    icpnsd_req_wake(j->user);
+}
+
+/* Answers a finished job of a set (reload, update, cluster). */
+static enum MHD_Result finish_job(icpnsd_req_t *r)
+{
+    icpnsd_job_t *j = r->work;
+    r->work = NULL;
+    enum MHD_Result ret;
+    if (icpnsd_err_failed(&j->err)) {
+        ret = icpnsd_reply_err(r, &j->err);
+        icpnsd_job_free(j);
+        return ret;
+    }
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpns_buf_lit(&b, "{\"version\":");
+    icpns_buf_u64(&b, j->out.version);
+    icpns_buf_printf(&b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)j->out.fingerprint);
+    const icpnsd_job_update_t *up = icpnsd_job_update(j);
+    if (up) {
+        icpns_buf_lit(&b, ",\"accepted\":");
+        icpns_buf_u64(&b, up->n);
+    }
+    if (j->kind == ICPNSD_JOB_CLUSTER) {
+        const icpnsd_job_cluster_t *c = &j->u.cluster;
+        icpns_buf_printf(&b, ",\"k\":%u,\"inertia\":%s,\"iterations\":%u,\"best_restart\":%u,"
+                             "\"converged\":%s,\"cluster_seconds\":%.6f,\"sizes\":[",
+                         c->k, icpnsd_dnum(c->inertia).s, c->iterations, c->best_restart,
+                         c->converged ? "true" : "false", c->seconds);
+        for (uint32_t k = 0; k < c->k; k++)
+            icpns_buf_printf(&b, k ? ",%u" : "%u", c->sizes[k]);
+        icpns_buf_lit(&b, "]");
+    }
+    icpns_buf_printf(&b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u}",
+                     j->out.build_seconds, j->out.rebuild[0] ? j->out.rebuild : "none",
+                     j->out.comms_rebuilt);
+    icpnsd_job_free(j);
+    return icpnsd_reply_json(r, 200, &b);
+}
+
+/* Hands @j to the request's set and sleeps until it is done. */
+static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
+{
+    j->done_cb = job_done;
+    j->user = r;
+    r->work = j;
+    icpnsd_req_arm(r);
+    icpnsd_set_submit(r->set, j);
+    icpnsd_req_sleep(r, finish_job);
+    return MHD_YES;
+}
+
+/* POST /admin/reload */
+enum MHD_Result icpnsd_api_reload(icpnsd_req_t *r)
+{
+    icpnsd_job_t *j = icpnsd_job_new(ICPNSD_JOB_RELOAD, "http");
+    if (!j)
+        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
+    return submit(r, j);
+}
+
+/* POST /admin/interactions and PUT /admin/communities: JSON pair lists. */
+static enum MHD_Result update(icpnsd_req_t *r, icpnsd_job_kind_t kind)
+{
+    bool comm = kind == ICPNSD_JOB_COMMUNITIES;
+    if (!icpnsd_req_ctype_is(r, ICPNSD_CT_JSON))
+        return icpnsd_reply_error(r, ICPNSD_E_UNSUPPORTED_MEDIA_TYPE, NULL,
+                                  "send Content-Type: " ICPNSD_CT_JSON);
+    icpnsd_err_t e;
+    icpnsd_err_clear(&e);
+    icpns_pair_t *pairs;
+    size_t n;
+    bool replace = false;
+    if (icpnsd_parse_pairs(r->body.p, r->body.len, comm ? "communities" : "interactions",
+                           comm ? "community" : "item", comm, &pairs, &n, &replace, &e))
+        return icpnsd_reply_err(r, &e);
+    icpnsd_job_t *j = icpnsd_job_new(kind, "http");
+    if (!j) {
+        free(pairs);
+        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
+    }
+    j->u.update = (icpnsd_job_update_t){pairs, n, replace};
+    return submit(r, j);
+}
+
+enum MHD_Result icpnsd_api_interactions(icpnsd_req_t *r)
+{
+    return update(r, ICPNSD_JOB_INTERACTIONS);
+}
+
+enum MHD_Result icpnsd_api_communities_update(icpnsd_req_t *r)
+{
+    return update(r, ICPNSD_JOB_COMMUNITIES);
+}
+
+static int cluster_param(void *q, const char *key, const char *value, icpnsd_err_t *e)
+{
+    if (!strcmp(key, "tables"))
+        return 0; /* chose the set */
+    return icpnsd_clusterreq_opt(q, key, value, e);
+}
+
+/* POST /admin/cluster: embeddings in (JSON, an ICPE frame or .npy), k-means
+ * and the new communities on the build thread, the answer when published. */
+enum MHD_Result icpnsd_api_cluster(icpnsd_req_t *r)
+{
+    bool json = icpnsd_req_ctype_is(r, ICPNSD_CT_JSON), frame = icpnsd_req_ctype_is(r, ICPNSD_CT_EMB);
+    if (!json && !frame && !icpnsd_req_ctype_is(r, ICPNSD_CT_NPY))
+        return icpnsd_reply_error(r, ICPNSD_E_UNSUPPORTED_MEDIA_TYPE, NULL,
+                                  "send Content-Type: " ICPNSD_CT_JSON ", " ICPNSD_CT_EMB " or "
+                                  ICPNSD_CT_NPY);
+    icpnsd_clusterreq_t *q = malloc(sizeof(*q));
+    icpnsd_job_t *j = icpnsd_job_new(ICPNSD_JOB_CLUSTER, "cluster");
+    if (!q || !j) {
+        free(q);
+        icpnsd_job_free(j);
+        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
+    }
+    icpnsd_clusterreq_init(q);
+    j->u.cluster.req = q;
+    icpnsd_err_t e;
+    icpnsd_err_clear(&e);
+    int rc = icpnsd_req_query_each(r, cluster_param, q, &e);
+    if (!rc)
+        rc = json ? icpnsd_clusterreq_parse_json(r->body.p, r->body.len, q, &e)
+             : frame ? icpnsd_frame_parse_embeddings(r->body.p, r->body.len, q, &e)
+                     : icpnsd_clusterreq_parse_npy(r->body.p, r->body.len, q, &e);
+    if (!rc)
+        rc = icpnsd_clusterreq_check(q, &e);
+    /* The upload is parsed: drop the raw body now, it may be large. */
+    icpns_buf_free(&r->body);
+    if (rc) {
+        icpnsd_job_free(j);
+        return icpnsd_reply_err(r, &e);
+    }
+    return submit(r, j);
+}
+
+/* GET /admin/snapshot */
+enum MHD_Result icpnsd_api_snapshot(icpnsd_req_t *r)
+{
+    icpnsd_meta_t m;
+    icpns_snapshot_t *s = icpnsd_set_acquire_meta(r->set, &m);
+    char when[64];
+    struct tm tm;
+    gmtime_r(&m.built_at, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpnsd_json_snapshot_head(&b, s);
+    icpns_buf_lit(&b, ",\"built_at\":");
+    icpnsd_json_str(&b, when);
+    icpns_buf_printf(&b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u,"
+                         "\"origin\":",
+                     m.build_seconds, m.rebuild, m.comms_rebuilt);
+    icpnsd_json_str(&b, m.origin);
+    icpns_buf_lit(&b, ",\"name\":");
+    icpnsd_json_str(&b, icpnsd_set_name(r->set));
+    icpns_buf_lit(&b, ",\"tables\":");
+    const char *dir = icpnsd_set_dir(r->set);
+    if (dir[0])
+        icpnsd_json_str(&b, dir);
+    else
+        icpns_buf_lit(&b, "null");
+    icpns_buf_printf(&b, ",\"users\":%u,\"items\":%u,\"interactions\":%llu,\"communities\":%u,"
+                         "\"bytes\":%zu,\"alpha\":%s,\"epsilon\":%s,\"beta\":%s,\"sources\":[",
+                     s->users.n, s->items.n, (unsigned long long)s->n_interactions, s->comms.n,
+                     s->bytes, icpnsd_dnum(s->params.alpha).s, icpnsd_dnum(s->params.epsilon).s,
+                     icpnsd_dnum(s->params.beta).s);
+    for (int k = 0; k < m.n_sources; k++) {
+        icpns_buf_puts(&b, k ? ",{\"path\":" : "{\"path\":");
+        icpnsd_json_str(&b, m.sources[k].path);
+        icpns_buf_printf(&b, ",\"bytes\":%llu,\"fnv1a64\":\"%016llx\"}",
+                         (unsigned long long)m.sources[k].bytes,
+                         (unsigned long long)m.sources[k].fnv1a);
+    }
+    icpns_buf_lit(&b, "]}");
+    icpns_snapshot_unref(s);
+    return icpnsd_reply_json(r, 200, &b);
+}

@@ -1,0 +1,199 @@
+/*
+ * api_info.c - what a table set says about itself (users, communities, the
+ * items ICPNS draws from a community: the interpretability the method
+ * claims) and the daemon's health and metrics.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "metrics.h"
+#include "registry.h"
+#include "reply.h"
+
+enum MHD_Result icpnsd_api_healthz(icpnsd_req_t *r)
+{
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpns_buf_lit(&b, "{\"status\":\"ok\"}");
+    return icpnsd_reply_json(r, 200, &b);
+}
+
+enum MHD_Result icpnsd_api_readyz(icpnsd_req_t *r)
+{
+    if (atomic_load(&r->env->quiescing))
+        return icpnsd_reply_error(r, ICPNSD_E_SHUTTING_DOWN, NULL, "the daemon is shutting down");
+    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+    unsigned n = icpnsd_registry_list(r->env->reg, sets, ICPNSD_MAX_SETS);
+    bool ready = n > 0;
+    uint64_t version = 0;
+    for (unsigned k = 0; k < n; k++) {
+        icpnsd_meta_t m;
+        icpnsd_set_meta(sets[k], &m);
+        ready &= icpnsd_set_ready(sets[k]);
+        if (k == 0)
+            version = m.version;
+        icpnsd_set_unref(sets[k]);
+    }
+    if (!ready)
+        return icpnsd_reply_error(r, ICPNSD_E_NOT_READY, NULL, "no snapshot serves yet");
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpns_buf_printf(&b, "{\"status\":\"ready\",\"version\":%llu,\"tables\":%u}",
+                     (unsigned long long)version, n);
+    return icpnsd_reply_json(r, 200, &b);
+}
+
+enum MHD_Result icpnsd_api_metrics(icpnsd_req_t *r)
+{
+    /* The unlabelled snapshot gauges describe the default (or first) set;
+     * every set has its labelled series below them. */
+    icpnsd_set_t *set = icpnsd_registry_main(r->env->reg);
+    if (!set)
+        return icpnsd_reply_error(r, ICPNSD_E_NOT_READY, NULL, "no table set");
+    icpnsd_meta_t m;
+    icpns_snapshot_t *s = icpnsd_set_acquire_meta(set, &m);
+    icpnsd_metrics_snapshot_t snap = {s->version, m.build_seconds, s->bytes, s->users.n,
+                                      s->items.n, s->n_interactions};
+    icpns_snapshot_unref(s);
+    icpnsd_set_unref(set);
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpnsd_metrics_render(&b, &snap, icpns_now() - r->env->started);
+    icpnsd_registry_metrics(r->env->reg, &b);
+    return icpnsd_reply(r, 200, ICPNSD_CT_METRICS, &b);
+}
+
+/* GET /v1/users/{id} */
+enum MHD_Result icpnsd_api_user(icpnsd_req_t *r)
+{
+    int64_t id;
+    if (!icpnsd_parse_id(r->param, strlen(r->param), &id))
+        return icpnsd_reply_error(r, ICPNSD_E_BAD_PATH, "id", "user ids are non-negative integers");
+    icpns_snapshot_t *s = icpnsd_set_acquire(r->set);
+    uint32_t u = icpns_idmap_find(&s->users, id);
+    if (u == ICPNS_NONE) {
+        icpns_snapshot_unref(s);
+        return icpnsd_reply_error(r, ICPNSD_E_NO_SUCH_USER, "id", "user %lld is not in the tables",
+                                  (long long)id);
+    }
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpnsd_json_snapshot_head(&b, s);
+    icpns_buf_lit(&b, ",\"user\":");
+    icpns_buf_i64(&b, id);
+    icpns_buf_lit(&b, ",\"community\":");
+    uint32_t c = s->user_comm[u];
+    if (c == ICPNS_NONE)
+        icpns_buf_lit(&b, "null");
+    else
+        icpns_buf_i64(&b, s->comms.ids[c]);
+    icpns_buf_lit(&b, ",\"positives\":");
+    icpns_buf_u64(&b, icpns_snapshot_degree(s, u));
+    /* The share of its community's mass the user's positives hold: how
+     * much ICPNS has to exclude, and whether the fallback applies. */
+    if (c != ICPNS_NONE) {
+        const icpns_wtable_t *t = &s->weights->comm[c];
+        double total = t->cdf[t->m];
+        icpns_buf_printf(&b, ",\"community_mass_covered\":%.6g",
+                         total > 0 ? s->weights->pos_mass_comm[u] / total : 0.0);
+        icpns_buf_printf(&b, ",\"fallback\":%s",
+                         s->weights->pos_hits_comm[u] >= t->m && s->params.epsilon == 0 ? "true"
+                                                                                       : "false");
+    }
+    icpns_buf_lit(&b, "}");
+    icpns_snapshot_unref(s);
+    return icpnsd_reply_json(r, 200, &b);
+}
+
+/* GET /v1/communities */
+enum MHD_Result icpnsd_api_communities(icpnsd_req_t *r)
+{
+    icpns_snapshot_t *s = icpnsd_set_acquire(r->set);
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpnsd_json_snapshot_head(&b, s);
+    icpns_buf_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"items\":%u,\"communities\":[",
+                     icpnsd_dnum(s->params.alpha).s, icpnsd_dnum(s->params.epsilon).s, s->items.n);
+    for (uint32_t c = 0; c < s->comms.n; c++) {
+        const icpns_wtable_t *t = &s->weights->comm[c];
+        icpns_buf_puts(&b, c ? ",{\"community\":" : "{\"community\":");
+        icpns_buf_i64(&b, s->comms.ids[c]);
+        icpns_buf_lit(&b, ",\"users\":");
+        icpns_buf_u64(&b, s->comm_size[c]);
+        icpns_buf_lit(&b, ",\"support\":");
+        icpns_buf_u64(&b, t->m);
+        icpns_buf_printf(&b, ",\"mass\":%s}", icpnsd_dnum(t->cdf[t->m]).s);
+    }
+    icpns_buf_lit(&b, "]}");
+    icpns_snapshot_unref(s);
+    return icpnsd_reply_json(r, 200, &b);
+}
+
+typedef struct ranked_item {
+    double w;
+    uint32_t k;
+} ranked_item_t;
+
+static int cmp_ranked_item(const void *a, const void *b)
+{
+    const ranked_item_t *x = a, *y = b;
+    if (x->w != y->w)
+        return x->w < y->w ? 1 : -1;
+    return (x->k > y->k) - (x->k < y->k);
+}
+
+/* GET /v1/communities/{c}/items?top=N */
+enum MHD_Result icpnsd_api_community_items(icpnsd_req_t *r)
+{
+    int64_t cid;
+    if (!icpnsd_parse_id(r->param, strlen(r->param), &cid))
+        return icpnsd_reply_error(r, ICPNSD_E_BAD_PATH, "community",
+                                  "community ids are non-negative integers");
+    const char *top_s = icpnsd_req_query(r, "top");
+    int64_t top = 20;
+    if (top_s && (!icpnsd_parse_id(top_s, strlen(top_s), &top) || top < 1 || top > 100000))
+        return icpnsd_reply_error(r, ICPNSD_E_BAD_QUERY, "top",
+                                  "'top' must be an integer in [1, 100000]");
+    icpns_snapshot_t *s = icpnsd_set_acquire(r->set);
+    uint32_t c = icpns_idmap_find(&s->comms, cid);
+    if (c == ICPNS_NONE) {
+        icpns_snapshot_unref(s);
+        return icpnsd_reply_error(r, ICPNSD_E_NO_SUCH_COMMUNITY, "community",
+                                  "community %lld does not exist", (long long)cid);
+    }
+    const icpns_wtable_t *t = &s->weights->comm[c];
+    ranked_item_t *v = malloc((t->m ? t->m : 1) * sizeof(*v));
+    if (!v) {
+        icpns_snapshot_unref(s);
+        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
+    }
+    for (uint32_t k = 0; k < t->m; k++)
+        v[k] = (ranked_item_t){t->w[k], k};
+    qsort(v, t->m, sizeof(*v), cmp_ranked_item);
+    double eps = s->params.epsilon, total = t->cdf[t->m] + eps * s->items.n;
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpnsd_json_snapshot_head(&b, s);
+    icpns_buf_lit(&b, ",\"community\":");
+    icpns_buf_i64(&b, cid);
+    icpns_buf_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"support\":%u,\"items\":[",
+                     icpnsd_dnum(s->params.alpha).s, icpnsd_dnum(eps).s, t->m);
+    uint32_t shown = t->m < top ? t->m : (uint32_t)top;
+    uint64_t base = s->sup_off[c];
+    for (uint32_t j = 0; j < shown; j++) {
+        uint32_t k = v[j].k;
+        icpns_buf_puts(&b, j ? ",{\"item\":" : "{\"item\":");
+        icpns_buf_i64(&b, s->items.ids[t->items[k]]);
+        icpns_buf_lit(&b, ",\"count\":");
+        icpns_buf_u64(&b, s->sup_count[base + k]);
+        icpns_buf_printf(&b, ",\"weight\":%s,\"probability\":%s}", icpnsd_dnum(t->w[k] + eps).s,
+                         icpnsd_dnum((t->w[k] + eps) / total).s);
+    }
+    icpns_buf_lit(&b, "]}");
+    free(v);
+    icpns_snapshot_unref(s);
+    return icpnsd_reply_json(r, 200, &b);
+}

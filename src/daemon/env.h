@@ -1,0 +1,33 @@
+/*
+ * env.h - what every handler may read: the configuration, the table sets,
+ * the compute pool, the credentials and the daemon-wide counters.  Created
+ * by main before the listeners start and freed after they stopped; the
+ * fields are set once, except the atomics.
+ */
+#ifndef ICPNSD_ENV_H
+#define ICPNSD_ENV_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct icpnsd_registry;
+struct icpnsd_pool;
+struct icpnsd_auth;
+
+typedef struct icpnsd_env {
+    const icpnsd_config_t *cfg;
+    struct icpnsd_registry *reg;
+    struct icpnsd_pool *pool;        /* large sampling requests */
+    struct icpnsd_auth *auth;        /* the admin token */
+    bool admin_separate;             /* admin routes only on admin_listen */
+    int default_strategy;            /* icpns_strategy_t */
+    double started;                  /* icpns_now() at start */
+    atomic_bool quiescing;           /* stopping: readyz answers 503 */
+    atomic_uint_fast64_t seeds;      /* fresh seeds for requests without one */
+    atomic_uint_fast64_t request_ids;
+} icpnsd_env_t;
+
+#endif

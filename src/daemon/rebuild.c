@@ -1,0 +1,477 @@
+/*
+ * rebuild.c - loading, updating and building a table set's versions (see
+ * rebuild.h).  Runs on libuv's thread pool, one build per set at a time.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "journal.h"
+#include "log.h"
+#include "rebuild.h"
+
+void icpnsd_background_thread(void)
+{
+    static _Thread_local bool done;
+    if (done)
+        return;
+    done = true;
+    /* Per-thread nice on Linux; raising it needs no privilege. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0)
+        log_debug("cannot lower the priority of a build thread: %s", strerror(errno));
+}
+
+/* ---- loading ------------------------------------------------------------------ */
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t k = 0; k < n; k++) {
+        h ^= (unsigned char)p[k];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
+static void add_source(icpnsd_meta_t *m, const char *dir, const char *file)
+{
+    if (m->n_sources >= 4)
+        return;
+    char path[1400];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    char *buf;
+    size_t len;
+    icpns_error_t e;
+    if (access(path, F_OK) != 0 || icpns_file_read(path, (size_t)1 << 40, &buf, &len, &e))
+        return;
+    icpnsd_source_t *s = &m->sources[m->n_sources++];
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    s->bytes = len;
+    s->fnv1a = fnv1a(buf, len);
+    free(buf);
+}
+
+int icpnsd_rebuild_load(const char *tables, const icpns_params_t *default_params,
+                        icpns_table_opts_t *opts, icpns_dataset_t **ret, icpnsd_meta_t *meta,
+                        icpns_error_t *err)
+{
+    /* The configuration's default_alpha/epsilon/beta, unless tables.json
+     * says otherwise. */
+    icpns_table_opts_default(opts);
+    if (default_params)
+        opts->params = *default_params;
+    meta->n_sources = 0;
+    if (!tables[0]) {
+        icpns_gen_opts_t g;
+        icpns_gen_opts_default(&g);
+        return icpns_gen(&g, ret, err);
+    }
+    int rc = icpnsd_journal_cut_tail(tables, err);
+    if (!rc)
+        rc = icpns_dataset_load_dir(tables, opts, ret, err);
+    if (rc)
+        return rc;
+    add_source(meta, tables, opts->interactions);
+    add_source(meta, tables, opts->communities);
+    add_source(meta, tables, opts->popularity);
+    add_source(meta, tables, ICPNS_JOURNAL);
+    return 0;
+}
+
+/* ICPNS_ELIMIT is the memory budget when the build's byte limit refused
+ * it (field "max_bytes"), else tables beyond the engine's limits. */
+static bool over_budget(int rc, const icpns_error_t *err)
+{
+    return rc == ICPNS_ELIMIT && !strcmp(err->field, "max_bytes");
+}
+
+void icpnsd_rebuild_load_error(int rc, const icpns_error_t *err, icpnsd_err_t *e)
+{
+    char m[1024];
+    icpns_error_format(err, m, sizeof(m));
+    icpnsd_code_t code;
+    switch (rc) {
+    case ICPNS_EIO: code = ICPNSD_E_TABLES_UNREADABLE; break;
+    case ICPNS_EPARSE: code = ICPNSD_E_TABLES_INVALID; break;
+    case ICPNS_ENOMEM: code = ICPNSD_E_OUT_OF_MEMORY; break;
+    case ICPNS_ELIMIT:
+        code = over_budget(rc, err) ? ICPNSD_E_MEMORY_BUDGET_EXCEEDED : ICPNSD_E_TABLES_TOO_LARGE;
+        break;
+    default: code = ICPNSD_E_REBUILD_FAILED; break;
+    }
+    icpnsd_err_set(e, code, NULL, -1, "%s", m);
+}
+
+/* ---- updates ---------------------------------------------------------------- */
+
+static int cmp_pair_a(const void *x, const void *y)
+{
+    const icpns_pair_t *a = x, *b = y;
+    return (a->a > b->a) - (a->a < b->a);
+}
+
+typedef struct ranked {
+    icpns_pair_t p;
+    size_t pos;
+} ranked_t;
+
+/* By user, then by position in the request. */
+static int cmp_ranked(const void *x, const void *y)
+{
+    const ranked_t *a = x, *b = y;
+    if (a->p.a != b->p.a)
+        return (a->p.a > b->p.a) - (a->p.a < b->p.a);
+    return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
+static void stamp(const icpnsd_rebuild_in_t *in)
+{
+    if (in->self_write_ms)
+        atomic_store(in->self_write_ms, (uint64_t)(icpns_now() * 1000));
+}
+
+/* Applies a communities update to @d (merge or replace) and writes the
+ * file atomically. */
+static int apply_communities(const icpnsd_rebuild_in_t *in, icpns_dataset_t *d,
+                             const icpnsd_job_update_t *up, icpns_error_t *err)
+{
+    /* Later entries for the same user win inside one update: sort by
+     * (user, position) and keep each user's last entry. */
+    size_t n = up->n, u = 0;
+    ranked_t *r = malloc((n ? n : 1) * sizeof(*r));
+    icpns_pair_t *tmp = malloc((n ? n : 1) * sizeof(*tmp));
+    if (!r || !tmp) {
+        free(r);
+        free(tmp);
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    }
+    for (size_t k = 0; k < n; k++)
+        r[k] = (ranked_t){up->pairs[k], k};
+    qsort(r, n, sizeof(*r), cmp_ranked);
+    for (size_t k = 0; k < n; k++)
+        if (k + 1 == n || r[k + 1].p.a != r[k].p.a)
+            tmp[u++] = r[k].p;
+    free(r);
+
+    icpns_dataset_t *nd = icpns_dataset_new();
+    if (!nd) {
+        free(tmp);
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    }
+    if (!up->replace)
+        for (size_t k = 0; k < d->n_comm; k++)
+            if (!bsearch(&d->comm[k], tmp, u, sizeof(*tmp), cmp_pair_a) &&
+                icpns_dataset_add_community(nd, d->comm[k].a, d->comm[k].b))
+                goto oom;
+    for (size_t k = 0; k < u; k++)
+        if (icpns_dataset_add_community(nd, tmp[k].a, tmp[k].b))
+            goto oom;
+    free(tmp);
+    tmp = NULL;
+    stamp(in);
+    int rc = icpnsd_communities_write(in->tables, in->opts.communities, nd->comm, nd->n_comm, err);
+    stamp(in);
+    if (rc) {
+        icpns_dataset_free(nd);
+        return rc;
+    }
+    /* Swap the communities into the dataset. */
+    free(d->comm);
+    d->comm = nd->comm;
+    d->n_comm = nd->n_comm;
+    d->cap_comm = nd->cap_comm;
+    nd->comm = NULL;
+    icpns_dataset_free(nd);
+    return 0;
+oom:
+    free(tmp);
+    icpns_dataset_free(nd);
+    return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+}
+
+static int apply_interactions(const icpnsd_rebuild_in_t *in, icpns_dataset_t *d,
+                              const icpnsd_job_update_t *up, icpns_error_t *err)
+{
+    int rc = icpnsd_journal_append(in->tables, up->pairs, up->n, err);
+    if (rc)
+        return rc;
+    for (size_t k = 0; k < up->n; k++)
+        if (icpns_dataset_add_interaction(d, up->pairs[k].a, up->pairs[k].b))
+            return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    return 0;
+}
+
+/* Whether the batch is updates that a patch can express. */
+static bool can_patch(const icpnsd_job_t *batch)
+{
+    for (const icpnsd_job_t *j = batch; j; j = j->next)
+        if (j->kind == ICPNSD_JOB_RELOAD || j->kind == ICPNSD_JOB_CLUSTER ||
+            (j->kind == ICPNSD_JOB_COMMUNITIES && j->u.update.replace))
+            return false;
+    return true;
+}
+
+/* The batch's successfully applied updates as one delta (communities in
+ * job order, so later assignments win as they did in the dataset). */
+static int gather_delta(icpnsd_job_t *batch, icpns_delta_t *ret)
+{
+    size_t ni = 0, nc = 0;
+    for (icpnsd_job_t *j = batch; j; j = j->next)
+        if (!icpnsd_err_failed(&j->err) && icpnsd_job_update(j))
+            *(j->kind == ICPNSD_JOB_INTERACTIONS ? &ni : &nc) += icpnsd_job_update(j)->n;
+    icpns_pair_t *inter = malloc((ni ? ni : 1) * sizeof(*inter));
+    icpns_pair_t *comm = malloc((nc ? nc : 1) * sizeof(*comm));
+    if (!inter || !comm) {
+        free(inter);
+        free(comm);
+        return -1;
+    }
+    ni = nc = 0;
+    for (icpnsd_job_t *j = batch; j; j = j->next) {
+        icpnsd_job_update_t *up = icpnsd_job_update(j);
+        if (icpnsd_err_failed(&j->err) || !up)
+            continue;
+        if (j->kind == ICPNSD_JOB_INTERACTIONS) {
+            memcpy(inter + ni, up->pairs, up->n * sizeof(*inter));
+            ni += up->n;
+        } else {
+            memcpy(comm + nc, up->pairs, up->n * sizeof(*comm));
+            nc += up->n;
+        }
+    }
+    *ret = (icpns_delta_t){inter, ni, comm, nc};
+    return 0;
+}
+
+/* ---- clustering --------------------------------------------------------------- */
+
+static void kmeans_progress(void *arg, uint32_t r, uint32_t n, double inertia)
+{
+    (void)arg;
+    log_info("cluster: restart %u/%u inertia %.6g", r + 1, n, inertia);
+}
+
+/*
+ * A cluster job: checks the users against the serving snapshot, runs
+ * k-means and turns the labels into a replacing communities update.
+ * Returns 0 with the job's assignment set, or -1 with the job's error.
+ */
+static int run_cluster(const icpnsd_rebuild_in_t *in, icpnsd_job_t *j)
+{
+    icpnsd_job_cluster_t *c = &j->u.cluster;
+    icpnsd_clusterreq_t *q = c->req;
+    const icpns_snapshot_t *s = in->current;
+    uint32_t n = q->emb.n;
+    icpnsd_err_t *e = &j->err;
+    if (!q->emb.ids) {
+        /* A bare .npy: row r is the r-th user by ascending id. */
+        if (n != s->users.n)
+            return icpnsd_err_set(e, ICPNSD_E_ROW_COUNT_MISMATCH, NULL, -1,
+                                  "the .npy has %u rows but the tables have %u users (row r is "
+                                  "the r-th user by ascending id; send an ICPE frame or JSON to "
+                                  "name the users)", n, s->users.n);
+        q->emb.ids = malloc((size_t)n * sizeof(int64_t));
+        if (!q->emb.ids)
+            return icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for the user ids");
+        memcpy(q->emb.ids, s->users.ids, (size_t)n * sizeof(int64_t));
+    } else {
+        uint8_t *seen = calloc(s->users.n ? s->users.n : 1, 1);
+        if (!seen)
+            return icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory");
+        for (uint32_t r = 0; r < n; r++) {
+            uint32_t u = icpns_idmap_find(&s->users, q->emb.ids[r]);
+            if (u == ICPNS_NONE || seen[u]) {
+                free(seen);
+                if (u == ICPNS_NONE)
+                    return icpnsd_err_set(e, ICPNSD_E_UNKNOWN_USER, NULL, -1,
+                                          "row %u: user %lld is not in the tables (send the "
+                                          "tables' user ids, not a trainer's dense index)",
+                                          r, (long long)q->emb.ids[r]);
+                return icpnsd_err_set(e, ICPNSD_E_DUPLICATE_USER, NULL, -1,
+                                      "row %u: user %lld appears twice", r,
+                                      (long long)q->emb.ids[r]);
+            }
+            seen[u] = 1;
+        }
+        free(seen);
+    }
+    icpns_kmeans_result_t res;
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    q->ko.progress = kmeans_progress;
+    /* The helper threads inherit this thread's nice +10: they take what
+     * the HTTP workers leave. */
+    unsigned threads = in->cluster_threads;
+    if (threads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
+    }
+    q->ko.threads = threads;
+    double t0 = icpns_now();
+    log_info("cluster: %u users x %u dimensions, k=%u, %u restarts, seed %llu, %u threads", n,
+             q->emb.dim, q->ko.k, q->ko.restarts, (unsigned long long)q->ko.seed, threads);
+    if (icpns_kmeans(q->emb.x, n, q->emb.dim, &q->ko, &res, &err))
+        return icpnsd_err_set(e, err.code == ICPNS_ENOMEM ? ICPNSD_E_OUT_OF_MEMORY
+                                                          : ICPNSD_E_BAD_EMBEDDINGS,
+                              NULL, -1, "%s", err.message);
+    c->seconds = icpns_now() - t0;
+    c->assign.pairs = malloc((size_t)n * sizeof(*c->assign.pairs));
+    if (!c->assign.pairs) {
+        icpns_kmeans_result_free(&res);
+        return icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory");
+    }
+    for (uint32_t r = 0; r < n; r++)
+        c->assign.pairs[r] = (icpns_pair_t){q->emb.ids[r], res.labels[r]};
+    c->assign.n = n;
+    c->assign.replace = true;
+    c->k = res.k;
+    c->sizes = res.sizes;
+    res.sizes = NULL;
+    c->inertia = res.inertia;
+    c->iterations = res.iterations;
+    c->best_restart = res.best_restart;
+    c->converged = res.converged;
+    icpns_kmeans_result_free(&res);
+    log_info("cluster: inertia %.6g after %u iterations (restart %u) in %.3fs", c->inertia,
+             c->iterations, c->best_restart + 1, c->seconds);
+    /* The matrix is no longer needed: free it before the rebuild. */
+    icpnsd_clusterreq_free(q);
+    free(q);
+    c->req = NULL;
+    return 0;
+}
+
+/* ---- the batch ------------------------------------------------------------------ */
+
+void icpnsd_rebuild_run(const icpnsd_rebuild_in_t *in, icpnsd_rebuild_out_t *out)
+{
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    icpnsd_err_t load_err;
+    icpnsd_err_clear(&load_err);
+    double t0 = icpns_now();
+    bool reload = false;
+    for (icpnsd_job_t *j = in->batch; j; j = j->next)
+        reload |= j->kind == ICPNSD_JOB_RELOAD;
+
+    memset(out, 0, sizeof(*out));
+    out->meta = in->meta; /* sources unchanged unless reloaded */
+    out->opts = in->opts;
+    out->in_sync = in->in_sync;
+    icpns_dataset_t *d = in->dataset;
+    if (reload) {
+        icpns_dataset_t *nd = NULL;
+        int rc = icpnsd_rebuild_load(in->tables, &in->default_params, &out->opts, &nd, &out->meta,
+                                     &err);
+        if (rc) {
+            icpnsd_rebuild_load_error(rc, &err, &load_err);
+            /* Updates in the same batch still apply to the old tables. */
+            out->opts = in->opts;
+            out->meta = in->meta;
+            reload = false;
+        } else {
+            d = nd;
+            out->dataset = nd;
+        }
+    }
+    bool changed = reload;
+    for (icpnsd_job_t *j = in->batch; j; j = j->next) {
+        if (j->kind == ICPNSD_JOB_RELOAD) {
+            icpnsd_job_fail(j, &load_err);
+            continue;
+        }
+        if (!in->tables[0]) {
+            icpnsd_err_set(&j->err, ICPNSD_E_READ_ONLY_TABLES, NULL, -1,
+                           "the daemon serves the built-in dataset; start it with --tables DIR "
+                           "to accept updates");
+            continue;
+        }
+        if (j->kind == ICPNSD_JOB_CLUSTER && run_cluster(in, j))
+            continue;
+        icpnsd_job_update_t *up = icpnsd_job_update(j);
+        int rc = j->kind == ICPNSD_JOB_INTERACTIONS ? apply_interactions(in, d, up, &err)
+                                                    : apply_communities(in, d, up, &err);
+        if (rc) {
+            char m[1024];
+            icpns_error_format(&err, m, sizeof(m));
+            icpnsd_err_set(&j->err, rc == ICPNS_EIO ? ICPNSD_E_STORAGE_FAILED
+                                    : rc == ICPNS_ENOMEM ? ICPNSD_E_OUT_OF_MEMORY
+                                                         : ICPNSD_E_UPDATE_FAILED,
+                           NULL, -1, "%s", m);
+            continue;
+        }
+        changed = true;
+    }
+    if (!changed)
+        return;
+    /* Updates alone patch the serving snapshot: only the communities they
+     * touch are recomputed.  Reloads, replacements and whatever the patch
+     * cannot express (new ids, emptied communities) take a full build.
+     * The memory budget is a byte limit on the build itself: a version
+     * that would not fit is refused before its weights are allocated. */
+    uint64_t others = 0, budget = 0;
+    size_t limit = in->budget ? in->budget(in->budget_ctx, in->budget_self, &others, &budget) : 0;
+    icpns_snapshot_t *s = NULL;
+    int rc = ICPNS_ENOPATCH;
+    if (!reload && in->in_sync && can_patch(in->batch)) {
+        icpns_delta_t delta;
+        if (gather_delta(in->batch, &delta) == 0) {
+            icpns_patch_stats_t ps;
+            rc = icpns_snapshot_patch_limit(in->current, &delta, limit, &s, &ps, &err);
+            free((void *)delta.inter);
+            free((void *)delta.comm);
+            if (rc == 0) {
+                snprintf(out->meta.rebuild, sizeof(out->meta.rebuild), "patch");
+                out->meta.comms_rebuilt = ps.comms_rebuilt;
+            } else if (rc == ICPNS_ENOPATCH) {
+                log_debug("update needs a full rebuild: %s", err.message);
+            }
+        }
+    }
+    if (rc == ICPNS_ENOPATCH) {
+        rc = icpns_snapshot_build_limit(d, &out->opts.params, limit, &s, &err);
+        snprintf(out->meta.rebuild, sizeof(out->meta.rebuild), "full");
+        out->meta.comms_rebuilt = s ? s->comms.n : 0;
+    }
+    if (rc) {
+        out->in_sync = false; /* the dataset moved on without a snapshot */
+        icpnsd_err_t e;
+        if (over_budget(rc, &err)) {
+            bool updates = false;
+            for (icpnsd_job_t *j = in->batch; j; j = j->next)
+                updates |= j->kind != ICPNSD_JOB_RELOAD && !icpnsd_err_failed(&j->err);
+            icpnsd_err_set(&e, ICPNSD_E_MEMORY_BUDGET_EXCEEDED, NULL, -1,
+                           "memory_budget: the new version of '%s': %s (memory_budget = %llu "
+                           "minus the other sets' %llu bytes); the old version keeps serving%s",
+                           in->name, err.message, (unsigned long long)budget,
+                           (unsigned long long)others,
+                           updates ? "; the update is recorded on disk and the next build that "
+                                     "fits serves it (repeating it is harmless)" : "");
+        } else {
+            char m[1024];
+            icpns_error_format(&err, m, sizeof(m));
+            icpnsd_err_set(&e, rc == ICPNS_ENOMEM ? ICPNSD_E_OUT_OF_MEMORY
+                               : rc == ICPNS_EPARSE ? ICPNSD_E_BUILD_INVALID
+                               : rc == ICPNS_ELIMIT ? ICPNSD_E_UPDATE_TOO_LARGE
+                                                    : ICPNSD_E_UPDATE_FAILED,
+                           NULL, -1, "%s", m);
+        }
+        for (icpnsd_job_t *j = in->batch; j; j = j->next)
+            icpnsd_job_fail(j, &e);
+        out->dataset = icpns_dataset_free(out->dataset);
+        return;
+    }
+    s->version = in->next_version;
+    icpnsd_version_save(in->tables, in->name, s->version, s->fingerprint);
+    out->built = s;
+    out->in_sync = true;
+    out->meta.version = s->version;
+    out->meta.fingerprint = s->fingerprint;
+    out->meta.build_seconds = icpns_now() - t0;
+    out->meta.built_at = time(NULL);
+}

@@ -1,0 +1,698 @@
+/*
+ * registry.c - the table sets (see registry.h): lookup, file watch,
+ * additions and removals, per-set metrics.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "registry.h"
+#include "state.h"
+
+struct icpnsd_set {
+    atomic_uint refs;
+    char name[ICPNSD_SET_NAME];
+    icpnsd_state_t st;
+    icpnsd_registry_t *reg;
+    icpnsd_wstats_t *wstats;
+    /* Loop thread only. */
+    bool watching;
+    uv_fs_event_t watch;
+    uv_timer_t debounce;
+};
+
+struct icpnsd_registry {
+    pthread_rwlock_t lock; /* guards sets[] and n */
+    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+    unsigned n;
+    uv_loop_t *loop;
+    const icpnsd_config_t *cfg;
+    icpnsd_wbuilder_t wbuilder;
+    /* Set additions and removals, one at a time on the loop thread. */
+    pthread_mutex_t alock;
+    icpnsd_job_t *aq_head, *aq_tail;
+    bool abusy;
+    uv_async_t aasync;
+    uv_work_t awork;
+    icpnsd_job_t *ajob;
+    icpnsd_set_t *anew;
+};
+
+/* ---- one set ------------------------------------------------------------------ */
+
+static icpnsd_set_t *set_new(icpnsd_registry_t *reg, const char *name)
+{
+    icpnsd_set_t *set = calloc(1, sizeof(*set));
+    if (!set)
+        return NULL;
+    set->wstats = icpnsd_wstats_new(name);
+    if (!set->wstats) {
+        free(set);
+        return NULL;
+    }
+    atomic_init(&set->refs, 1);
+    snprintf(set->name, sizeof(set->name), "%s", name);
+    set->reg = reg;
+    return set;
+}
+
+/* Frees a set that never served (its state not initialised or failed). */
+static void set_discard(icpnsd_set_t *set)
+{
+    icpnsd_wstats_unref(set->wstats);
+    free(set);
+}
+
+void icpnsd_set_unref(icpnsd_set_t *set)
+{
+    if (set && atomic_fetch_sub(&set->refs, 1) == 1) {
+        /* The loop handles were closed when the set was removed (or by the
+         * final uv_walk at exit): only memory is left. */
+        icpnsd_state_free(&set->st);
+        icpnsd_wstats_unref(set->wstats);
+        free(set);
+    }
+}
+
+const char *icpnsd_set_name(const icpnsd_set_t *set)
+{
+    return set->name;
+}
+
+const char *icpnsd_set_dir(const icpnsd_set_t *set)
+{
+    return set->st.tables;
+}
+
+bool icpnsd_set_ready(icpnsd_set_t *set)
+{
+    return atomic_load(&set->st.ready);
+}
+
+icpns_snapshot_t *icpnsd_set_acquire(icpnsd_set_t *set)
+{
+    return icpnsd_state_acquire(&set->st);
+}
+
+icpns_snapshot_t *icpnsd_set_acquire_meta(icpnsd_set_t *set, icpnsd_meta_t *ret)
+{
+    return icpnsd_state_acquire_meta(&set->st, ret);
+}
+
+void icpnsd_set_meta(icpnsd_set_t *set, icpnsd_meta_t *ret)
+{
+    icpnsd_state_meta(&set->st, ret);
+}
+
+void icpnsd_set_submit(icpnsd_set_t *set, icpnsd_job_t *job)
+{
+    icpnsd_state_submit(&set->st, job);
+}
+
+const icpnsd_wstats_t *icpnsd_set_wstats(const icpnsd_set_t *set)
+{
+    return set->wstats;
+}
+
+int icpnsd_set_weights(icpnsd_set_t *set, icpns_snapshot_t *s, const icpns_params_t *p,
+                       icpnsd_waiter_t *waiter, bool resumed, icpnsd_wentry_t **ret, char *msg,
+                       size_t msgsize)
+{
+    return icpnsd_weights_get(&set->reg->wbuilder, set->wstats, s, p, waiter, resumed, ret, msg,
+                              msgsize);
+}
+
+/* ---- lookup ---------------------------------------------------------------------- */
+
+static icpnsd_set_t *find_locked(icpnsd_registry_t *reg, const char *name)
+{
+    for (unsigned k = 0; k < reg->n; k++)
+        if (!strcmp(reg->sets[k]->name, name))
+            return reg->sets[k];
+    return NULL;
+}
+
+icpnsd_set_t *icpnsd_registry_get(icpnsd_registry_t *reg, const char *name, int *why)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    icpnsd_set_t *set = NULL;
+    if (name && *name)
+        set = find_locked(reg, name);
+    else if (reg->n == 1)
+        set = reg->sets[0];
+    else
+        set = find_locked(reg, "default");
+    if (set)
+        atomic_fetch_add(&set->refs, 1);
+    else if (why)
+        *why = name && *name ? 404 : 400;
+    pthread_rwlock_unlock(&reg->lock);
+    return set;
+}
+
+icpnsd_set_t *icpnsd_registry_main(icpnsd_registry_t *reg)
+{
+    icpnsd_set_t *set = icpnsd_registry_get(reg, NULL, NULL);
+    if (!set) {
+        pthread_rwlock_rdlock(&reg->lock);
+        if (reg->n > 0) {
+            set = reg->sets[0];
+            atomic_fetch_add(&set->refs, 1);
+        }
+        pthread_rwlock_unlock(&reg->lock);
+    }
+    return set;
+}
+
+unsigned icpnsd_registry_list(icpnsd_registry_t *reg, icpnsd_set_t **out, unsigned max)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    unsigned n = reg->n < max ? reg->n : max;
+    for (unsigned k = 0; k < n; k++) {
+        out[k] = reg->sets[k];
+        atomic_fetch_add(&out[k]->refs, 1);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return n;
+}
+
+void icpnsd_registry_names(icpnsd_registry_t *reg, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    pthread_rwlock_rdlock(&reg->lock);
+    for (unsigned k = 0; k < reg->n; k++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, size - l, "%s%s", k ? ", " : "", reg->sets[k]->name);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+}
+
+/* The bytes of every set but @except's state (may be NULL). */
+static uint64_t bytes_except(icpnsd_registry_t *reg, const void *except)
+{
+    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+    unsigned n = icpnsd_registry_list(reg, sets, ICPNSD_MAX_SETS);
+    uint64_t total = 0;
+    for (unsigned k = 0; k < n; k++) {
+        if ((const void *)&sets[k]->st != except) {
+            icpns_snapshot_t *s = icpnsd_state_acquire(&sets[k]->st);
+            if (s) {
+                uint64_t wb = 0;
+                icpnsd_wcache_usage(s, NULL, &wb);
+                total += s->bytes + wb;
+                icpns_snapshot_unref(s);
+            }
+        }
+        icpnsd_set_unref(sets[k]);
+    }
+    return total;
+}
+
+uint64_t icpnsd_registry_bytes(icpnsd_registry_t *reg)
+{
+    return bytes_except(reg, NULL);
+}
+
+/* The state hooks: what the memory budget leaves for a build of @self. */
+static size_t budget_left(void *ctx, const void *self, uint64_t *others, uint64_t *budget)
+{
+    icpnsd_registry_t *reg = ctx;
+    *budget = reg->cfg->memory_budget;
+    *others = 0;
+    if (!*budget)
+        return 0;
+    *others = bytes_except(reg, self);
+    return *others >= *budget ? 1 : (size_t)(*budget - *others);
+}
+
+static void prepare_snapshot(void *ctx, icpns_snapshot_t *s)
+{
+    icpnsd_registry_t *reg = ctx;
+    icpnsd_wcache_attach(s, reg->cfg->weights_cache_size);
+}
+
+static void set_closed(void *ctx, icpnsd_state_t *st)
+{
+    (void)ctx;
+    icpnsd_set_t *set = (icpnsd_set_t *)((char *)st - offsetof(icpnsd_set_t, st));
+    log_info("table set '%s' closed", set->name);
+    icpnsd_set_unref(set); /* the registry's reference */
+}
+
+static int set_load(icpnsd_registry_t *reg, icpnsd_set_t *set, const char *dir, icpnsd_err_t *e)
+{
+    icpnsd_state_hooks_t hooks = {
+        .ctx = reg,
+        .budget = budget_left,
+        .prepare = prepare_snapshot,
+        .closed = set_closed,
+        .default_params = reg->cfg->default_params,
+        .cluster_threads = reg->cfg->cluster_threads,
+    };
+    return icpnsd_state_init(&set->st, reg->loop, set->name, dir, &hooks, e);
+}
+
+/* The name of a set already serving directory @dir (the same file, by
+ * device and inode), copied to @other; false if none.  Two sets on one
+ * directory would append to one journal and overwrite one version record
+ * and one communities file: each set owns its directory. */
+static bool dir_in_use(icpnsd_registry_t *reg, const char *dir, char *other, size_t size)
+{
+    struct stat a, b;
+    if (!dir[0] || stat(dir, &a) < 0)
+        return false;
+    bool found = false;
+    pthread_rwlock_rdlock(&reg->lock);
+    for (unsigned k = 0; k < reg->n && !found; k++) {
+        const char *t = reg->sets[k]->st.tables;
+        if (t[0] && stat(t, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            snprintf(other, size, "%s", reg->sets[k]->name);
+            found = true;
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return found;
+}
+
+/* ---- file watch --------------------------------------------------------------- */
+
+static void submit_reload(icpnsd_set_t *set, const char *origin)
+{
+    icpnsd_job_t *j = icpnsd_job_new(ICPNSD_JOB_RELOAD, origin);
+    if (j)
+        icpnsd_state_submit(&set->st, j);
+}
+
+static void on_debounce(uv_timer_t *t)
+{
+    submit_reload(t->data, "watch");
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int status)
+{
+    icpnsd_set_t *set = h->data;
+    (void)events;
+    if (status < 0 || !file)
+        return;
+    /* Our own writes (temporaries, the journal, the version record,
+     * communities.tsv rewritten by an update in the last second) do not
+     * trigger reloads. */
+    if (strstr(file, ".tmp.") || !strcmp(file, ICPNS_JOURNAL) || !strcmp(file, ICPNS_VERSION_FILE))
+        return;
+    uint64_t wrote = atomic_load(&set->st.self_write_ms);
+    if (wrote && !strcmp(file, set->st.opts.communities) && icpns_now() * 1000 < (double)wrote + 1000)
+        return;
+    uv_timer_start(&set->debounce, on_debounce, 300, 0);
+}
+
+static void watch_set(icpnsd_registry_t *reg, icpnsd_set_t *set)
+{
+    if (!reg->cfg->watch || !set->st.tables[0] || set->watching)
+        return;
+    uv_timer_init(reg->loop, &set->debounce);
+    set->debounce.data = set;
+    uv_fs_event_init(reg->loop, &set->watch);
+    set->watch.data = set;
+    set->watching = true;
+    if (uv_fs_event_start(&set->watch, on_fs_event, set->st.tables, 0) == 0)
+        log_info("tables=%s: watching %s for changes", set->name, set->st.tables);
+    else
+        log_warn("tables=%s: cannot watch %s; reload with SIGHUP or POST /admin/reload",
+                 set->name, set->st.tables);
+}
+
+void icpnsd_registry_watch(icpnsd_registry_t *reg)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    for (unsigned k = 0; k < reg->n; k++)
+        watch_set(reg, reg->sets[k]);
+    pthread_rwlock_unlock(&reg->lock);
+}
+
+void icpnsd_registry_reload_all(icpnsd_registry_t *reg, const char *origin)
+{
+    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+    unsigned n = icpnsd_registry_list(reg, sets, ICPNSD_MAX_SETS);
+    for (unsigned k = 0; k < n; k++) {
+        submit_reload(sets[k], origin);
+        icpnsd_set_unref(sets[k]);
+    }
+}
+
+/* ---- adding and removing sets ------------------------------------------------------ */
+
+static void admin_next(icpnsd_registry_t *reg);
+
+/* Fails @j (about field "tables") and ends it. */
+static void job_end(icpnsd_job_t *j, icpnsd_code_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_end(icpnsd_job_t *j, icpnsd_code_t code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    j->err.code = code;
+    snprintf(j->err.field, sizeof(j->err.field), "tables");
+    vsnprintf(j->err.message, sizeof(j->err.message), fmt, ap);
+    va_end(ap);
+    icpnsd_job_finish(j);
+}
+
+/* Thread pool: load and build the new set, and check the budget. */
+static void add_work(uv_work_t *w)
+{
+    icpnsd_background_thread();
+    icpnsd_registry_t *reg = w->data;
+    icpnsd_job_t *j = reg->ajob;
+    icpnsd_set_t *set = set_new(reg, j->u.set.name);
+    if (!set) {
+        icpnsd_err_set(&j->err, ICPNSD_E_OUT_OF_MEMORY, "tables", -1, "no memory for a table set");
+        return;
+    }
+    icpnsd_err_t e;
+    icpnsd_err_clear(&e);
+    if (set_load(reg, set, j->u.set.dir, &e)) {
+        icpnsd_err_set(&j->err,
+                       e.code == ICPNSD_E_MEMORY_BUDGET_EXCEEDED || e.code == ICPNSD_E_OUT_OF_MEMORY
+                           ? e.code : ICPNSD_E_BUILD_INVALID,
+                       "tables", -1, "table set '%s': %s", j->u.set.name, e.message);
+        set_discard(set);
+        return;
+    }
+    icpns_snapshot_t *s = icpnsd_state_acquire(&set->st);
+    j->u.set.bytes = s->bytes;
+    j->out.version = s->version;
+    j->out.fingerprint = s->fingerprint;
+    j->out.build_seconds = s->build_seconds;
+    icpns_snapshot_unref(s);
+    uint64_t budget = reg->cfg->memory_budget, others = icpnsd_registry_bytes(reg);
+    if (budget && others + j->u.set.bytes > budget) {
+        icpnsd_err_set(&j->err, ICPNSD_E_MEMORY_BUDGET_EXCEEDED, "tables", -1,
+                       "table set '%s' needs %llu bytes; with the %llu bytes the other sets hold "
+                       "that is above memory_budget = %llu",
+                       j->u.set.name, (unsigned long long)j->u.set.bytes,
+                       (unsigned long long)others, (unsigned long long)budget);
+        icpnsd_set_unref(set);
+        return;
+    }
+    reg->anew = set;
+}
+
+static void add_done(uv_work_t *w, int status)
+{
+    icpnsd_registry_t *reg = w->data;
+    icpnsd_job_t *j = reg->ajob;
+    icpnsd_set_t *set = reg->anew;
+    (void)status;
+    reg->ajob = NULL;
+    reg->anew = NULL;
+    if (!set) {
+        log_warn("adding table set '%s' failed: %s", j->u.set.name, j->err.message);
+        icpnsd_job_finish(j);
+    } else {
+        pthread_rwlock_wrlock(&reg->lock);
+        bool dup = find_locked(reg, set->name) != NULL, full = reg->n == ICPNSD_MAX_SETS;
+        if (!dup && !full)
+            reg->sets[reg->n++] = set;
+        pthread_rwlock_unlock(&reg->lock);
+        if (dup || full) {
+            icpnsd_set_unref(set);
+            if (dup)
+                job_end(j, ICPNSD_E_TABLES_EXIST, "a table set named '%s' exists", j->u.set.name);
+            else
+                job_end(j, ICPNSD_E_TOO_MANY_TABLES, "at most %d table sets", ICPNSD_MAX_SETS);
+        } else {
+            icpnsd_state_start(&set->st);
+            watch_set(reg, set);
+            log_info("added table set '%s' from %s: version %llu, %llu bytes", set->name,
+                     set->st.tables, (unsigned long long)j->out.version,
+                     (unsigned long long)j->u.set.bytes);
+            icpnsd_job_finish(j);
+        }
+    }
+    reg->abusy = false;
+    admin_next(reg);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void remove_set(icpnsd_registry_t *reg, icpnsd_job_t *j)
+{
+    pthread_rwlock_wrlock(&reg->lock);
+    icpnsd_set_t *set = NULL;
+    unsigned k = 0;
+    for (; k < reg->n; k++)
+        if (!strcmp(reg->sets[k]->name, j->u.set.name)) {
+            set = reg->sets[k];
+            break;
+        }
+    bool last = set && reg->n == 1;
+    if (set && !last) {
+        memmove(&reg->sets[k], &reg->sets[k + 1], (reg->n - k - 1) * sizeof(reg->sets[0]));
+        reg->n--;
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (!set) {
+        job_end(j, ICPNSD_E_UNKNOWN_TABLES, "no table set named '%s'", j->u.set.name);
+        return;
+    }
+    if (last) {
+        job_end(j, ICPNSD_E_LAST_TABLES, "'%s' is the only table set; add another first",
+                j->u.set.name);
+        return;
+    }
+    if (set->watching) {
+        uv_close((uv_handle_t *)&set->watch, close_handle);
+        uv_close((uv_handle_t *)&set->debounce, close_handle);
+        set->watching = false;
+    }
+    /* Requests holding the set finish on it; it is freed after the last. */
+    icpnsd_state_shutdown(&set->st);
+    log_info("removed table set '%s'", j->u.set.name);
+    icpnsd_job_finish(j);
+}
+
+static void admin_next(icpnsd_registry_t *reg)
+{
+    while (!reg->abusy) {
+        pthread_mutex_lock(&reg->alock);
+        icpnsd_job_t *j = reg->aq_head;
+        if (j) {
+            reg->aq_head = j->next;
+            if (!reg->aq_head)
+                reg->aq_tail = NULL;
+        }
+        pthread_mutex_unlock(&reg->alock);
+        if (!j)
+            return;
+        if (j->kind == ICPNSD_JOB_SET_REMOVE) {
+            remove_set(reg, j);
+            continue;
+        }
+        pthread_rwlock_rdlock(&reg->lock);
+        bool exists = find_locked(reg, j->u.set.name) != NULL;
+        pthread_rwlock_unlock(&reg->lock);
+        if (exists) {
+            job_end(j, ICPNSD_E_TABLES_EXIST, "a table set named '%s' exists", j->u.set.name);
+            continue;
+        }
+        char other[ICPNSD_SET_NAME];
+        if (dir_in_use(reg, j->u.set.dir, other, sizeof(other))) {
+            job_end(j, ICPNSD_E_TABLES_DIR_IN_USE,
+                    "table set '%s' already serves %s; each set needs its own directory "
+                    "(its journal, version record and communities file): copy it",
+                    other, j->u.set.dir);
+            continue;
+        }
+        reg->abusy = true;
+        reg->ajob = j;
+        reg->anew = NULL;
+        reg->awork.data = reg;
+        uv_queue_work(reg->loop, &reg->awork, add_work, add_done);
+    }
+}
+
+static void admin_async(uv_async_t *a)
+{
+    admin_next(a->data);
+}
+
+void icpnsd_registry_submit(icpnsd_registry_t *reg, icpnsd_job_t *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&reg->alock);
+    if (reg->aq_tail)
+        reg->aq_tail->next = job;
+    else
+        reg->aq_head = job;
+    reg->aq_tail = job;
+    pthread_mutex_unlock(&reg->alock);
+    uv_async_send(&reg->aasync);
+}
+
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+void icpnsd_registry_metrics(icpnsd_registry_t *reg, icpns_buf_t *b)
+{
+    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+    unsigned n = icpnsd_registry_list(reg, sets, ICPNSD_MAX_SETS);
+    static const struct {
+        const char *name, *help, *type;
+    } m[] = {
+        {"icpnsd_tables_version", "Serving snapshot version of each table set.", "gauge"},
+        {"icpnsd_tables_bytes", "Memory of each table set's serving snapshot.", "gauge"},
+        {"icpnsd_tables_users", "Users of each table set.", "gauge"},
+        {"icpnsd_tables_interactions", "Distinct interactions of each table set.", "gauge"},
+        {"icpnsd_weights_cache_entries", "Cached (alpha, epsilon, beta) settings per set.", "gauge"},
+        {"icpnsd_weights_cache_bytes", "Memory of the cached settings per set.", "gauge"},
+        {"icpnsd_weights_cache_hits_total", "Requests served from a cached setting.", "counter"},
+        {"icpnsd_weights_cache_misses_total", "Settings not cached when asked for.", "counter"},
+        {"icpnsd_weights_cache_builds_total", "Settings built.", "counter"},
+        {"icpnsd_weights_cache_failures_total", "Settings whose build failed.", "counter"},
+        {"icpnsd_weights_cache_evictions_total", "Settings evicted (least recently used).", "counter"},
+        {"icpnsd_weights_cache_waits_total", "Requests that waited for a setting.", "counter"},
+        {"icpnsd_weights_cache_busy_total", "Requests answered 503 while a setting was built.", "counter"},
+    };
+    for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+        icpns_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
+                         m[k].type);
+        for (unsigned j = 0; j < n; j++) {
+            icpnsd_set_t *set = sets[j];
+            const icpnsd_wstats_t *ws = set->wstats;
+            icpns_snapshot_t *s = icpnsd_state_acquire(&set->st);
+            unsigned entries = 0;
+            uint64_t wb = 0, v = 0;
+            if (s)
+                icpnsd_wcache_usage(s, &entries, &wb);
+            switch (k) {
+            case 0: v = s ? s->version : 0; break;
+            case 1: v = s ? s->bytes : 0; break;
+            case 2: v = s ? s->users.n : 0; break;
+            case 3: v = s ? s->n_interactions : 0; break;
+            case 4: v = entries; break;
+            case 5: v = wb; break;
+            case 6: v = atomic_load(&ws->hits); break;
+            case 7: v = atomic_load(&ws->misses); break;
+            case 8: v = atomic_load(&ws->builds); break;
+            case 9: v = atomic_load(&ws->failures); break;
+            case 10: v = atomic_load(&ws->evictions); break;
+            case 11: v = atomic_load(&ws->waits); break;
+            default: v = atomic_load(&ws->busy); break;
+            }
+            icpns_snapshot_unref(s);
+            icpns_buf_printf(b, "%s{tables=\"%s\"} %llu\n", m[k].name, set->name,
+                             (unsigned long long)v);
+        }
+    }
+    icpns_buf_lit(b, "# HELP icpnsd_tables_info The fingerprint of each set's serving "
+                     "snapshot (equal fingerprints: equal negatives for equal requests).\n"
+                     "# TYPE icpnsd_tables_info gauge\n");
+    for (unsigned j = 0; j < n; j++) {
+        icpns_snapshot_t *s = icpnsd_state_acquire(&sets[j]->st);
+        if (s)
+            icpns_buf_printf(b, "icpnsd_tables_info{tables=\"%s\",fingerprint=\"%016llx\"} 1\n",
+                             sets[j]->name, (unsigned long long)s->fingerprint);
+        icpns_snapshot_unref(s);
+    }
+    for (unsigned j = 0; j < n; j++)
+        icpnsd_set_unref(sets[j]);
+}
+
+/* ---- lifetime ---------------------------------------------------------------------------- */
+
+static int add_initial(icpnsd_registry_t *reg, const char *name, const char *dir, char *err,
+                       size_t es)
+{
+    char other[ICPNSD_SET_NAME];
+    if (dir_in_use(reg, dir, other, sizeof(other))) {
+        snprintf(err, es, "table sets '%s' and '%s' name the same directory %s; each set needs "
+                 "its own (its journal, version record and communities file): copy it",
+                 other, name, dir);
+        return -1;
+    }
+    icpnsd_set_t *set = set_new(reg, name);
+    if (!set) {
+        snprintf(err, es, "out of memory");
+        return -1;
+    }
+    log_info("tables=%s: loading %s", name, dir[0] ? dir : "(built-in synthetic dataset)");
+    icpnsd_err_t e;
+    icpnsd_err_clear(&e);
+    if (set_load(reg, set, dir, &e)) {
+        snprintf(err, es, "table set '%s': %s", name, e.message);
+        set_discard(set);
+        return -1;
+    }
+    if (reg->cfg->memory_budget) {
+        uint64_t total = icpnsd_registry_bytes(reg);
+        icpns_snapshot_t *s = icpnsd_state_acquire(&set->st);
+        size_t bytes = s->bytes;
+        icpns_snapshot_unref(s);
+        if (total + bytes > reg->cfg->memory_budget) {
+            snprintf(err, es, "table set '%s' needs %zu bytes; with the sets before it (%llu "
+                     "bytes) that is above memory_budget = %llu", name, bytes,
+                     (unsigned long long)total, (unsigned long long)reg->cfg->memory_budget);
+            icpnsd_set_unref(set);
+            return -1;
+        }
+    }
+    icpnsd_state_start(&set->st);
+    pthread_rwlock_wrlock(&reg->lock);
+    reg->sets[reg->n++] = set;
+    pthread_rwlock_unlock(&reg->lock);
+    return 0;
+}
+
+icpnsd_registry_t *icpnsd_registry_new(uv_loop_t *loop, const icpnsd_config_t *cfg)
+{
+    icpnsd_registry_t *reg = calloc(1, sizeof(*reg));
+    if (!reg)
+        return NULL;
+    pthread_rwlock_init(&reg->lock, NULL);
+    pthread_mutex_init(&reg->alock, NULL);
+    reg->loop = loop;
+    reg->cfg = cfg;
+    icpnsd_wbuilder_init(&reg->wbuilder, loop);
+    uv_async_init(loop, &reg->aasync, admin_async);
+    reg->aasync.data = reg;
+    return reg;
+}
+
+int icpnsd_registry_load(icpnsd_registry_t *reg, char *err, size_t errsize)
+{
+    const icpnsd_config_t *cfg = reg->cfg;
+    /* The plain "tables" key is the set named "default"; without any
+     * table directory the built-in dataset is. */
+    if (cfg->tables[0] || cfg->n_sets == 0)
+        if (add_initial(reg, "default", cfg->tables, err, errsize))
+            return -1;
+    for (unsigned k = 0; k < cfg->n_sets; k++)
+        if (add_initial(reg, cfg->sets[k].name, cfg->sets[k].dir, err, errsize))
+            return -1;
+    return 0;
+}
+
+void icpnsd_registry_free(icpnsd_registry_t *reg)
+{
+    if (!reg)
+        return;
+    pthread_rwlock_wrlock(&reg->lock);
+    unsigned n = reg->n;
+    reg->n = 0;
+    pthread_rwlock_unlock(&reg->lock);
+    for (unsigned k = 0; k < n; k++)
+        icpnsd_set_unref(reg->sets[k]);
+    icpnsd_wbuilder_free(&reg->wbuilder);
+    pthread_rwlock_destroy(&reg->lock);
+    pthread_mutex_destroy(&reg->alock);
+    free(reg);
+}

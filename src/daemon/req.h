@@ -1,0 +1,100 @@
+/*
+ * req.h - one HTTP request as the handlers see it: its route, body, table
+ * set and connection, and how a handler waits for work done elsewhere.
+ *
+ * Waiting: a handler that hands work to another thread (a rebuild, a
+ * k-means run, a weights build, a large sampling task) arms the request,
+ * publishes the work, then puts the request to sleep with the function to
+ * run when it wakes; the other thread calls icpnsd_req_wake when done.  The
+ * connection is suspended meanwhile, so no HTTP thread waits.  A wake that
+ * comes before the sleep is not lost (the sleep then resumes at once).
+ */
+#ifndef ICPNSD_REQ_H
+#define ICPNSD_REQ_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "env.h"
+#include "error.h"
+#include "icpns.h"
+
+struct icpnsd_route;
+struct icpnsd_set;
+
+typedef struct icpnsd_req icpnsd_req_t;
+typedef enum MHD_Result (*icpnsd_handler_fn)(icpnsd_req_t *r);
+
+enum icpnsd_wake_state {
+    ICPNSD_WAKE_IDLE = 0,
+    ICPNSD_WAKE_ARMED,    /* work is being handed over */
+    ICPNSD_WAKE_SLEEPING, /* the connection is suspended */
+    ICPNSD_WAKE_WOKEN,    /* the work is done */
+};
+
+struct icpnsd_req {
+    icpnsd_env_t *env;
+    struct MHD_Connection *conn;
+    const char *method, *url;            /* valid for the request's life */
+    const struct icpnsd_route *route;    /* NULL: no route for the method and path */
+    const struct icpnsd_route *path_route; /* the first route of the path, any method */
+    unsigned metric;                     /* metrics id of the route (or "other") */
+    char param[256];                     /* the path parameter, when the route has one */
+    char allow[64];                      /* methods of the path, for 405 */
+    bool admin_listener;                 /* arrived on the admin listener */
+    double t0;
+    uint64_t id;
+    char rid[65];                        /* the client's X-Request-Id when sane, else id */
+    icpns_buf_t body;
+    bool too_large;                      /* the body passed its limit (and was dropped) */
+    bool answered;
+    unsigned status;                     /* of the answer, for metrics */
+    bool has_fingerprint;                /* send Icpns-Fingerprint */
+    uint64_t fingerprint;
+    struct icpnsd_set *set;              /* a reference, or NULL */
+    /* Waiting for work done elsewhere. */
+    icpnsd_handler_fn resume;            /* runs when the connection resumes */
+    void *work;                          /* what the request waits for (the handler's) */
+    atomic_int wake;                     /* enum icpnsd_wake_state */
+    icpns_snapshot_t *wait_snap;         /* negatives: the snapshot a weights wait is for */
+};
+
+/* A request header, or NULL. */
+const char *icpnsd_req_header(icpnsd_req_t *r, const char *name);
+
+/* A query-string argument, or NULL. */
+const char *icpnsd_req_query(icpnsd_req_t *r, const char *name);
+
+/*
+ * Feeds every query-string argument to @fn until it returns non-zero;
+ * returns that value (0 when all were taken).
+ */
+int icpnsd_req_query_each(icpnsd_req_t *r,
+                          int (*fn)(void *arg, const char *key, const char *value, icpnsd_err_t *e),
+                          void *arg, icpnsd_err_t *e);
+
+/* Whether the Content-Type is @ctype (parameters after ';' allowed). */
+bool icpnsd_req_ctype_is(icpnsd_req_t *r, const char *ctype);
+
+/*
+ * Points r->set at the table set @name (NULL or "": the only set, or the
+ * one named "default").  Returns 0, or -1 with @e (unknown_tables, naming
+ * the sets there are; tables_required when several and none is default).
+ */
+int icpnsd_req_use_set(icpnsd_req_t *r, const char *name, icpnsd_err_t *e);
+
+/* Arms @r before handing work to another thread. */
+void icpnsd_req_arm(icpnsd_req_t *r);
+
+/* Undoes icpnsd_req_arm when the work was not handed over after all. */
+void icpnsd_req_disarm(icpnsd_req_t *r);
+
+/* Suspends @r until icpnsd_req_wake; then @resume runs on an HTTP thread. */
+void icpnsd_req_sleep(icpnsd_req_t *r, icpnsd_handler_fn resume);
+
+/* Wakes @r (any thread). */
+void icpnsd_req_wake(icpnsd_req_t *r);
+
+#endif

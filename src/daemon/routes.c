@@ -1,0 +1,134 @@
+/*
+ * routes.c - the route table and the checks its flags stand for (see
+ * routes.h).
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api.h"
+#include "auth.h"
+#include "reply.h"
+#include "routes.h"
+
+enum { ADMIN = ICPNSD_ROUTE_ADMIN, SET = ICPNSD_ROUTE_SET, UPLOAD = ICPNSD_ROUTE_UPLOAD };
+
+const icpnsd_route_t icpnsd_routes[] = {
+    {"POST", "/v1/negatives", 0, "negatives", icpnsd_api_negatives},
+    {"GET", "/v1/users/{}", SET, "user", icpnsd_api_user},
+    {"GET", "/v1/communities", SET, "communities", icpnsd_api_communities},
+    {"GET", "/v1/communities/{}/items", SET, "community_items", icpnsd_api_community_items},
+    {"GET", "/v1/tables", 0, "tables", icpnsd_api_tables},
+    {"GET", "/healthz", 0, "healthz", icpnsd_api_healthz},
+    {"GET", "/readyz", 0, "readyz", icpnsd_api_readyz},
+    {"GET", "/metrics", 0, "metrics", icpnsd_api_metrics},
+    {"POST", "/admin/reload", ADMIN | SET, "admin_reload", icpnsd_api_reload},
+    {"POST", "/admin/interactions", ADMIN | SET, "admin_interactions", icpnsd_api_interactions},
+    {"PUT", "/admin/communities", ADMIN | SET, "admin_communities", icpnsd_api_communities_update},
+    {"GET", "/admin/snapshot", ADMIN | SET, "admin_snapshot", icpnsd_api_snapshot},
+    {"POST", "/admin/cluster", ADMIN | SET | UPLOAD, "admin_cluster", icpnsd_api_cluster},
+    {"GET", "/admin/sets", ADMIN, "admin_sets", icpnsd_api_sets_list},
+    {"POST", "/admin/sets", ADMIN, "admin_sets", icpnsd_api_sets_add},
+    {"DELETE", "/admin/sets/{}", ADMIN, "admin_set", icpnsd_api_sets_remove},
+};
+const size_t icpnsd_n_routes = sizeof(icpnsd_routes) / sizeof(icpnsd_routes[0]);
+
+/* Whether @path matches @pattern; the "{}" segment goes to @param. */
+static bool path_matches(const char *pattern, const char *path, char *param, size_t param_size)
+{
+    const char *hole = strstr(pattern, "{}");
+    if (!hole)
+        return !strcmp(pattern, path);
+    size_t pre = (size_t)(hole - pattern);
+    if (strncmp(pattern, path, pre))
+        return false;
+    const char *p = path + pre, *rest = hole + 2;
+    const char *end = *rest ? strchr(p, '/') : p + strlen(p);
+    if (!end || (*rest && strcmp(end, rest)))
+        return false;
+    size_t n = (size_t)(end - p);
+    if (param) {
+        if (n >= param_size)
+            n = param_size - 1;
+        memcpy(param, p, n);
+        param[n] = '\0';
+    }
+    return true;
+}
+
+const icpnsd_route_t *icpnsd_route_match(const char *method, const char *path, char *param,
+                                         size_t param_size, char *allow, size_t allow_size,
+                                         const icpnsd_route_t **by_path)
+{
+    const icpnsd_route_t *found = NULL;
+    *by_path = NULL;
+    allow[0] = '\0';
+    if (param_size)
+        param[0] = '\0';
+    bool head = !strcmp(method, "HEAD");
+    for (size_t k = 0; k < icpnsd_n_routes; k++) {
+        const icpnsd_route_t *rt = &icpnsd_routes[k];
+        char p[256] = "";
+        if (!path_matches(rt->path, path, p, sizeof(p)))
+            continue;
+        if (!*by_path)
+            *by_path = rt;
+        size_t l = strlen(allow);
+        snprintf(allow + l, allow_size - l, "%s%s", l ? ", " : "", rt->method);
+        if (!found && (!strcmp(rt->method, method) || (head && !strcmp(rt->method, "GET")))) {
+            found = rt;
+            snprintf(param, param_size, "%s", p);
+        }
+    }
+    return found;
+}
+
+uint64_t icpnsd_route_body_limit(const icpnsd_route_t *route, const icpnsd_config_t *cfg)
+{
+    return route && (route->flags & UPLOAD) ? cfg->max_upload_bytes : cfg->max_body_bytes;
+}
+
+/* 0 if the admin token is right, else -1 with @e. */
+static int check_admin(icpnsd_req_t *r, icpnsd_err_t *e)
+{
+    const icpnsd_auth_t *a = r->env->auth;
+    if (!icpnsd_auth_admin_enabled(a))
+        return icpnsd_err_set(e, ICPNSD_E_ADMIN_DISABLED, NULL, -1,
+                              "admin endpoints are disabled: start icpnsd with --admin-token-file");
+    const char *h = icpnsd_req_header(r, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return icpnsd_err_set(e, ICPNSD_E_UNAUTHORIZED, NULL, -1,
+                              "admin endpoints need 'Authorization: Bearer TOKEN'");
+    const char *t = h + 7;
+    while (*t == ' ')
+        t++;
+    if (!icpnsd_auth_admin_ok(a, t, strlen(t)))
+        return icpnsd_err_set(e, ICPNSD_E_FORBIDDEN, NULL, -1, "wrong admin token");
+    return 0;
+}
+
+enum MHD_Result icpnsd_route_dispatch(icpnsd_req_t *r)
+{
+    const icpnsd_route_t *rt = r->route, *by_path = r->path_route;
+    bool separate = r->env->admin_separate;
+    if (!by_path ||
+        (separate && (by_path->flags & ADMIN) != 0 && !r->admin_listener) ||
+        (separate && (by_path->flags & ADMIN) == 0 && r->admin_listener))
+        return icpnsd_reply_error(r, ICPNSD_E_NOT_FOUND, NULL, "no such endpoint: %s", r->url);
+    if (!rt)
+        return icpnsd_reply_error(r, ICPNSD_E_METHOD_NOT_ALLOWED, NULL, "%s takes %s, not %s",
+                                  r->url, r->allow, r->method);
+    if (r->too_large)
+        return icpnsd_reply_error(r, ICPNSD_E_BODY_TOO_LARGE, NULL,
+                                  "the body is above the limit of %llu bytes",
+                                  (unsigned long long)icpnsd_route_body_limit(rt, r->env->cfg));
+    icpnsd_err_t e;
+    icpnsd_err_clear(&e);
+    if ((rt->flags & ADMIN) && check_admin(r, &e))
+        return icpnsd_reply_err(r, &e);
+    if ((rt->flags & SET) && !r->set &&
+        icpnsd_req_use_set(r, icpnsd_req_query(r, "tables"), &e))
+        return icpnsd_reply_err(r, &e);
+    return rt->handler(r);
+}
