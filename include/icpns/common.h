@@ -33,6 +33,7 @@ enum {
     ICPNS_ENOCOMMUNITY = -7,  /* ICPNS asked for a user without community */
     ICPNS_ELIMIT = -8,        /* more ids or entries than the engine allows */
     ICPNS_ENOPATCH = -9,      /* a change needs a full rebuild, not a patch */
+    ICPNS_ECANCELED = -10,    /* the caller asked a long computation to stop */
 };
 
 /* A short sentence for an error code ("out of memory"). Never NULL. */

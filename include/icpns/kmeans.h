@@ -29,6 +29,11 @@ typedef struct icpns_kmeans_opts {
     /* Called after each restart with (restart, restarts, its inertia) for
      * progress reports; may be NULL. */
     void (*progress)(void *arg, uint32_t restart, uint32_t restarts, double inertia);
+    /* Called before each Lloyd iteration @iteration (from 1) of restart
+     * @restart (from 0) with the inertia of the current centres; returning
+     * non-zero cancels the run (ICPNS_ECANCELED).  May be NULL.  Both
+     * callbacks get progress_arg, on the caller's thread. */
+    int (*iteration)(void *arg, uint32_t restart, uint32_t iteration, double inertia);
     void *progress_arg;
 } icpns_kmeans_opts_t;
 

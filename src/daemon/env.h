@@ -28,6 +28,7 @@ typedef struct icpnsd_env {
     atomic_bool quiescing;           /* stopping: readyz answers 503 */
     atomic_uint_fast64_t seeds;      /* fresh seeds for requests without one */
     atomic_uint_fast64_t request_ids;
+    atomic_uint connections;         /* open on the main listener */
 } icpnsd_env_t;
 
 #endif

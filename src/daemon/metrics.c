@@ -128,6 +128,8 @@ void icpnsd_metrics_render(icpns_buf_t *out, const icpnsd_metrics_snapshot_t *sn
     COUNTER("updates_failed_total", "Admin updates refused or failed.", updates_failed);
     COUNTER("request_bytes_total", "Request body bytes received.", bytes_in);
     COUNTER("response_bytes_total", "Response body bytes sent.", bytes_out);
+    COUNTER("connections_refused_total", "Connections refused at max_connections or the per-IP cap.", connections_refused);
+    COUNTER("accept_errors_total", "Connections not accepted for lack of file descriptors.", accept_errors);
 #undef COUNTER
     icpns_buf_printf(b, "# HELP icpnsd_snapshot_version Version of the serving snapshot.\n"
            "# TYPE icpnsd_snapshot_version gauge\nicpnsd_snapshot_version %llu\n",

@@ -27,6 +27,8 @@ typedef struct icpnsd_metrics {
     atomic_uint_fast64_t reloads_ok, reloads_failed, updates_ok, updates_failed;
     atomic_uint_fast64_t rebuilds_full, rebuilds_patch;
     atomic_uint_fast64_t bytes_in, bytes_out;
+    atomic_uint_fast64_t connections_refused; /* at max_connections or the per-IP cap */
+    atomic_uint_fast64_t accept_errors;       /* no file descriptor left */
 } icpnsd_metrics_t;
 
 extern icpnsd_metrics_t icpnsd_metrics;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "acceptor.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -34,6 +35,7 @@ typedef struct listener {
 
 struct icpnsd_server {
     icpnsd_env_t *env;
+    icpnsd_acceptor_t *acceptor;
     struct MHD_Daemon *mhd, *mhd_admin;
     listener_t main_listener, admin_listener;
     unsigned route_metric[64]; /* metrics id of each route row */
@@ -164,88 +166,61 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("libmicrohttpd: %s", msg);
 }
 
-/* Parses "HOST:PORT" / "[V6]:PORT" into @ss. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *err,
-                        size_t es)
+/* Connections come and go (any HTTP thread). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
 {
-    char host[256];
-    const char *colon;
-    memset(ss, 0, sizeof(*ss));
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-        if (!end || end[1] != ':')
-            goto bad;
-        snprintf(host, sizeof(host), "%.*s", (int)(end - s - 1), s + 1);
-        colon = end + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            goto bad;
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
-    }
-    char *e;
-    long port = strtol(colon + 1, &e, 10);
-    if (*e || port < 0 || port > 65535 || colon[1] == '\0')
-        goto bad;
-    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-    if (!strcmp(host, "localhost"))
-        snprintf(host, sizeof(host), "127.0.0.1");
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        *len = sizeof(*a4);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*a6);
-        return 0;
-    }
-bad:
-    snprintf(err, es, "listen address '%s' is not IPv4:PORT or [IPv6]:PORT", s);
-    return -1;
+    listener_t *l = cls;
+    (void)conn;
+    (void)socket_context;
+    if (l->admin)
+        return;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&l->srv->env->connections, 1);
+    else
+        atomic_fetch_sub(&l->srv->env->connections, 1);
 }
 
-static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, const char *addr,
-                                    int fd, unsigned threads, uint16_t *ret_port, char *err,
-                                    size_t es)
+/* The acceptor thread: serve the connection, or refuse it at the cap. */
+static void on_accept(void *ctx, int fd, const struct sockaddr *addr, socklen_t len, bool admin)
+{
+    icpnsd_server_t *srv = ctx;
+    if (!admin && atomic_load(&srv->env->connections) >= srv->env->cfg->max_connections) {
+        atomic_fetch_add(&icpnsd_metrics.connections_refused, 1);
+        icpnsd_acceptor_refuse(srv->acceptor, fd, 503, "too_many_connections",
+                                 "the daemon serves max_connections clients already; retry "
+                                 "shortly");
+        return;
+    }
+    struct MHD_Daemon *d = admin ? srv->mhd_admin : srv->mhd;
+    if (MHD_add_connection(d, fd, addr, len) != MHD_YES)
+        atomic_fetch_add(&icpnsd_metrics.connections_refused, 1); /* closed by libmicrohttpd */
+}
+
+static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, unsigned threads,
+                                    unsigned limit, char *err, size_t es)
 {
     const icpnsd_config_t *cfg = srv->env->cfg;
-    struct sockaddr_storage ss;
-    socklen_t sl = 0;
-    if (fd < 0 && parse_listen(addr, &ss, &sl, err, es))
-        return NULL;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-    if (fd < 0 && ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
     struct MHD_OptionItem opts[12];
     int k = 0;
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
     if (threads > 1)
         opts[k++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout, NULL};
-    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, limit, NULL};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                         cfg->max_connections_per_ip, NULL};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, l};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 128 * 1024, NULL};
-    if (fd >= 0)
-        opts[k++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
-    else
-        opts[k++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
                                             MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
-    if (!d) {
-        snprintf(err, es, "cannot listen on %s: %s", fd >= 0 ? "the inherited socket" : addr,
+    if (!d)
+        snprintf(err, es, "cannot start the HTTP threads: %s",
                  errno ? strerror(errno) : "libmicrohttpd refused to start");
-        return NULL;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    *ret_port = info ? info->port : 0;
     return d;
 }
 
@@ -265,15 +240,24 @@ icpnsd_server_t *icpnsd_server_start(icpnsd_env_t *env, int listen_fd, uint16_t 
     srv->main_listener = (listener_t){srv, false};
     srv->admin_listener = (listener_t){srv, true};
     const icpnsd_config_t *cfg = env->cfg;
-    srv->mhd = start_one(srv, &srv->main_listener, cfg->listen, listen_fd, cfg->threads, ret_port,
-                         err, es);
+    srv->acceptor = icpnsd_acceptor_new(cfg->listen, listen_fd,
+                                        env->admin_separate ? cfg->admin_listen : NULL, ret_port,
+                                        ret_admin_port, err, es);
+    if (!srv->acceptor)
+        goto fail;
+    /* libmicrohttpd's own limit is a backstop a little above ours: the
+     * acceptor refuses at max_connections with an answer. */
+    srv->mhd = start_one(srv, &srv->main_listener, cfg->threads, cfg->max_connections + 64, err,
+                         es);
     if (!srv->mhd)
         goto fail;
-    if (env->admin_separate) {
-        srv->mhd_admin = start_one(srv, &srv->admin_listener, cfg->admin_listen, -1, 1,
-                                   ret_admin_port, err, es);
-        if (!srv->mhd_admin)
-            goto fail;
+    if (env->admin_separate &&
+        !(srv->mhd_admin = start_one(srv, &srv->admin_listener, 1, 256, err, es)))
+        goto fail;
+    int rc = icpnsd_acceptor_start(srv->acceptor, on_accept, srv);
+    if (rc) {
+        snprintf(err, es, "cannot start the acceptor thread: %s", strerror(rc));
+        goto fail;
     }
     return srv;
 fail:
@@ -284,10 +268,7 @@ fail:
 void icpnsd_server_quiesce(icpnsd_server_t *srv)
 {
     atomic_store(&srv->env->quiescing, true);
-    if (srv->mhd)
-        MHD_quiesce_daemon(srv->mhd);
-    if (srv->mhd_admin)
-        MHD_quiesce_daemon(srv->mhd_admin);
+    icpnsd_acceptor_stop(srv->acceptor);
 }
 
 unsigned icpnsd_server_connections(icpnsd_server_t *srv)
@@ -307,6 +288,7 @@ void icpnsd_server_stop(icpnsd_server_t *srv)
 {
     if (!srv)
         return;
+    icpnsd_acceptor_free(srv->acceptor);
     if (srv->mhd)
         MHD_stop_daemon(srv->mhd);
     if (srv->mhd_admin)

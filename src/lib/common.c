@@ -21,6 +21,7 @@ const char *icpns_strerror(int code)
     case ICPNS_ENOCOMMUNITY: return "user has no community";
     case ICPNS_ELIMIT: return "limit exceeded";
     case ICPNS_ENOPATCH: return "the change needs a full rebuild";
+    case ICPNS_ECANCELED: return "canceled";
     default: return "unknown error";
     }
 }
@@ -38,6 +39,7 @@ const char *icpns_errname(int code)
     case ICPNS_ENOCOMMUNITY: return "no_community";
     case ICPNS_ELIMIT: return "limit_exceeded";
     case ICPNS_ENOPATCH: return "needs_full_rebuild";
+    case ICPNS_ECANCELED: return "canceled";
     default: return "unknown_error";
     }
 }

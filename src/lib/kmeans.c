@@ -298,7 +298,7 @@ typedef struct scratch {
 /* One restart: seeding then Lloyd.  Fills s->centers, s->labels, s->sizes. */
 static double one_run(km_t *m, const icpns_kmeans_opts_t *o, double tol_abs, uint32_t restart,
                       scratch_t *s, uint32_t *ret_iter, uint32_t *ret_reseeded,
-                      bool *ret_converged)
+                      bool *ret_converged, bool *ret_canceled)
 {
     const float *x = m->x;
     uint32_t n = m->n, dim = m->dim, k = o->k;
@@ -308,8 +308,13 @@ static double one_run(km_t *m, const icpns_kmeans_opts_t *o, double tol_abs, uin
     uint32_t it = 0, reseeded = 0;
     bool converged = false;
     double inertia = 0;
+    *ret_canceled = false;
     for (it = 1; it <= o->max_iter; it++) {
-        assign(m, k, s->centers, s->labels, s->dist, it > 1);
+        double before = assign(m, k, s->centers, s->labels, s->dist, it > 1);
+        if (o->iteration && o->iteration(o->progress_arg, restart, it, before)) {
+            *ret_canceled = true;
+            break;
+        }
         memset(s->newc, 0, (size_t)k * dim * sizeof(double));
         memset(s->sizes, 0, (size_t)k * sizeof(uint32_t));
         for (uint32_t i = 0; i < n; i++) {
@@ -449,8 +454,14 @@ int icpns_kmeans(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_op
     ret->inertia = INFINITY;
     for (uint32_t r = 0; r < o->restarts; r++) {
         uint32_t iters, reseeded;
-        bool conv;
-        double inertia = one_run(&m, o, tol_abs, r, &s, &iters, &reseeded, &conv);
+        bool conv, canceled;
+        double inertia = one_run(&m, o, tol_abs, r, &s, &iters, &reseeded, &conv, &canceled);
+        if (canceled) {
+            rc = icpns_error_set(err, ICPNS_ECANCELED, NULL, 0, NULL,
+                                 "k-means was canceled (restart %u, iteration %u)", r + 1, iters);
+            icpns_kmeans_result_free(ret);
+            goto out;
+        }
         if (o->progress)
             o->progress(o->progress_arg, r, o->restarts, inertia);
         if (inertia < ret->inertia) {
