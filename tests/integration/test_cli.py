@@ -1,6 +1,7 @@
 """The icpns tool: gen, build, check, sample, shard, their errors, what
 check says about how each file was read, and agreement with the daemon
 (same seed, same rows -> same negatives)."""
+import ctypes
 import json
 import os
 import shutil
@@ -321,6 +322,88 @@ class TestCli(unittest.TestCase):
         self.assertIn("dropped by min_rating", f)
 
 
+
+
+ICPNS_LIB = os.environ.get("ICPNS_LIB")
+
+
+class LoadReport(ctypes.Structure):
+    """icpns_load_report_t (include/icpns/dataset.h), field by field."""
+    _fields_ = [("lines", ctypes.c_uint64), ("data_lines", ctypes.c_uint64),
+                ("skipped_lines", ctypes.c_uint64), ("header_line", ctypes.c_uint64),
+                ("rows", ctypes.c_uint64), ("dropped_rating", ctypes.c_uint64),
+                ("by_count", ctypes.c_uint64 * 9), ("count_min", ctypes.c_uint64),
+                ("count_max", ctypes.c_uint64), ("kind", ctypes.c_int32),
+                ("format", ctypes.c_int32), ("detected", ctypes.c_uint8),
+                ("bom", ctypes.c_uint8), ("crlf", ctypes.c_uint8),
+                ("counts_items", ctypes.c_uint8), ("separator", ctypes.c_char * 12),
+                ("reason", ctypes.c_char * 100), ("header", ctypes.c_char * 100),
+                ("path", ctypes.c_char * 512)]
+
+
+class Error(ctypes.Structure):
+    """icpns_error_t (include/icpns/common.h)."""
+    _fields_ = [("code", ctypes.c_int), ("path", ctypes.c_char * 512), ("line", ctypes.c_uint64),
+                ("field", ctypes.c_char * 64), ("message", ctypes.c_char * 256)]
+
+
+@unittest.skipUnless(ICPNS_LIB, "no shared libicpns (sanitizer builds have none)")
+class TestCtypes(unittest.TestCase):
+    """The loader through ctypes, as the Python experiment code will use it."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="icpns-ctypes-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        lib = ctypes.CDLL(ICPNS_LIB)
+        p64 = ctypes.POINTER(ctypes.c_int64)
+        lib.icpns_interactions_read.argtypes = [
+            ctypes.c_char_p, ctypes.c_char_p, ctypes.c_double, ctypes.c_uint,
+            ctypes.POINTER(p64), ctypes.POINTER(p64), ctypes.POINTER(ctypes.c_size_t),
+            ctypes.POINTER(LoadReport), ctypes.POINTER(Error)]
+        lib.icpns_interactions_read.restype = ctypes.c_int
+        lib.icpns_interactions_free.argtypes = [p64, p64]
+        lib.icpns_interactions_free.restype = None
+        lib.icpns_load_report_size.restype = ctypes.c_size_t
+        lib.icpns_load_report_format.argtypes = [ctypes.POINTER(LoadReport), ctypes.c_char_p,
+                                                 ctypes.c_size_t]
+        self.lib = lib
+
+    def read(self, text, fmt=None, min_rating=float("nan")):
+        path = os.path.join(self.dir, "inter.txt")
+        with open(path, "wb") as f:
+            f.write(text)
+        p64 = ctypes.POINTER(ctypes.c_int64)
+        users, items, n = p64(), p64(), ctypes.c_size_t(0)
+        rep, err = LoadReport(), Error()
+        rc = self.lib.icpns_interactions_read(path.encode(), fmt and fmt.encode(), min_rating, 0,
+                                              ctypes.byref(users), ctypes.byref(items),
+                                              ctypes.byref(n), ctypes.byref(rep), ctypes.byref(err))
+        if rc:
+            return rc, err, None
+        pairs = [(users[k], items[k]) for k in range(n.value)]
+        self.lib.icpns_interactions_free(users, items)
+        return rc, rep, pairs
+
+    def test_interactions_read(self):
+        self.assertEqual(self.lib.icpns_load_report_size(), ctypes.sizeof(LoadReport))
+        rc, rep, pairs = self.read(b"0 5 6 7\n1 6\n2 8 9\n")
+        self.assertEqual(rc, 0)
+        self.assertEqual(pairs, [(0, 5), (0, 6), (0, 7), (1, 6), (2, 8), (2, 9)])
+        self.assertEqual((rep.format, rep.detected, rep.rows, rep.count_min, rep.count_max),
+                         (3, 1, 6, 1, 3))
+        self.assertEqual(rep.reason, b"detected: variable number of fields per line, one line per user")
+        line = ctypes.create_string_buffer(1024)
+        self.lib.icpns_load_report_format(ctypes.byref(rep), line, 1024)
+        self.assertIn(b"adjacency (detected: variable number", line.value)
+        rc, rep, pairs = self.read(b"\xef\xbb\xbfuserId,movieId,rating\r\n1,2,4.5\r\n3,4,1\r\n",
+                                   min_rating=3.0)
+        self.assertEqual((rc, pairs, rep.bom, rep.crlf, rep.dropped_rating), (0, [(1, 2)], 1, 1, 1))
+        self.assertEqual(rep.header, b"userId,movieId,rating")
+        rc, err, _ = self.read(b"1 10 11\n2 11 12\n")
+        self.assertEqual((rc, err.line, err.field), (-4, 1, b"format"))
+        self.assertIn(b"ambiguous", err.message)
+        rc, err, _ = self.read(b"1 10\n", fmt="parquet")
+        self.assertEqual((rc, err.field), (-2, b"format"))
 
 
 def overlapping_blobs(n=3000, dim=16, k=8, seed=11):
