@@ -677,9 +677,32 @@ enum { COLON_NONE = 0, COLON_LISTS = 1, COLON_DOUBLE = 2 };
 
 static int colon_kind(const char *ls, const char *le)
 {
-    if (memmem(ls, (size_t)(le - ls), "::", 2))
-        return COLON_DOUBLE;
-    return memchr(ls, ':', (size_t)(le - ls)) ? COLON_LISTS : COLON_NONE;
+    const char *c = memchr(ls, ':', (size_t)(le - ls));
+    if (!c)
+        return COLON_NONE;
+    return memmem(c, (size_t)(le - c), "::", 2) ? COLON_DOUBLE : COLON_LISTS;
+}
+
+/* Whether a user of the data lines from @p on is on two lines (*@dup, the
+ * later line, and *@first, the earlier): the second look detection takes
+ * only when the shape of the lines leaves the question open. */
+static int users_repeat(const char *p, const char *end, sep_t sep, bool *ret, uline_t *dup,
+                        uint64_t *first)
+{
+    icpns_load_report_t scratch = {0};
+    lines_t it = {p, end, 0, &scratch};
+    const char *ls, *le;
+    ulines_t users = {0};
+    field_t f;
+    int64_t id;
+    while (next_line(&it, &ls, &le))
+        if (split(ls, le, sep, &f, 1) > 0 && is_id(&f, &id) && ulines_push(&users, id, it.lineno)) {
+            free(users.v);
+            return ICPNS_ENOMEM;
+        }
+    *ret = ulines_repeat(&users, dup, first);
+    free(users.v);
+    return 0;
 }
 
 static const char *const colon_words[] = {"has no ':'", "is 'user:item item ...'",
@@ -723,7 +746,6 @@ static int detect_format(const char *p, const char *end, const char *path, bool 
     size_t fmin = SIZE_MAX, fmax = 0;
     uint64_t line_min = 0, line_max = 0;
     bool rated = false; /* a column after the second is no id */
-    ulines_t users = {0};
     int rc = 0;
     do {
         int ck = colon_kind(ls, le);
@@ -744,10 +766,6 @@ static int detect_format(const char *p, const char *end, const char *path, bool 
         int64_t id;
         for (size_t k = 2; k < n && k < 8 && !rated; k++)
             rated = !is_id(&f[k], &id);
-        if (n > 0 && is_id(&f[0], &id) && ulines_push(&users, id, it.lineno)) {
-            rc = icpns_error_set(err, ICPNS_ENOMEM, path, 0, NULL, "out of memory");
-            goto out;
-        }
     } while (next_line(&it, &ls, &le));
 
     if (colon0 == COLON_LISTS) {
@@ -760,9 +778,14 @@ static int detect_format(const char *p, const char *end, const char *path, bool 
         snprintf(r->reason, sizeof(r->reason), "detected: '::' separators");
         goto out;
     }
-    uline_t dup;
+    uline_t dup = {0, 0};
     uint64_t first = 0;
-    bool repeat = ulines_repeat(&users, &dup, &first);
+    bool repeat = false;
+    bool need = fmin == fmax ? fmin >= 3 && !rated : sep == SEP_WS || sep == SEP_TAB;
+    if (need && users_repeat(p, end, sep, &repeat, &dup, &first)) {
+        rc = icpns_error_set(err, ICPNS_ENOMEM, path, 0, NULL, "out of memory");
+        goto out;
+    }
     if (fmin == fmax) {
         if (fmin == 1) {
             rc = icpns_error_set(err, ICPNS_EPARSE, path, line0, NULL,
@@ -812,7 +835,6 @@ static int detect_format(const char *p, const char *end, const char *path, bool 
     snprintf(r->reason, sizeof(r->reason),
              "detected: variable number of fields per line, one line per user");
 out:
-    free(users.v);
     return rc;
 }
 
