@@ -11,4 +11,5 @@
 #include "icpns/sampler.h"
 #include "icpns/gen.h"
 #include "icpns/kmeans.h"
+#include "icpns/shard.h"
 #endif

@@ -69,6 +69,19 @@ int icpns_error_set(icpns_error_t *err, int code, const char *path,
 /* Formats @err as "path:line: field: message" (parts omitted when empty). */
 void icpns_error_format(const icpns_error_t *err, char *buf, size_t size);
 
+/*
+ * Writes @len bytes at @p into @buf (@size bytes, always NUL-terminated) so
+ * that a message quoting a file shows what is really there: printable ASCII
+ * as is, backslash as \\, tab, CR and LF as \t, \r, \n, every other
+ * byte (control bytes, NUL, a UTF-8 byte order mark, any non-ASCII byte) as
+ * \xHH.  At most ICPNS_QUOTE_MAX bytes of input are shown, then "...".
+ * ICPNS_QUOTE_BUF bytes always suffice.  Returns @buf.  Every loader quotes
+ * file bytes through this function.
+ */
+#define ICPNS_QUOTE_MAX 40
+#define ICPNS_QUOTE_BUF (4 * ICPNS_QUOTE_MAX + 4)
+const char *icpns_escape(const void *p, size_t len, char *buf, size_t size);
+
 /* The smoothing parameters of one weight setting. */
 typedef struct icpns_params {
     double alpha;   /* exponent on in-community popularity, >= 0 */

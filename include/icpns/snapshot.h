@@ -65,9 +65,13 @@ typedef struct icpns_snapshot {
     uint64_t *sup_off;         /* comms.n + 1 */
     uint32_t *sup_item;        /* support items, ascending per community */
     uint32_t *sup_count;       /* pop_c(i) of each support entry */
-    uint32_t *item_pop;        /* pop(i): distinct users per item */
+    uint32_t *item_pop;        /* pop(i): distinct users per item; with
+                                * pop_from_file, sum over communities of
+                                * the file's pop_c(i) */
     uint32_t max_count;        /* largest pop_c(i) or pop(i) */
-    bool pop_from_file;        /* pop_c came from popularity.tsv */
+    bool pop_from_file;        /* popularity_source "file": pop_c and pop
+                                * come from a popularity file, and do not
+                                * follow updates (patch refuses them) */
     icpns_weights_t *weights;  /* of params; owned */
     double build_seconds;      /* index + default weights */
     size_t bytes;              /* everything this snapshot holds */
@@ -86,8 +90,10 @@ typedef struct icpns_snapshot {
 
 /*
  * A 64-bit hash of everything the negatives depend on: the sampler
- * revision, the default parameters, the id maps, the positives, the
- * community assignments and the popularity counts.  Two snapshots with the
+ * revision, the default parameters, the id maps (the catalogue included),
+ * the positives, the community assignments, the counts pop_c(i) and the
+ * global counts pop(i); not how they were read (a popularity file or
+ * counted, file names).  Two snapshots with the
  * same fingerprint give the same negatives for the same request and seed,
  * whatever process, replica or tool built them (icpns_snapshot_build and
  * icpns_snapshot_patch set it; this recomputes it).
@@ -96,8 +102,12 @@ uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s);
 
 /*
  * Builds a snapshot from @d with default parameters @p.  @d is not changed
- * and may be freed afterwards.  Errors: ICPNS_EINVAL (bad parameters),
- * ICPNS_EPARSE (popularity names an unknown community or item; no items),
+ * and may be freed afterwards.  The catalogue is the items of the
+ * interactions and of @d's items file.  With @d->has_pop, pop_c(i) are the
+ * file's counts, its communities join the assignments' (a user shard lacks
+ * members of some), and pop(i) is the sum over communities of pop_c(i).
+ * Errors: ICPNS_EINVAL (bad parameters), ICPNS_EPARSE (the popularity file
+ * names an item outside the catalogue or lists one twice; no interactions),
  * ICPNS_ELIMIT, ICPNS_ENOMEM; @err says which.  The result has one
  * reference, owned by the caller.
  */

@@ -1,11 +1,13 @@
 /*
  * icpns - the command-line tool over libicpns: generate synthetic tables,
- * build popularity, check a table directory, draw negatives offline.
+ * validate and build a table directory, split it into user shards, draw
+ * negatives offline, cluster embeddings.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +35,15 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* Command-line numbers are plain decimal: digits only (no sign, no "0x",
+ * no spaces), so that "-1" or "0x10" is refused rather than wrapped or
+ * read in another base. */
 static bool parse_u64(const char *s, uint64_t *out)
 {
+    if (!s[0] || strspn(s, "0123456789") != strlen(s))
+        return false;
     char *end;
     errno = 0;
-    if (!s[0] || s[0] == '-')
-        return false;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end)
         return false;
@@ -46,65 +51,87 @@ static bool parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
-static bool parse_i64(const char *s, int64_t *out)
+/* An id: decimal, 0..2^63-1. */
+static bool parse_id(const char *s, int64_t *out)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || !s[0])
+    uint64_t v;
+    if (!parse_u64(s, &v) || v > (uint64_t)INT64_MAX)
         return false;
-    *out = v;
+    *out = (int64_t)v;
     return true;
 }
 
+/* A seed: decimal, 0..2^63-1, the range icpnsd accepts too. */
+#define SEED_HELP "a decimal number in 0..9223372036854775807 (2^63-1)"
+static bool parse_seed(const char *s, uint64_t *out)
+{
+    int64_t v;
+    if (!parse_id(s, &v))
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+/* A decimal number (no hex floats, inf or nan). */
 static bool parse_f64(const char *s, double *out)
 {
+    if (!s[0] || strspn(s, "0123456789+-.eE") != strlen(s))
+        return false;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end || !s[0])
+    if (errno || *end || !isfinite(v))
         return false;
     *out = v;
     return true;
 }
 
-/* ---- where the tables come from (shared by build, check, sample) ---------- */
+/* ---- where the tables come from (shared by build, check, sample, shard) --- */
 
 typedef struct source {
-    const char *tables, *interactions, *communities, *popularity;
+    const char *tables, *interactions, *communities, *popularity, *items;
     icpns_table_opts_t opts;
     /* command-line overrides win over tables.json */
-    bool set_alpha, set_eps, set_beta, set_format, set_rating;
+    bool set_alpha, set_eps, set_beta, set_format, set_rating, set_extra;
     icpns_params_t params;
     icpns_format_t format;
     double min_rating;
+    bool extra_ignore;
 } source_t;
 
-enum { OPT_TABLES = 1000, OPT_INTER, OPT_COMM, OPT_POP, OPT_FORMAT, OPT_RATING,
-       OPT_ALPHA, OPT_EPS, OPT_BETA, OPT_UNKNOWN, OPT_USER_BASE, OPT_ITEM_BASE,
-       OPT_AFFINITY, OPT_STDOUT };
+enum { OPT_TABLES = 1000, OPT_INTER, OPT_COMM, OPT_POP, OPT_ITEMS, OPT_FORMAT, OPT_RATING,
+       OPT_EXTRA, OPT_ALPHA, OPT_EPS, OPT_BETA, OPT_UNKNOWN, OPT_USER_BASE, OPT_ITEM_BASE,
+       OPT_AFFINITY, OPT_STDOUT, OPT_POP_OUT, OPT_SHARDS };
 
 #define SOURCE_OPTIONS                                                         \
     {"tables", required_argument, NULL, OPT_TABLES},                           \
     {"interactions", required_argument, NULL, OPT_INTER},                      \
     {"communities", required_argument, NULL, OPT_COMM},                        \
     {"popularity", required_argument, NULL, OPT_POP},                          \
+    {"items", required_argument, NULL, OPT_ITEMS},                             \
     {"format", required_argument, NULL, OPT_FORMAT},                           \
     {"min-rating", required_argument, NULL, OPT_RATING},                       \
+    {"extra-columns", required_argument, NULL, OPT_EXTRA},                     \
     {"alpha", required_argument, NULL, OPT_ALPHA},                             \
     {"epsilon", required_argument, NULL, OPT_EPS},                             \
     {"beta", required_argument, NULL, OPT_BETA}
 
 #define SOURCE_HELP                                                            \
     "Tables (a directory, or the files one by one):\n"                         \
-    "  --tables DIR           interactions.tsv, communities.tsv, [popularity.tsv],\n" \
-    "                         [tables.json], [interactions.journal: the daemon's\n" \
-    "                         updates] (see proto/tables.md)\n"               \
-    "  --interactions FILE    user/item pairs, RecBole .inter or adjacency lists\n" \
+    "  --tables DIR           interactions.tsv, communities.tsv, [tables.json],\n" \
+    "                         [items.tsv], [popularity.tsv with \"popularity_source\":\n" \
+    "                         \"file\"], [interactions.journal: the daemon's updates]\n" \
+    "                         (see proto/tables.md)\n"                        \
+    "  --interactions FILE    interactions (format: --format)\n"              \
     "  --communities FILE     user<TAB>community\n"                            \
-    "  --popularity FILE      community<TAB>item<TAB>count (else computed)\n"  \
-    "  --format F             auto|pairs|recbole|adjacency (default auto)\n"    \
-    "  --min-rating R         keep only rows rated >= R (rated formats)\n"     \
+    "  --popularity FILE      community<TAB>item<TAB>count: serve these counts\n" \
+    "                         (else pop_c is counted from the interactions)\n" \
+    "  --items FILE           catalogue: one item id per line (optional)\n"   \
+    "  --format F             auto|pairs|recbole|adjacency|lists (default auto:\n" \
+    "                         detected, or refused when ambiguous)\n"         \
+    "  --min-rating R         keep only rows rated >= R (pairs, recbole)\n"    \
+    "  --extra-columns X      error|ignore: pairs lines with more than 4 columns\n" \
+    "                         (default error)\n"                               \
     "  --alpha A              in-community exponent (default 0.8)\n"          \
     "  --epsilon E            mass added to every item (default 0)\n"          \
     "  --beta B               global popularity exponent for PNS (default 1)\n"
@@ -117,10 +144,12 @@ static int source_option(source_t *s, int c, const char *cmd)
     case OPT_INTER: s->interactions = optarg; return 1;
     case OPT_COMM: s->communities = optarg; return 1;
     case OPT_POP: s->popularity = optarg; return 1;
+    case OPT_ITEMS: s->items = optarg; return 1;
     case OPT_FORMAT: {
         int f = icpns_format_parse(optarg);
         if (f < 0)
-            return -usage_error(cmd, "unknown format '%s' (auto, pairs, recbole, adjacency)", optarg);
+            return -usage_error(cmd, "unknown format '%s' (auto, pairs, recbole, adjacency, lists)",
+                                optarg);
         s->format = (icpns_format_t)f;
         s->set_format = true;
         return 1;
@@ -129,6 +158,12 @@ static int source_option(source_t *s, int c, const char *cmd)
         if (!parse_f64(optarg, &s->min_rating))
             return -usage_error(cmd, "--min-rating: bad number '%s'", optarg);
         s->set_rating = true;
+        return 1;
+    case OPT_EXTRA:
+        if (strcmp(optarg, "error") && strcmp(optarg, "ignore"))
+            return -usage_error(cmd, "--extra-columns: expected error or ignore, got '%s'", optarg);
+        s->extra_ignore = !strcmp(optarg, "ignore");
+        s->set_extra = true;
         return 1;
     case OPT_ALPHA:
         if (!parse_f64(optarg, &s->params.alpha))
@@ -155,11 +190,22 @@ static void source_apply(source_t *s)
     if (s->set_alpha) s->opts.params.alpha = s->params.alpha;
     if (s->set_eps) s->opts.params.epsilon = s->params.epsilon;
     if (s->set_beta) s->opts.params.beta = s->params.beta;
-    if (s->set_format) s->opts.format = s->format;
+    if (s->set_format) {
+        s->opts.format = s->format;
+        snprintf(s->opts.format_origin, sizeof(s->opts.format_origin), "by --format");
+    }
     if (s->set_rating) {
         s->opts.has_min_rating = true;
         s->opts.min_rating = s->min_rating;
     }
+    if (s->set_extra)
+        s->opts.extra_columns_ignore = s->extra_ignore;
+}
+
+/* Copies @src into a path buffer; false when it does not fit. */
+static bool set_path(char *dst, size_t size, const char *src)
+{
+    return (size_t)snprintf(dst, size, "%s", src) < size;
 }
 
 /* Loads the dataset and builds the snapshot; reports errors itself. */
@@ -169,35 +215,35 @@ static int source_load(source_t *s, const char *cmd, icpns_dataset_t **ret_d,
     icpns_error_t err;
     icpns_error_clear(&err);
     icpns_dataset_t *d = NULL;
+    icpns_table_paths_t paths;
+    memset(&paths, 0, sizeof(paths));
     int rc;
     double t0 = icpns_now();
     if (s->tables) {
-        if (s->interactions || s->communities)
-            return usage_error(cmd, "%s", "give either --tables or --interactions/--communities");
+        if (s->interactions || s->communities || s->popularity || s->items)
+            return usage_error(cmd, "%s", "give either --tables DIR or the files (--interactions, "
+                                          "--communities, [--popularity], [--items]); a directory "
+                                          "names its files in tables.json");
         /* tables.json first, then command-line overrides. */
         if ((rc = icpns_table_opts_load(&s->opts, s->tables, &err)))
             return fail(&err);
         source_apply(s);
-        char pi[1024], pc[1024], pp[1024];
-        snprintf(pi, sizeof(pi), "%s/%s", s->tables, s->opts.interactions);
-        snprintf(pc, sizeof(pc), "%s/%s", s->tables, s->opts.communities);
-        snprintf(pp, sizeof(pp), "%s/%s", s->tables, s->opts.popularity);
-        FILE *f = s->popularity ? NULL : fopen(pp, "r");
-        if (f)
-            fclose(f);
-        rc = icpns_dataset_load_files(pi, pc, s->popularity ? s->popularity : f ? pp : NULL,
-                                      &s->opts, &d, &err);
-        /* And icpnsd's updates, so that the tool sees what the daemon serves. */
-        if (!rc && (rc = icpns_dataset_load_journal(d, s->tables, &err)))
-            d = icpns_dataset_free(d);
+        /* With the journal: the tool sees what the daemon serves. */
+        if ((rc = icpns_table_paths_resolve(s->tables, &s->opts, &paths, &err)))
+            return fail(&err);
     } else {
         if (!s->interactions || !s->communities)
             return usage_error(cmd, "%s", "give --tables DIR, or --interactions and --communities");
         source_apply(s);
-        rc = icpns_dataset_load_files(s->interactions, s->communities, s->popularity,
-                                      &s->opts, &d, &err);
+        if (s->popularity)
+            s->opts.pop_source = ICPNS_POP_FROM_FILE;
+        if (!set_path(paths.interactions, sizeof(paths.interactions), s->interactions) ||
+            !set_path(paths.communities, sizeof(paths.communities), s->communities) ||
+            !set_path(paths.popularity, sizeof(paths.popularity), s->popularity ? s->popularity : "") ||
+            !set_path(paths.items, sizeof(paths.items), s->items ? s->items : ""))
+            return usage_error(cmd, "%s", "a file name is too long");
     }
-    if (rc)
+    if ((rc = icpns_dataset_load_paths(&paths, &s->opts, &d, &err)))
         return fail(&err);
     if ((rc = icpns_params_check(&s->opts.params, &err))) {
         icpns_dataset_free(d);
@@ -224,6 +270,27 @@ static void source_init(source_t *s)
     s->params = s->opts.params;
 }
 
+/* One line per file read: format and why, lines, rows, what was skipped. */
+static void print_reports(FILE *f, const icpns_dataset_t *d, const char *indent)
+{
+    char line[2048];
+    for (uint32_t k = 0; k < d->n_reports; k++) {
+        icpns_load_report_format(&d->reports[k], line, sizeof(line));
+        fprintf(f, "%s%s\n", indent, line);
+    }
+}
+
+/* Where pop_c comes from, in words. */
+static void describe_popularity(const icpns_snapshot_t *s, const icpns_dataset_t *d,
+                                char *buf, size_t size)
+{
+    if (s->pop_from_file)
+        snprintf(buf, size, "popularity_source file: pop_c from %s, pop = sum over communities",
+                 d->pop_path);
+    else
+        snprintf(buf, size, "popularity_source interactions: pop_c counted from the interactions");
+}
+
 /* ---- gen ------------------------------------------------------------------ */
 
 static const char gen_help[] =
@@ -234,7 +301,7 @@ static const char gen_help[] =
     "  --items I           items (default 2000)\n"
     "  --communities K     planted communities (default 8)\n"
     "  --interactions N    interaction draws; duplicates are dropped (default 30000)\n"
-    "  --seed S            random seed (default 2026)\n"
+    "  --seed S            random seed, 0..2^63-1 (default 2026)\n"
     "  --affinity A        share of in-community draws, 0..1 (default 0.8)\n"
     "  --user-base ID      external id of the first user (default 1)\n"
     "  --item-base ID      external id of the first item (default 1)\n"
@@ -272,10 +339,10 @@ static int cmd_gen(int argc, char **argv)
         case 'i': if (!parse_u64(optarg, &v) || v > UINT32_MAX / 2) return usage_error("gen", "--items: bad count '%s'", optarg); g.items = (uint32_t)v; break;
         case 'k': if (!parse_u64(optarg, &v) || v > UINT32_MAX / 2) return usage_error("gen", "--communities: bad count '%s'", optarg); g.communities = (uint32_t)v; break;
         case 'n': if (!parse_u64(optarg, &v) || v > (UINT64_C(1) << 32)) return usage_error("gen", "--interactions: bad count '%s'", optarg); g.interactions = v; break;
-        case 's': if (!parse_u64(optarg, &g.seed)) return usage_error("gen", "--seed: bad number '%s'", optarg); break;
+        case 's': if (!parse_seed(optarg, &g.seed)) return usage_error("gen", "--seed: bad seed '%s' (" SEED_HELP ")", optarg); break;
         case OPT_AFFINITY: if (!parse_f64(optarg, &g.affinity)) return usage_error("gen", "--affinity: bad number '%s'", optarg); break;
-        case OPT_USER_BASE: if (!parse_i64(optarg, &g.user_base)) return usage_error("gen", "--user-base: bad id '%s'", optarg); break;
-        case OPT_ITEM_BASE: if (!parse_i64(optarg, &g.item_base)) return usage_error("gen", "--item-base: bad id '%s'", optarg); break;
+        case OPT_USER_BASE: if (!parse_id(optarg, &g.user_base)) return usage_error("gen", "--user-base: bad id '%s'", optarg); break;
+        case OPT_ITEM_BASE: if (!parse_id(optarg, &g.item_base)) return usage_error("gen", "--item-base: bad id '%s'", optarg); break;
         case OPT_ALPHA: if (!parse_f64(optarg, &p.alpha)) return usage_error("gen", "--alpha: bad number '%s'", optarg); break;
         case OPT_EPS: if (!parse_f64(optarg, &p.epsilon)) return usage_error("gen", "--epsilon: bad number '%s'", optarg); break;
         case OPT_BETA: if (!parse_f64(optarg, &p.beta)) return usage_error("gen", "--beta: bad number '%s'", optarg); break;
@@ -306,12 +373,18 @@ static int cmd_gen(int argc, char **argv)
 /* ---- build ---------------------------------------------------------------- */
 
 static const char build_help[] =
-    "Usage: icpns build (--tables DIR | --interactions F --communities F) [-o FILE]\n"
-    "Compute pop_c(i), the number of distinct users of community c who\n"
-    "interacted with item i, and write it as community<TAB>item<TAB>count\n"
-    "(default: DIR/popularity.tsv, written atomically; '-' for stdout).\n\n"
+    "Usage: icpns build (--tables DIR | --interactions F --communities F)\n"
+    "                   [--popularity-out FILE]\n"
+    "Load and validate the tables, build the snapshot icpnsd would serve from\n"
+    "them, and report how each file was read, the sizes and the fingerprint.\n"
+    "Writes nothing into the table directory: pop_c(i) is counted from the\n"
+    "interactions at every load (unless tables.json says \"popularity_source\":\n"
+    "\"file\"), so no copy can go stale.\n\n"
     SOURCE_HELP
-    "  -o, --output FILE   where to write\n"
+    "  --popularity-out FILE  export pop_c(i) as community<TAB>item<TAB>count\n"
+    "                      (atomically; '-' for stdout), e.g. for other tools or\n"
+    "                      a deployment with \"popularity_source\": \"file\"\n"
+    "  -o FILE             the same as --popularity-out\n"
     "  -h, --help          this text\n";
 
 static int cmd_build(int argc, char **argv)
@@ -321,6 +394,7 @@ static int cmd_build(int argc, char **argv)
     const char *out = NULL;
     static const struct option longopts[] = {
         SOURCE_OPTIONS,
+        {"popularity-out", required_argument, NULL, OPT_POP_OUT},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {0}};
@@ -331,45 +405,47 @@ static int cmd_build(int argc, char **argv)
         if (r)
             continue;
         switch (c) {
-        case 'o': out = optarg; break;
+        case 'o':
+        case OPT_POP_OUT: out = optarg; break;
         case 'h': fputs(build_help, stdout); return 0;
         default: return usage_error("build", "%s", "unknown option");
         }
     }
-    char defpath[1024];
-    if (!out) {
-        if (!src.tables)
-            return usage_error("build", "%s", "-o FILE is needed without --tables");
-        snprintf(defpath, sizeof(defpath), "%s/popularity.tsv", src.tables);
-        out = defpath;
-    }
-    /* Always recompute from the interactions, whatever popularity exists. */
-    src.popularity = NULL;
-    if (src.tables) {
-        snprintf(src.opts.popularity, sizeof(src.opts.popularity), "%s",
-                 ".icpns-build-ignores-popularity");
-    }
+    if (optind < argc)
+        return usage_error("build", "unexpected argument '%s'", argv[optind]);
+    icpns_dataset_t *d;
     icpns_snapshot_t *s;
-    if ((r = source_load(&src, "build", NULL, &s, NULL)))
+    if ((r = source_load(&src, "build", &d, &s, NULL)))
         return r;
-    char *buf;
-    size_t len;
+    char pop[1200];
+    describe_popularity(s, d, pop, sizeof(pop));
+    print_reports(stderr, d, "icpns build: read ");
+    fprintf(stderr, "%s build: %u users, %u items, %llu distinct interactions, %u communities "
+                    "(%s); fingerprint %016llx\n",
+            prog, s->users.n, s->items.n, (unsigned long long)s->n_interactions, s->comms.n, pop,
+            (unsigned long long)s->fingerprint);
+    int rc = 0;
     icpns_error_t err;
     icpns_error_clear(&err);
-    if (icpns_snapshot_popularity_tsv(s, &buf, &len)) {
-        icpns_snapshot_unref(s);
-        icpns_error_set(&err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
-        return fail(&err);
+    if (out) {
+        char *buf;
+        size_t len;
+        if (icpns_snapshot_popularity_tsv(s, &buf, &len)) {
+            rc = icpns_error_set(&err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+        } else {
+            if (!strcmp(out, "-"))
+                rc = fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0
+                         ? 0
+                         : icpns_error_set(&err, ICPNS_EIO, "stdout", 0, NULL, "write failed");
+            else
+                rc = icpns_file_write_atomic(out, buf, len, &err);
+            if (!rc && strcmp(out, "-"))
+                fprintf(stderr, "%s build: wrote %s: %llu counts over %u communities\n", prog, out,
+                        (unsigned long long)s->sup_off[s->comms.n], s->comms.n);
+            free(buf);
+        }
     }
-    int rc = 0;
-    if (!strcmp(out, "-"))
-        rc = fwrite(buf, 1, len, stdout) == len ? 0 : icpns_error_set(&err, ICPNS_EIO, "stdout", 0, NULL, "write failed");
-    else
-        rc = icpns_file_write_atomic(out, buf, len, &err);
-    if (!rc && strcmp(out, "-"))
-        fprintf(stderr, "%s build: wrote %s: %llu entries over %u communities\n", prog, out,
-                (unsigned long long)s->sup_off[s->comms.n], s->comms.n);
-    free(buf);
+    icpns_dataset_free(d);
     icpns_snapshot_unref(s);
     return rc ? fail(&err) : 0;
 }
@@ -378,10 +454,12 @@ static int cmd_build(int argc, char **argv)
 
 static const char check_help[] =
     "Usage: icpns check (--tables DIR | --interactions F --communities F)\n"
-    "Validate the tables and print statistics: users, items, interactions,\n"
-    "communities, per-community support, the snapshot's fingerprint (as icpnsd\n"
-    "reports it for the same tables), snapshot memory and build time.\n"
-    "Exits 1 with file:line: field: message on the first problem.\n\n"
+    "Validate the tables and print how each file was read (format and why,\n"
+    "lines, rows, what was skipped), then statistics: users, items,\n"
+    "interactions, communities, per-community support, the snapshot's\n"
+    "fingerprint (as icpnsd reports it for the same tables), snapshot memory\n"
+    "and build time.  Exits 1 with file:line: field: message on the first\n"
+    "problem.\n\n"
     SOURCE_HELP
     "  -h, --help          this text\n";
 
@@ -405,6 +483,8 @@ static int cmd_check(int argc, char **argv)
         }
         return usage_error("check", "%s", "unknown option");
     }
+    if (optind < argc)
+        return usage_error("check", "unexpected argument '%s'", argv[optind]);
     icpns_dataset_t *d;
     icpns_snapshot_t *s;
     double load_s;
@@ -418,19 +498,29 @@ static int cmd_check(int argc, char **argv)
         if (dg > maxdeg)
             maxdeg = dg;
     }
+    uint32_t no_members = 0;
+    for (uint32_t k = 0; k < s->comms.n; k++)
+        no_members += s->comm_size[k] == 0;
+    char pop[1200];
+    describe_popularity(s, d, pop, sizeof(pop));
     printf("tables:        %s\n", src.tables ? src.tables : src.interactions);
+    printf("files:\n");
+    print_reports(stdout, d, "  ");
     printf("parameters:    alpha %g, epsilon %g, beta %g\n", s->params.alpha,
            s->params.epsilon, s->params.beta);
     printf("rows read:     %zu interactions (%llu dropped by min_rating), %zu assignments\n",
            d->n_inter, (unsigned long long)d->skipped_rating, d->n_comm);
     printf("users:         %u (%u without community, %u without positives, max degree %u)\n",
            s->users.n, no_comm, no_pos, maxdeg);
-    printf("items:         %u\n", s->items.n);
+    printf("items:         %u%s\n", s->items.n,
+           d->has_items ? " (the interactions' and the items file's)" : "");
     printf("interactions:  %llu distinct (density %.3g%%)\n",
            (unsigned long long)s->n_interactions,
            100.0 * (double)s->n_interactions / ((double)s->users.n * s->items.n));
-    printf("communities:   %u (popularity %s)\n", s->comms.n,
-           s->pop_from_file ? "from popularity.tsv" : "computed");
+    printf("communities:   %u", s->comms.n);
+    if (no_members)
+        printf(" (%u without members here)", no_members);
+    printf("\npopularity:    %s\n", pop);
     printf("%12s %8s %9s %10s %12s\n", "community", "users", "support", "max_pop", "mass");
     for (uint32_t k = 0; k < s->comms.n; k++) {
         uint32_t mx = 0;
@@ -465,6 +555,89 @@ static int cmd_check(int argc, char **argv)
     return 0;
 }
 
+/* ---- shard ---------------------------------------------------------------- */
+
+static const char shard_help[] =
+    "Usage: icpns shard (--tables DIR | ...) --shards N -o OUTDIR\n"
+    "Split the tables into N user shards OUTDIR/s0 .. s{N-1} for user-sharded\n"
+    "replicas: shard s holds the users with mix64(user) mod N == s (the\n"
+    "Python client's shard_of), their interactions and communities, the\n"
+    "global catalogue (items.tsv), the global pop_c(i) (popularity.tsv) and a\n"
+    "tables.json with \"popularity_source\": \"file\" and the same alpha, epsilon\n"
+    "and beta.  Every user then gets the same uniform and ICPNS distributions\n"
+    "from its shard as from the whole tables (PNS too when every user has a\n"
+    "community).  The journal is included; min_rating is applied.\n\n"
+    SOURCE_HELP
+    "  --shards N          number of shards (1..65536)\n"
+    "  -o, --output OUTDIR where to write (created; s0.. must not exist)\n"
+    "  -h, --help          this text\n";
+
+static int cmd_shard(int argc, char **argv)
+{
+    source_t src;
+    source_init(&src);
+    const char *out = NULL;
+    uint64_t shards = 0;
+    static const struct option longopts[] = {
+        SOURCE_OPTIONS,
+        {"shards", required_argument, NULL, OPT_SHARDS},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    int c, r;
+    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        if ((r = source_option(&src, c, "shard")) < 0)
+            return -r;
+        if (r)
+            continue;
+        switch (c) {
+        case OPT_SHARDS:
+            if (!parse_u64(optarg, &shards) || shards < 1 || shards > 65536)
+                return usage_error("shard", "--shards: expected 1..65536, got '%s'", optarg);
+            break;
+        case 'o': out = optarg; break;
+        case 'h': fputs(shard_help, stdout); return 0;
+        default: return usage_error("shard", "%s", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return usage_error("shard", "unexpected argument '%s'", argv[optind]);
+    if (!shards)
+        return usage_error("shard", "%s", "--shards N is required");
+    if (!out)
+        return usage_error("shard", "%s", "-o OUTDIR is required");
+    icpns_dataset_t *d;
+    icpns_snapshot_t *s;
+    if ((r = source_load(&src, "shard", &d, &s, NULL)))
+        return r;
+    uint32_t no_comm = 0;
+    for (uint32_t u = 0; u < s->users.n; u++)
+        no_comm += s->user_comm[u] == ICPNS_NONE;
+    icpns_shard_stats_t *st = calloc(shards, sizeof(*st));
+    icpns_error_t err;
+    icpns_error_clear(&err);
+    int rc = st ? icpns_shard_write(s, (uint32_t)shards, out,
+                                    src.tables ? src.tables : src.interactions, st, &err)
+                : icpns_error_set(&err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    if (!rc) {
+        for (uint32_t k = 0; k < shards; k++)
+            fprintf(stderr, "%s shard: %s/s%u: %llu users, %llu interactions\n", prog, out, k,
+                    (unsigned long long)st[k].users, (unsigned long long)st[k].pairs);
+        fprintf(stderr, "%s shard: every shard has the %u items and the pop_c(i) of the whole "
+                        "tables (fingerprint %016llx)\n",
+                prog, s->items.n, (unsigned long long)s->fingerprint);
+        if (no_comm && !s->pop_from_file)
+            fprintf(stderr, "%s shard: warning: %u users have no community: the shards' PNS "
+                            "counts pop(i) as the sum over communities of pop_c(i), without "
+                            "them, unlike the whole tables\n",
+                    prog, no_comm);
+    }
+    free(st);
+    icpns_dataset_free(d);
+    icpns_snapshot_unref(s);
+    return rc ? fail(&err) : 0;
+}
+
 /* ---- sample --------------------------------------------------------------- */
 
 static const char sample_help[] =
@@ -479,7 +652,7 @@ static const char sample_help[] =
     "  --user U            a user id (repeatable; or a comma-separated list)\n"
     "  --n N               negatives per user (default 4)\n"
     "  --candidates M      candidates per negative (default 1)\n"
-    "  --seed S            random seed (default 0)\n"
+    "  --seed S            random seed, 0..2^63-1 (default 0)\n"
     "  --probabilities     also print P(item | user)\n"
     "  --unknown-users P   error|popularity: what to do with unknown users\n"
     "                      (default error)\n"
@@ -525,7 +698,7 @@ static int cmd_sample(int argc, char **argv)
             char *save, *tok, *copy = strdup(optarg);
             for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
                 int64_t id;
-                if (!parse_i64(tok, &id) || id < 0) {
+                if (!parse_id(tok, &id)) {
                     rc = usage_error("sample", "--user: bad id '%s' (non-negative integer)", tok);
                     free(copy);
                     goto out;
@@ -558,8 +731,8 @@ static int cmd_sample(int argc, char **argv)
             }
             break;
         case 's':
-            if (!parse_u64(optarg, &seed)) {
-                rc = usage_error("sample", "--seed: bad number '%s'", optarg);
+            if (!parse_seed(optarg, &seed)) {
+                rc = usage_error("sample", "--seed: bad seed '%s' (" SEED_HELP ")", optarg);
                 goto out;
             }
             break;
@@ -647,7 +820,7 @@ static const char cluster_help[] =
     "                      row r is user --user-base + r)\n"
     "  --user-base ID      id of row 0 when there is no --users (default 0)\n"
     "  --k K               number of communities (default 8)\n"
-    "  --seed S            random seed (default 2026)\n"
+    "  --seed S            random seed, 0..2^63-1 (default 2026)\n"
     "  --restarts R        k-means++ restarts, the best is kept (default 4)\n"
     "  --max-iter N        Lloyd iterations per restart (default 300)\n"
     "  --tol T             stop when centres move less than T x the mean\n"
@@ -693,8 +866,10 @@ static int read_ids(const char *path, uint32_t want, int64_t **ret, icpns_error_
         if (!*p || *p == '#')
             continue;
         int64_t v;
-        if (!parse_i64(p, &v) || v < 0) {
-            rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "user", "bad user id '%s'", p);
+        if (!parse_id(p, &v)) {
+            char q[ICPNS_QUOTE_BUF];
+            rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "user", "bad user id '%s'",
+                                 icpns_escape(p, strlen(p), q, sizeof(q)));
             break;
         }
         if (n == want) {
@@ -746,7 +921,7 @@ static int cmd_cluster(int argc, char **argv)
         case O_EMB: emb = optarg; break;
         case O_USERS: users = optarg; break;
         case O_BASE:
-            if (!parse_i64(optarg, &base) || base < 0)
+            if (!parse_id(optarg, &base))
                 return usage_error("cluster", "--user-base: bad id '%s'", optarg);
             break;
         case O_K:
@@ -755,8 +930,8 @@ static int cmd_cluster(int argc, char **argv)
             ko.k = (uint32_t)u;
             break;
         case O_SEED:
-            if (!parse_u64(optarg, &ko.seed))
-                return usage_error("cluster", "--seed: bad number '%s'", optarg);
+            if (!parse_seed(optarg, &ko.seed))
+                return usage_error("cluster", "--seed: bad seed '%s' (" SEED_HELP ")", optarg);
             break;
         case O_RESTARTS:
             if (!parse_u64(optarg, &u) || u < 1 || u > 10000)
@@ -862,8 +1037,9 @@ static const char main_help[] =
     "In-Community Popularity Negative Sampling (arXiv 2602.18759): offline tools.\n\n"
     "Commands:\n"
     "  gen       write a synthetic table directory (planted communities)\n"
-    "  build     compute popularity.tsv (pop_c(i)) from the interactions\n"
-    "  check     validate tables and print statistics\n"
+    "  build     validate and build the tables as icpnsd would; export pop_c(i)\n"
+    "  check     validate tables, say how each file was read, print statistics\n"
+    "  shard     split tables into user shards (global catalogue and pop_c)\n"
     "  sample    draw negatives for users (uniform, popularity, icpns)\n"
     "  cluster   k-means over user embeddings -> communities.tsv\n"
     "\n"
@@ -891,6 +1067,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "gen")) return cmd_gen(argc, argv);
     if (!strcmp(cmd, "build")) return cmd_build(argc, argv);
     if (!strcmp(cmd, "check")) return cmd_check(argc, argv);
+    if (!strcmp(cmd, "shard")) return cmd_shard(argc, argv);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
     if (!strcmp(cmd, "cluster")) return cmd_cluster(argc, argv);
     fprintf(stderr, "%s: unknown command '%s'\nTry '%s --help'.\n", prog, cmd, prog);

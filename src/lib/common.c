@@ -1,6 +1,7 @@
 /* common.c - error codes, error details, parameters. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,6 +89,47 @@ void icpns_error_format(const icpns_error_t *err, char *buf, size_t size)
         APPEND("%s: ", err->field);
     APPEND("%s", err->message[0] ? err->message : icpns_strerror(err->code));
 #undef APPEND
+}
+
+const char *icpns_escape(const void *p, size_t len, char *buf, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *b = p;
+    size_t o = 0;
+    if (size == 0)
+        return buf;
+    bool cut = len > ICPNS_QUOTE_MAX;
+    if (cut)
+        len = ICPNS_QUOTE_MAX;
+    for (size_t k = 0; k < len; k++) {
+        char e[5];
+        size_t n;
+        unsigned char c = b[k];
+        if (c == '\\' || c == '\t' || c == '\r' || c == '\n') {
+            e[0] = '\\';
+            e[1] = c == '\\' ? '\\' : c == '\t' ? 't' : c == '\r' ? 'r' : 'n';
+            n = 2;
+        } else if (c >= 0x20 && c < 0x7f) {
+            e[0] = (char)c;
+            n = 1;
+        } else {
+            e[0] = '\\';
+            e[1] = 'x';
+            e[2] = hex[c >> 4];
+            e[3] = hex[c & 15];
+            n = 4;
+        }
+        if (o + n + 1 > size)
+            break;
+        memcpy(buf + o, e, n);
+        o += n;
+    }
+    if (cut && o + 4 <= size) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
 }
 
 void icpns_params_default(icpns_params_t *p)

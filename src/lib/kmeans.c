@@ -2,6 +2,7 @@
  * kmeans.c - k-means (greedy k-means++ seeding, Lloyd iterations, restarts)
  * and the embedding readers (.npy, text).
  */
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -499,19 +500,97 @@ void icpns_embeddings_free(icpns_embeddings_t *e)
     memset(e, 0, sizeof(*e));
 }
 
-/* Finds 'key': VALUE in the .npy header dict; returns a pointer to VALUE. */
-static const char *npy_key(const char *h, size_t hl, const char *key)
+/*
+ * The .npy header: a Python dict literal with exactly the keys 'descr',
+ * 'fortran_order' and 'shape' (numpy.lib.format writes
+ * "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }"), then
+ * spaces and a newline.  A reader that looked for the keys anywhere would
+ * accept damaged or hand-made headers; this one refuses anything else,
+ * saying what.
+ */
+typedef struct npy_cur {
+    const char *p, *end, *path;
+    icpns_error_t *err;
+} npy_cur_t;
+
+static void npy_ws(npy_cur_t *c)
 {
-    size_t kl = strlen(key);
-    for (size_t i = 0; i + kl + 2 < hl; i++)
-        if ((h[i] == '\'' || h[i] == '"') && !memcmp(h + i + 1, key, kl) &&
-            h[i + 1 + kl] == h[i]) {
-            const char *p = h + i + kl + 2;
-            while (p < h + hl && (*p == ' ' || *p == ':'))
-                p++;
-            return p < h + hl ? p : NULL;
+    while (c->p < c->end && *c->p == ' ')
+        c->p++;
+}
+
+/* An error quoting the header from the cursor on. */
+static int npy_bad(npy_cur_t *c, const char *field, const char *what)
+{
+    char q[ICPNS_QUOTE_BUF];
+    size_t n = (size_t)(c->end - c->p);
+    return icpns_error_set(c->err, ICPNS_EPARSE, c->path, 0, field,
+                           "malformed header: %s at '%s'", what,
+                           icpns_escape(c->p, n > 24 ? 24 : n, q, sizeof(q)));
+}
+
+/* A quoted string without escapes: *@s, *@n. */
+static int npy_string(npy_cur_t *c, const char **s, size_t *n, const char *field)
+{
+    if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
+        return npy_bad(c, field, "expected a quoted string");
+    char quote = *c->p;
+    const char *b = c->p + 1, *e = b;
+    while (e < c->end && *e != quote && *e != '\\')
+        e++;
+    if (e >= c->end || *e != quote)
+        return npy_bad(c, field, "unterminated string");
+    *s = b;
+    *n = (size_t)(e - b);
+    c->p = e + 1;
+    return 0;
+}
+
+static bool npy_word(npy_cur_t *c, const char *w)
+{
+    size_t n = strlen(w);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, w, n))
+        return false;
+    c->p += n;
+    return true;
+}
+
+/* A shape tuple "(a, b)", "(a,)", "()": up to 3 dimensions counted in
+ * *@ndim (more are counted but not stored). */
+static int npy_shape(npy_cur_t *c, unsigned long long *dims, int *ndim)
+{
+    *ndim = 0;
+    if (!npy_word(c, "("))
+        return npy_bad(c, "shape", "expected a tuple '(rows, columns)'");
+    bool comma = false; /* the last token was a comma */
+    for (;;) {
+        npy_ws(c);
+        if (npy_word(c, ")"))
+            break;
+        if (*ndim > 0 && !comma) {
+            if (!npy_word(c, ","))
+                return npy_bad(c, "shape", "expected ',' or ')'");
+            comma = true;
+            continue;
         }
-    return NULL;
+        if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+            return npy_bad(c, "shape", "expected a dimension");
+        unsigned long long v = 0;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+            if (v > (ULLONG_MAX - 9) / 10)
+                return npy_bad(c, "shape", "dimension too large");
+            v = v * 10 + (unsigned)(*c->p++ - '0');
+        }
+        if (*ndim < 3)
+            dims[*ndim] = v;
+        if (*ndim < 64)
+            (*ndim)++;
+        comma = false;
+    }
+    /* Python's tuple syntax: "(6)" is no tuple, "(6,)" is. */
+    if (*ndim == 1 && !comma)
+        return npy_bad(c, "shape", "a 1-element shape needs its comma '(n,)'");
+    return 0;
 }
 
 int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
@@ -537,56 +616,91 @@ int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
     }
     if (hl > len - off)
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy", "truncated header");
-    /* Parse a NUL-terminated copy: nothing may read past the header. */
     size_t data = off + hl;
-    char hbuf[1024];
-    if (hl >= sizeof(hbuf))
+    if (hl > 4096)
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
                                "header of %zu bytes; a 2-D array needs far less", hl);
-    memcpy(hbuf, b + off, hl);
-    hbuf[hl] = '\0';
-    const char *h = hbuf;
-    hl = strlen(hbuf);
-    const char *descr = npy_key(h, hl, "descr"), *fo = npy_key(h, hl, "fortran_order"),
-               *shape = npy_key(h, hl, "shape");
-    if (!descr || !fo || !shape)
+    npy_cur_t c = {(const char *)b + off, (const char *)b + data, path, err};
+    /* The header ends with spaces and one newline. */
+    if (hl == 0 || c.end[-1] != '\n')
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
-                               "header lacks descr, fortran_order or shape");
+                               "malformed header: it must end with a newline");
+    c.end--;
+    const char *descr = NULL;
+    size_t descr_len = 0;
+    int fortran = -1, ndim = -1;
+    unsigned long long dims[3] = {0, 0, 0};
+    int rc;
+    npy_ws(&c);
+    if (!npy_word(&c, "{"))
+        return npy_bad(&c, "npy", "expected a dict '{'");
+    for (;;) {
+        npy_ws(&c);
+        if (npy_word(&c, "}"))
+            break;
+        const char *key;
+        size_t kl;
+        if ((rc = npy_string(&c, &key, &kl, "npy")))
+            return rc;
+        npy_ws(&c);
+        if (!npy_word(&c, ":"))
+            return npy_bad(&c, "npy", "expected ':' after a key");
+        npy_ws(&c);
+        if (kl == 5 && !memcmp(key, "descr", 5)) {
+            if (descr)
+                return npy_bad(&c, "npy", "'descr' twice");
+            if ((rc = npy_string(&c, &descr, &descr_len, "dtype")))
+                return rc;
+        } else if (kl == 13 && !memcmp(key, "fortran_order", 13)) {
+            if (fortran >= 0)
+                return npy_bad(&c, "npy", "'fortran_order' twice");
+            if (npy_word(&c, "False"))
+                fortran = 0;
+            else if (npy_word(&c, "True"))
+                fortran = 1;
+            else
+                return npy_bad(&c, "fortran_order", "expected True or False");
+        } else if (kl == 5 && !memcmp(key, "shape", 5)) {
+            if (ndim >= 0)
+                return npy_bad(&c, "npy", "'shape' twice");
+            if ((rc = npy_shape(&c, dims, &ndim)))
+                return rc;
+        } else {
+            char q[ICPNS_QUOTE_BUF];
+            return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
+                                   "malformed header: unknown key '%s' (a .npy header has "
+                                   "'descr', 'fortran_order', 'shape')",
+                                   icpns_escape(key, kl, q, sizeof(q)));
+        }
+        npy_ws(&c);
+        if (npy_word(&c, ","))
+            continue;
+        if (npy_word(&c, "}"))
+            break;
+        return npy_bad(&c, "npy", "expected ',' or '}'");
+    }
+    npy_ws(&c);
+    if (c.p != c.end)
+        return npy_bad(&c, "npy", "text after the dict");
+    if (!descr || fortran < 0 || ndim < 0)
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
+                               "malformed header: it lacks '%s'",
+                               !descr ? "descr" : fortran < 0 ? "fortran_order" : "shape");
     size_t esz;
-    if (!strncmp(descr, "'<f4'", 5) || !strncmp(descr, "\"<f4\"", 5))
+    if (descr_len == 3 && !memcmp(descr, "<f4", 3))
         esz = 4;
-    else if (!strncmp(descr, "'<f8'", 5) || !strncmp(descr, "\"<f8\"", 5))
+    else if (descr_len == 3 && !memcmp(descr, "<f8", 3))
         esz = 8;
     else
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "dtype",
                                "dtype must be little-endian float32 or float64 ('<f4', '<f8')");
-    if (strncmp(fo, "False", 5))
+    if (fortran)
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "fortran_order",
                                "Fortran-ordered arrays are not supported (use np.ascontiguousarray)");
-    if (*shape != '(')
-        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape", "bad shape");
-    char *end;
-    if (shape[1] < '0' || shape[1] > '9')
+    if (ndim != 2)
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
-                               "the array must be 2-D (users x dimensions)");
-    unsigned long long rows = strtoull(shape + 1, &end, 10);
-    while (*end == ' ')
-        end++;
-    if (*end != ',')
-        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
-                               "the array must be 2-D (users x dimensions)");
-    const char *p = end + 1;
-    while (*p == ' ')
-        p++;
-    if (*p < '0' || *p > '9')
-        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
-                               "the array must be 2-D (users x dimensions)");
-    unsigned long long cols = strtoull(p, &end, 10);
-    while (*end == ' ' || *end == ',')
-        end++;
-    if (*end != ')')
-        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "shape",
-                               "the array must be 2-D (users x dimensions)");
+                               "the array must be 2-D (users x dimensions), not %d-D", ndim);
+    unsigned long long rows = dims[0], cols = dims[1];
     if (rows == 0 || cols == 0 || rows > UINT32_MAX - 1 || cols > 65536)
         return icpns_error_set(err, ICPNS_ELIMIT, path, 0, "shape",
                                "shape (%llu, %llu) is out of range (rows 1..2^32-2, columns 1..65536)",
@@ -595,6 +709,12 @@ int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
         return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
                                "truncated: the shape needs %llu bytes of data, the file has %zu",
                                rows * cols * esz, len - data);
+    if (len - data != rows * cols * esz)
+        return icpns_error_set(err, ICPNS_EPARSE, path, 0, "npy",
+                               "%llu bytes after the array (shape (%llu, %llu) needs %llu): a "
+                               "damaged file, or more than one array in it",
+                               (unsigned long long)(len - data) - rows * cols * esz, rows, cols,
+                               rows * cols * esz);
     ret->x = malloc(rows * cols * sizeof(float));
     if (!ret->x)
         return icpns_error_set(err, ICPNS_ENOMEM, path, 0, NULL, "out of memory");
@@ -651,17 +771,20 @@ int icpns_embeddings_parse_tsv(const char *buf, size_t len, const char *path,
             char *e;
             if (col == 0) {
                 long long v = strtoll(tmp, &e, 10);
-                if (*e || v < 0) {
+                if (*e || v < 0 || !fl) {
+                    char qb[ICPNS_QUOTE_BUF];
                     rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "user",
-                                         "bad user id '%s'", tmp);
+                                         "bad user id '%s'", icpns_escape(f, fl, qb, sizeof(qb)));
                     goto fail;
                 }
                 id = v;
             } else {
                 double v = strtod(tmp, &e);
-                if (*e || !isfinite(v)) {
+                if (*e || !isfinite(v) || !fl) {
+                    char qb[ICPNS_QUOTE_BUF];
                     rc = icpns_error_set(err, ICPNS_EPARSE, path, line, "value",
-                                         "column %u: bad number '%s'", col + 1, tmp);
+                                         "column %u: bad number '%s'", col + 1,
+                                         icpns_escape(f, fl, qb, sizeof(qb)));
                     goto fail;
                 }
                 if (ret->n > 0 && col > ret->dim) {

@@ -381,14 +381,19 @@ static int support_from_file(icpns_snapshot_t *s, const icpns_dataset_t *d,
         const icpns_triple_t *t = &d->pop[k];
         uint32_t c = icpns_idmap_find(&s->comms, t->community);
         uint32_t i = icpns_idmap_find(&s->items, t->item);
-        if (c == ICPNS_NONE || i == ICPNS_NONE) {
+        if (i == ICPNS_NONE) {
+            /* A count for an item outside the catalogue would be served
+             * for no item: refuse it. */
             free(v);
-            return icpns_error_set(err, ICPNS_EPARSE, d->pop_path, t->line,
-                                   c == ICPNS_NONE ? "community" : "item",
-                                   c == ICPNS_NONE
-                                       ? "unknown community %lld (not in the communities table)"
-                                       : "unknown item %lld (not in the interactions table)",
-                                   (long long)(c == ICPNS_NONE ? t->community : t->item));
+            return icpns_error_set(err, ICPNS_EPARSE, d->pop_path, t->line, "item",
+                                   "unknown item %lld: not in the catalogue (the interactions"
+                                   "%s); list every item in items.tsv (icpns shard writes it)",
+                                   (long long)t->item, d->has_items ? " and items.tsv" : "");
+        }
+        if (c == ICPNS_NONE) { /* the id map holds the file's communities */
+            free(v);
+            return icpns_error_set(err, ICPNS_EPARSE, d->pop_path, t->line, "community",
+                                   "unknown community %lld", (long long)t->community);
         }
         if (t->count == 0)
             continue;
@@ -423,6 +428,18 @@ static int support_from_file(icpns_snapshot_t *s, const icpns_dataset_t *d,
     for (uint32_t c = 0; c < nc; c++)
         s->sup_off[c + 1] += s->sup_off[c];
     free(v);
+    /* Global popularity for PNS: the sum over communities of the file's
+     * counts, so that the shards of a user-sharded deployment (each with
+     * the global file) agree with the whole. */
+    memset(s->item_pop, 0, (size_t)s->items.n * sizeof(*s->item_pop));
+    for (size_t k = 0; k < n; k++) {
+        uint32_t i = s->sup_item[k];
+        if (s->item_pop[i] > UINT32_MAX - 1 - s->sup_count[k])
+            return icpns_error_set(err, ICPNS_ELIMIT, d->pop_path, 0, "count",
+                                   "item %lld: the sum of its counts over the communities "
+                                   "is above 2^32-2", (long long)s->items.ids[i]);
+        s->item_pop[i] += s->sup_count[k];
+    }
     return 0;
 }
 
@@ -550,11 +567,12 @@ uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s)
     uint32_t nu = s->users.n, nc = s->comms.n;
     uint64_t nsup = s->sup_off[nc];
     /* A fixed-layout header (no padding bytes), then each array chained. */
-    uint64_t head[9] = {ICPNS_SAMPLER_REVISION, nu, s->items.n, nc, s->n_interactions,
-                        s->pop_from_file};
-    memcpy(&head[6], &s->params.alpha, 8);
-    memcpy(&head[7], &s->params.epsilon, 8);
-    memcpy(&head[8], &s->params.beta, 8);
+    /* Content only: how it was read (popularity file or not, file
+     * names) is no part of it. */
+    uint64_t head[8] = {ICPNS_SAMPLER_REVISION, nu, s->items.n, nc, s->n_interactions};
+    memcpy(&head[5], &s->params.alpha, 8);
+    memcpy(&head[6], &s->params.epsilon, 8);
+    memcpy(&head[7], &s->params.beta, 8);
     uint64_t h = icpns_hash64(head, sizeof(head), 0);
     h = icpns_hash64(s->users.ids, (size_t)nu * sizeof(int64_t), h);
     h = icpns_hash64(s->items.ids, (size_t)s->items.n * sizeof(int64_t), h);
@@ -565,6 +583,9 @@ uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s)
     h = icpns_hash64(s->sup_off, ((size_t)nc + 1) * sizeof(uint64_t), h);
     h = icpns_hash64(s->sup_item, (size_t)nsup * sizeof(uint32_t), h);
     h = icpns_hash64(s->sup_count, (size_t)nsup * sizeof(uint32_t), h);
+    /* Global counts: derived from the positives, or from a popularity
+     * file's counts, which may differ (users without community). */
+    h = icpns_hash64(s->item_pop, (size_t)s->items.n * sizeof(uint32_t), h);
     return h;
 }
 
@@ -594,18 +615,24 @@ int icpns_snapshot_build_limit(const icpns_dataset_t *d, const icpns_params_t *p
     atomic_init(&s->refs, 1);
     s->params = *p;
 
-    /* Id maps: users from both tables, items from interactions,
-     * communities from the assignments; one at a time, so that only one
-     * full-length id array is alive (each map keeps its distinct ids). */
+    /* Id maps: users from both tables; items (the catalogue) from the
+     * interactions and the items file; communities from the assignments
+     * and, when pop_c is read from a file, the file's (a user shard may
+     * lack members of a community that still counts for pop(i)).  One at
+     * a time, so that only one full-length id array is alive (each map
+     * keeps its distinct ids). */
+    size_t n_pop = d->has_pop ? d->n_pop : 0;
     for (int which = 0; which < 3; which++) {
-        size_t n = which == 0 ? d->n_inter + d->n_comm : which == 1 ? d->n_inter : d->n_comm;
+        size_t n = which == 0   ? d->n_inter + d->n_comm
+                   : which == 1 ? d->n_inter + d->n_items
+                                : d->n_comm + n_pop;
         int64_t *ids = malloc((n ? n : 1) * sizeof(int64_t));
         if (!ids)
             goto oom;
         for (size_t k = 0; k < n; k++)
-            ids[k] = which == 0 ? (k < d->n_inter ? d->inter[k].a : d->comm[k - d->n_inter].a)
-                     : which == 1 ? d->inter[k].b
-                                  : d->comm[k].b;
+            ids[k] = which == 0   ? (k < d->n_inter ? d->inter[k].a : d->comm[k - d->n_inter].a)
+                     : which == 1 ? (k < d->n_inter ? d->inter[k].b : d->items[k - d->n_inter])
+                                  : (k < d->n_comm ? d->comm[k].b : d->pop[k - d->n_comm].community);
         icpns_idmap_t *m = which == 0 ? &s->users : which == 1 ? &s->items : &s->comms;
         if ((rc = icpns_idmap_build(m, ids, n))) {
             if (rc == ICPNS_ENOMEM)
@@ -681,13 +708,13 @@ int icpns_snapshot_build_limit(const icpns_dataset_t *d, const icpns_params_t *p
     }
     for (uint64_t k = 0; k < out; k++)
         s->item_pop[s->pos[k]]++;
-    for (uint32_t i = 0; i < ni; i++)
-        if (s->item_pop[i] > s->max_count)
-            s->max_count = s->item_pop[i];
     s->pop_from_file = d->has_pop;
     rc = d->has_pop ? support_from_file(s, d, err) : support_from_positives(s, err);
     if (rc)
         goto fail;
+    for (uint32_t i = 0; i < ni; i++)
+        if (s->item_pop[i] > s->max_count)
+            s->max_count = s->item_pop[i];
 
     if ((rc = check_limit(s, max_bytes, err)) || (rc = icpns_weights_build(s, p, &s->weights, err)))
         goto fail;

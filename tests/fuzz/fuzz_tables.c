@@ -1,7 +1,11 @@
 /*
  * Fuzz the table loaders: the first byte picks the file kind (interactions
- * in each format, communities, popularity); accepted tables are indexed and
- * sampled from, checking that no positive is ever returned.
+ * in each format, communities, popularity, items, the journal); accepted
+ * tables are indexed and sampled from, checking that no positive is ever
+ * returned.  The first byte's value modulo 9 picks the kind (0-4: the
+ * formats auto, pairs (with min_rating 3), recbole, adjacency, lists; 5
+ * communities; 6 popularity; 7 items; 8 journal); values from 9 on also
+ * ignore extra pairs columns.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    unsigned kind = data[0] % 6;
+    unsigned kind = data[0] % 9;
     const char *buf = (const char *)data + 1;
     size_t len = size - 1;
     icpns_dataset_t *d = icpns_dataset_new();
@@ -23,12 +27,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     icpns_dataset_add_interaction(d, 1, 10);
     icpns_dataset_add_interaction(d, 2, 11);
     icpns_dataset_add_community(d, 1, 0);
-    if (kind <= 3)
-        rc = icpns_parse_interactions(d, buf, len, (icpns_format_t)kind, kind == 1, 3.0, "f", &err);
-    else if (kind == 4)
+    icpns_table_opts_t o;
+    icpns_table_opts_default(&o);
+    if (kind <= 4) {
+        o.format = (icpns_format_t)kind;
+        o.has_min_rating = kind == 1;
+        o.min_rating = 3.0;
+        o.extra_columns_ignore = data[0] >= 9;
+        rc = icpns_parse_interactions(d, buf, len, &o, "f", &err);
+    } else if (kind == 5) {
         rc = icpns_parse_communities(d, buf, len, "f", &err);
-    else
+    } else if (kind == 6) {
         rc = icpns_parse_popularity(d, buf, len, "f", &err);
+    } else if (kind == 7) {
+        rc = icpns_parse_items(d, buf, len, "f", &err);
+    } else {
+        rc = icpns_parse_journal(d, buf, len, "f", &err);
+    }
+    /* A report per file accepted, its rows what was appended. */
+    if (!rc && (d->n_reports != 1 || d->reports[0].kind < 0))
+        abort();
+    if (!rc) {
+        char line[2048];
+        icpns_load_report_format(&d->reports[0], line, sizeof(line));
+        if (!line[0])
+            abort();
+    }
     if (rc && (err.code != rc || !err.message[0]))
         abort();
     icpns_params_t p;

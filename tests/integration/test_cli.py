@@ -1,5 +1,8 @@
-"""The icpns tool: gen, build, check, sample, their errors, and agreement
-with the daemon (same seed, same rows -> same negatives)."""
+"""The icpns tool: gen, build, check, sample, shard, their errors, what
+check says about how each file was read, and agreement with the daemon
+(same seed, same rows -> same negatives)."""
+import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -33,7 +36,7 @@ class TestCli(unittest.TestCase):
                             interactions=2000, seed=3)
 
     def test_help(self):
-        for cmd in ([], ["gen"], ["build"], ["check"], ["sample"], ["cluster"]):
+        for cmd in ([], ["gen"], ["build"], ["check"], ["sample"], ["cluster"], ["shard"]):
             p = run(*cmd, "--help")
             self.assertIn("Usage: icpns", p.stdout)
         p = run("frobnicate", check=False)
@@ -47,15 +50,30 @@ class TestCli(unittest.TestCase):
             with open(os.path.join(self.t, name)) as a, open(os.path.join(other, name)) as b:
                 self.assertEqual(a.read(), b.read())
 
+    def fingerprint(self, *args):
+        out = run("check", *args).stdout
+        return [x for x in out.splitlines() if x.startswith("fingerprint:")][0].split()[1]
+
     def test_check_and_build(self):
         p = run("check", "--tables", self.t)
         pos, comm, items = load_tables(self.t)
         self.assertIn("users:         %d" % len(comm), p.stdout)
         self.assertIn("items:         %d" % len(items), p.stdout)
         self.assertIn("snapshot:", p.stdout)
-        run("build", "--tables", self.t)
+        self.assertIn("popularity_source interactions", p.stdout)
+        # build validates and reports; it writes nothing into the directory.
+        before = sorted(os.listdir(self.t))
+        fp = self.fingerprint("--tables", self.t)
+        b = run("build", "--tables", self.t)
+        self.assertIn("fingerprint %s" % fp, b.stderr)
+        self.assertIn("interactions.tsv: pairs (given in tables.json)", b.stderr)
+        self.assertEqual(sorted(os.listdir(self.t)), before)
+        self.assertEqual(self.fingerprint("--tables", self.t), fp)
+        # --popularity-out exports the derived counts.
+        out = os.path.join(self.dir, "pop.tsv")
+        run("build", "--tables", self.t, "--popularity-out", out)
         counts = {}
-        with open(os.path.join(self.t, "popularity.tsv")) as f:
+        with open(out) as f:
             for line in f:
                 if line.startswith("#"):
                     continue
@@ -64,9 +82,154 @@ class TestCli(unittest.TestCase):
         for (c, i), n in list(counts.items())[:50]:
             members = [u for u, cc in comm.items() if cc == c]
             self.assertEqual(n, sum(1 for u in members if i in pos.get(u, ())))
-        # With popularity.tsv present, check uses it.
+        self.assertEqual(run("build", "--tables", self.t, "--popularity-out", "-").stdout,
+                         open(out).read())
+        # Copied into the directory it would go stale: refused, saying how to fix.
+        shutil.copy(out, os.path.join(self.t, "popularity.tsv"))
+        p = run("check", "--tables", self.t, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("popularity.tsv: popularity_source: this file exists but "
+                      "popularity_source is \"interactions\"", p.stderr)
+        self.assertIn("its counts would be ignored", p.stderr)
+        # Declared, it is served: same content, same fingerprint (every
+        # user of gen's tables has a community, so pop(i) agrees too).
+        with open(os.path.join(self.t, "tables.json")) as f:
+            tj = json.load(f)
+        tj["popularity_source"] = "file"
+        with open(os.path.join(self.t, "tables.json"), "w") as f:
+            json.dump(tj, f)
         p = run("check", "--tables", self.t)
-        self.assertIn("from popularity.tsv", p.stdout)
+        self.assertIn("popularity_source file: pop_c from %s" % os.path.join(self.t, "popularity.tsv"),
+                      p.stdout)
+        self.assertEqual(self.fingerprint("--tables", self.t), fp)
+
+    def write(self, name, text, mode="w"):
+        path = os.path.join(self.dir, name)
+        with open(path, mode) as f:
+            f.write(text)
+        return path
+
+    def test_check_says_how_files_were_read(self):
+        """The chain file -> tables is never silently wrong: check names the
+        format and why, and refuses what it cannot read for sure."""
+        comms = self.write("c.tsv", "".join("%d\t%d\n" % (u, u % 3) for u in range(300)))
+        # LightGCN train.txt: 300 users, variable-length lines.
+        lines, pairs = [], 0
+        for u in range(300):
+            items = list(range(u % 7, u % 7 + 3 + (u * 7) % 40))
+            pairs += len(items)
+            lines.append("%d %s\n" % (u, " ".join(map(str, items))))
+        train = self.write("train.txt", "".join(lines))
+        out = run("check", "--interactions", train, "--communities", comms).stdout
+        self.assertIn("train.txt: adjacency (detected: variable number of fields per line, one "
+                      "line per user): 300 lines -> {:,} pairs".format(pairs), out)
+        self.assertIn("rows read:     %d interactions" % pairs, out)
+        # The same file said to be pairs: refused, not cut to the first item.
+        p = run("check", "--interactions", train, "--communities", comms, "--format", "pairs",
+                check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stderr, r"train\.txt:2: 11 fields: pairs have 2 to 4")
+        # SASRec-style lists.
+        seq = self.write("seq.txt", "".join("%d:%s\n" % (u, " ".join(str(i) for i in range(u % 5 + 1)))
+                                             for u in range(300)))
+        out = run("check", "--interactions", seq, "--communities", comms).stdout
+        self.assertIn("seq.txt: lists (detected: 'user:item item ...' lines): 300 lines -> 900 pairs",
+                      out)
+        # MovieLens-1M ratings.dat, with the rating filter.
+        dat = self.write("ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n"
+                                        "2::1357::2::978298709\n")
+        out = run("check", "--interactions", dat, "--communities", comms, "--min-rating", "3").stdout
+        self.assertIn("ratings.dat: pairs (detected: '::' separators): 3 lines -> 2 pairs; "
+                      "separator '::'", out)
+        self.assertIn("1 row dropped by min_rating", out)
+        # ratings.csv with a header and a byte order mark.
+        csv = self.write("ratings.csv", b"\xef\xbb\xbfuserId,movieId,rating,timestamp\r\n"
+                                        b"1,2,4.5,1112486027\r\n1,3,3.0,1112486028\r\n", "wb")
+        out = run("check", "--interactions", csv, "--communities", comms).stdout
+        self.assertIn("ratings.csv: pairs (detected: header line): 2 lines -> 2 pairs", out)
+        self.assertIn("header skipped (line 1: 'userId,movieId,rating,timestamp')", out)
+        self.assertIn("UTF-8 byte order mark skipped; CRLF line endings", out)
+        # Ambiguous: refused with the line and the formats it could be.
+        amb = self.write("amb.txt", "1 10 11\n2 11 12\n3 12 13\n")
+        p = run("check", "--interactions", amb, "--communities", comms, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("amb.txt:1: format: ambiguous: every line has 3 integer fields", p.stderr)
+        self.assertIn("pairs (user item rating ...) or adjacency (user item item ...)", p.stderr)
+        out = run("check", "--interactions", amb, "--communities", comms, "--format", "adjacency").stdout
+        self.assertIn("amb.txt: adjacency (given by --format): 3 lines -> 6 pairs", out)
+        # Five columns: refused unless said.
+        five = self.write("five.tsv", "1\t10\t5\t881250949\tx\n")
+        p = run("check", "--interactions", five, "--communities", comms, check=False)
+        self.assertIn("five.tsv:1: 5 fields: pairs have 2 to 4", p.stderr)
+        out = run("check", "--interactions", five, "--communities", comms, "--format", "pairs",
+                  "--extra-columns", "ignore").stdout
+        self.assertIn("five.tsv: pairs (given by --format): 1 line -> 1 pair", out)
+        # Invisible bytes are shown; a cut last line is refused.
+        nul = self.write("nul.tsv", b"1\t10\n2\t1\x001\n", "wb")
+        p = run("check", "--interactions", nul, "--communities", comms, check=False)
+        self.assertIn("nul.tsv:2: a NUL byte at column 4", p.stderr)
+        bad = self.write("bad.tsv", b"1\t10\n2\t1\xc2\xa01\n", "wb")
+        p = run("check", "--interactions", bad, "--communities", comms, check=False)
+        self.assertIn("bad.tsv:2: item: bad number '1\\xc2\\xa01'", p.stderr)
+        cut = self.write("cut.tsv", "1\t10\n2\t11")
+        p = run("check", "--interactions", cut, "--communities", comms, check=False)
+        self.assertIn("cut.tsv:2: the last line has no newline", p.stderr)
+        c3 = self.write("c3.tsv", "1\t0\t0.97\n")
+        p = run("check", "--interactions", dat, "--communities", c3, check=False)
+        self.assertIn("c3.tsv:1: 3 fields: this file has exactly 2 columns", p.stderr)
+
+    def test_shard(self):
+        """icpns shard on long-tail data: every shard loads (with the global
+        catalogue and pop_c), and serves its users the whole tables'
+        distributions."""
+        full = gen_tables(os.path.join(self.dir, "full"), users=90, items=900, communities=3,
+                          interactions=600, seed=4)
+        out = os.path.join(self.dir, "shards")
+        p = run("shard", "--tables", full, "--shards", "3", "-o", out)
+        self.assertIn("every shard has the", p.stderr)
+        pos, comm, items = load_tables(full)
+        for s in range(3):
+            d = os.path.join(out, "s%d" % s)
+            spos, scomm, sitems = load_tables(d)
+            self.assertLess(len(sitems), len(items))  # the long tail: items missing here
+            c = run("check", "--tables", d).stdout
+            self.assertIn("items:         %d" % len(items), c)
+            self.assertIn("popularity_source file", c)
+            users = sorted(scomm)[:4]
+            args = sum((["--user", str(u)] for u in users), [])
+            for strategy in ("uniform", "popularity", "icpns"):
+                got = {}
+                for tables in (full, d):
+                    o = run("sample", "--tables", tables, "--strategy", strategy, "--n", "300",
+                            "--seed", "9", "--probabilities", *args).stdout
+                    probs = {}
+                    for line in o.splitlines():
+                        u, i, q = line.split("\t")
+                        probs[(int(u), int(i))] = float(q)
+                    got[tables] = probs
+                common = set(got[full]) & set(got[d])
+                self.assertGreater(len(common), 50)
+                for key in common:
+                    self.assertAlmostEqual(got[full][key], got[d][key], delta=1e-12 * got[full][key])
+        # A shard directory is never written over.
+        p = run("shard", "--tables", full, "--shards", "3", "-o", out, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("already exists", p.stderr)
+        p = run("shard", "--tables", full, "-o", out, check=False)
+        self.assertEqual(p.returncode, 2)
+
+    def test_numbers_are_decimal(self):
+        for seed in ("-1", "0x10", "+3", " 5", "9223372036854775808", "1e3", ""):
+            for cmd in (["sample", "--tables", self.t, "--user", "1"], ["gen", "-o", self.dir + "/g"]):
+                p = run(*cmd, "--seed", seed, check=False)
+                self.assertEqual(p.returncode, 2, (cmd, seed))
+                self.assertIn("0..9223372036854775807", p.stderr)
+        p = run("sample", "--tables", self.t, "--user", "1", "--seed", "9223372036854775807")
+        self.assertEqual(len(p.stdout.splitlines()), 4)
+        for bad in (["--user", "0x1"], ["--user", "-1"], ["--n", "-4"], ["--alpha", "0x1p1"],
+                    ["--alpha", "inf"]):
+            p = run("sample", "--tables", self.t, "--user", "1", *bad, check=False)
+            self.assertEqual(p.returncode, 2, bad)
 
     def test_errors_name_file_and_line(self):
         with open(os.path.join(self.t, "communities.tsv"), "a") as f:
@@ -159,6 +322,88 @@ class TestCli(unittest.TestCase):
         self.assertIn("dropped by min_rating", f)
 
 
+
+
+ICPNS_LIB = os.environ.get("ICPNS_LIB")
+
+
+class LoadReport(ctypes.Structure):
+    """icpns_load_report_t (include/icpns/dataset.h), field by field."""
+    _fields_ = [("lines", ctypes.c_uint64), ("data_lines", ctypes.c_uint64),
+                ("skipped_lines", ctypes.c_uint64), ("header_line", ctypes.c_uint64),
+                ("rows", ctypes.c_uint64), ("dropped_rating", ctypes.c_uint64),
+                ("by_count", ctypes.c_uint64 * 9), ("count_min", ctypes.c_uint64),
+                ("count_max", ctypes.c_uint64), ("kind", ctypes.c_int32),
+                ("format", ctypes.c_int32), ("detected", ctypes.c_uint8),
+                ("bom", ctypes.c_uint8), ("crlf", ctypes.c_uint8),
+                ("counts_items", ctypes.c_uint8), ("separator", ctypes.c_char * 12),
+                ("reason", ctypes.c_char * 100), ("header", ctypes.c_char * 100),
+                ("path", ctypes.c_char * 512)]
+
+
+class Error(ctypes.Structure):
+    """icpns_error_t (include/icpns/common.h)."""
+    _fields_ = [("code", ctypes.c_int), ("path", ctypes.c_char * 512), ("line", ctypes.c_uint64),
+                ("field", ctypes.c_char * 64), ("message", ctypes.c_char * 256)]
+
+
+@unittest.skipUnless(ICPNS_LIB, "no shared libicpns (sanitizer builds have none)")
+class TestCtypes(unittest.TestCase):
+    """The loader through ctypes, as the Python experiment code will use it."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="icpns-ctypes-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        lib = ctypes.CDLL(ICPNS_LIB)
+        p64 = ctypes.POINTER(ctypes.c_int64)
+        lib.icpns_interactions_read.argtypes = [
+            ctypes.c_char_p, ctypes.c_char_p, ctypes.c_double, ctypes.c_uint,
+            ctypes.POINTER(p64), ctypes.POINTER(p64), ctypes.POINTER(ctypes.c_size_t),
+            ctypes.POINTER(LoadReport), ctypes.POINTER(Error)]
+        lib.icpns_interactions_read.restype = ctypes.c_int
+        lib.icpns_interactions_free.argtypes = [p64, p64]
+        lib.icpns_interactions_free.restype = None
+        lib.icpns_load_report_size.restype = ctypes.c_size_t
+        lib.icpns_load_report_format.argtypes = [ctypes.POINTER(LoadReport), ctypes.c_char_p,
+                                                 ctypes.c_size_t]
+        self.lib = lib
+
+    def read(self, text, fmt=None, min_rating=float("nan")):
+        path = os.path.join(self.dir, "inter.txt")
+        with open(path, "wb") as f:
+            f.write(text)
+        p64 = ctypes.POINTER(ctypes.c_int64)
+        users, items, n = p64(), p64(), ctypes.c_size_t(0)
+        rep, err = LoadReport(), Error()
+        rc = self.lib.icpns_interactions_read(path.encode(), fmt and fmt.encode(), min_rating, 0,
+                                              ctypes.byref(users), ctypes.byref(items),
+                                              ctypes.byref(n), ctypes.byref(rep), ctypes.byref(err))
+        if rc:
+            return rc, err, None
+        pairs = [(users[k], items[k]) for k in range(n.value)]
+        self.lib.icpns_interactions_free(users, items)
+        return rc, rep, pairs
+
+    def test_interactions_read(self):
+        self.assertEqual(self.lib.icpns_load_report_size(), ctypes.sizeof(LoadReport))
+        rc, rep, pairs = self.read(b"0 5 6 7\n1 6\n2 8 9\n")
+        self.assertEqual(rc, 0)
+        self.assertEqual(pairs, [(0, 5), (0, 6), (0, 7), (1, 6), (2, 8), (2, 9)])
+        self.assertEqual((rep.format, rep.detected, rep.rows, rep.count_min, rep.count_max),
+                         (3, 1, 6, 1, 3))
+        self.assertEqual(rep.reason, b"detected: variable number of fields per line, one line per user")
+        line = ctypes.create_string_buffer(1024)
+        self.lib.icpns_load_report_format(ctypes.byref(rep), line, 1024)
+        self.assertIn(b"adjacency (detected: variable number", line.value)
+        rc, rep, pairs = self.read(b"\xef\xbb\xbfuserId,movieId,rating\r\n1,2,4.5\r\n3,4,1\r\n",
+                                   min_rating=3.0)
+        self.assertEqual((rc, pairs, rep.bom, rep.crlf, rep.dropped_rating), (0, [(1, 2)], 1, 1, 1))
+        self.assertEqual(rep.header, b"userId,movieId,rating")
+        rc, err, _ = self.read(b"1 10 11\n2 11 12\n")
+        self.assertEqual((rc, err.line, err.field), (-4, 1, b"format"))
+        self.assertIn(b"ambiguous", err.message)
+        rc, err, _ = self.read(b"1 10\n", fmt="parquet")
+        self.assertEqual((rc, err.field), (-2, b"format"))
 
 
 def overlapping_blobs(n=3000, dim=16, k=8, seed=11):

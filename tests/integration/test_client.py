@@ -204,23 +204,15 @@ class TestSharded(unittest.TestCase):
         self.addCleanup(shutil.rmtree, base, True)
         full = gen_tables(os.path.join(base, "full"), users=120, items=60, communities=3,
                           interactions=2000, seed=8)
-        # Global pop_c(i), computed once over every user, shared by the shards.
-        subprocess.run([ICPNS, "build", "--tables", full], check=True, capture_output=True)
+        # icpns shard: each shard gets its users (routed by the same
+        # shard_of as the client), the global catalogue and pop_c(i).
+        subprocess.run([ICPNS, "shard", "--tables", full, "--shards", "2", "-o",
+                        os.path.join(base, "out")], check=True, capture_output=True)
         pos, comm, items = load_tables(full)
-        shards = [os.path.join(base, "s%d" % s) for s in range(2)]
+        shards = [os.path.join(base, "out", "s%d" % s) for s in range(2)]
         for s, d in enumerate(shards):
-            os.makedirs(d)
-            shutil.copy(os.path.join(full, "popularity.tsv"), d)
-            with open(os.path.join(d, "interactions.tsv"), "w") as f:
-                for u in sorted(pos):
-                    if ic.shard_of([u], 2)[0] == s:
-                        f.writelines("%d\t%d\n" % (u, i) for i in sorted(pos[u]))
-            with open(os.path.join(d, "communities.tsv"), "w") as f:
-                # Every community appears in each shard's table (popularity
-                # names them all): assignments of the shard's users only.
-                for u in sorted(comm):
-                    if ic.shard_of([u], 2)[0] == s:
-                        f.write("%d\t%d\n" % (u, comm[u]))
+            shard_pos, _, _ = load_tables(d)
+            self.assertEqual(set(shard_pos), {u for u in pos if ic.shard_of([u], 2)[0] == s})
         with Daemon(tables=shards[0]) as a, Daemon(tables=shards[1]) as b:
             sc = ic.ShardedClient(["http://127.0.0.1:%d" % a.port, "http://127.0.0.1:%d" % b.port])
             users = sorted(comm)[:40]

@@ -222,13 +222,10 @@ static void test_bad_input(void **state)
     assert_string_equal(err.field, "restarts");
 }
 
-/* Builds a .npy file in memory. */
-static size_t make_npy(unsigned char *out, const char *descr, const char *fortran,
-                       const char *shape, const void *data, size_t dlen)
+/* Builds a .npy file in memory from the header dict's text. */
+static size_t make_npy_raw(unsigned char *out, const char *hdr, const void *data, size_t dlen)
 {
-    char hdr[256];
-    int hl = snprintf(hdr, sizeof(hdr), "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }",
-                      descr, fortran, shape);
+    int hl = (int)strlen(hdr);
     int pad = 64 - (10 + hl + 1) % 64;
     if (pad == 64)
         pad = 0;
@@ -241,6 +238,82 @@ static size_t make_npy(unsigned char *out, const char *descr, const char *fortra
     out[10 + hl + pad] = '\n';
     memcpy(out + 10 + total, data, dlen);
     return 10 + total + dlen;
+}
+
+/* Builds a .npy file in memory, as numpy.save writes it. */
+static size_t make_npy(unsigned char *out, const char *descr, const char *fortran,
+                       const char *shape, const void *data, size_t dlen)
+{
+    char hdr[256];
+    snprintf(hdr, sizeof(hdr), "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr,
+             fortran, shape);
+    return make_npy_raw(out, hdr, data, dlen);
+}
+
+/* Trailing data and malformed header dicts are refused, saying what. */
+static void test_npy_strict(void **state)
+{
+    (void)state;
+    unsigned char buf[512];
+    float f[6] = {1, 2, 3, 4, 5, 6};
+    icpns_embeddings_t e;
+    icpns_error_t err;
+    /* Other valid Python spellings of the same dict. */
+    const char *ok[] = {
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2)}",
+        "{\"shape\": (3,2), \"descr\": \"<f4\", \"fortran_order\": False}",
+        "{ 'descr' : '<f4' , 'fortran_order' : False , 'shape' : ( 3 , 2 , ) , }",
+    };
+    for (size_t k = 0; k < sizeof(ok) / sizeof(ok[0]); k++) {
+        size_t len = make_npy_raw(buf, ok[k], f, sizeof(f));
+        if (icpns_embeddings_parse_npy(buf, len, "e.npy", &e, &err))
+            fail_msg("'%s' refused: %s", ok[k], err.message);
+        assert_int_equal(e.n, 3);
+        icpns_embeddings_free(&e);
+    }
+    /* Bytes after the array: refused (numpy.save appended twice, or a
+     * damaged file). */
+    size_t len = make_npy(buf, "<f4", "False", "(3, 2)", f, sizeof(f));
+    memcpy(buf + len, "\x93NUMPY", 6);
+    assert_int_equal(icpns_embeddings_parse_npy(buf, len + 6, "e.npy", &e, &err), ICPNS_EPARSE);
+    assert_string_equal(err.field, "npy");
+    assert_non_null(strstr(err.message, "6 bytes after the array"));
+    assert_null(e.x);
+    struct {
+        const char *hdr, *field, *needle;
+    } bad[] = {
+        {"{'descr': '<f4', 'shape': (3, 2), }", "npy", "lacks 'fortran_order'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), 'x': 1}", "npy",
+         "unknown key 'x'"},
+        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (3, 2)}", "npy",
+         "'descr' twice"},
+        {"'descr': '<f4', 'fortran_order': False, 'shape': (3, 2)", "npy", "expected a dict"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2)} junk", "npy",
+         "text after the dict"},
+        {"{'descr': '<f4' 'fortran_order': False, 'shape': (3, 2)}", "npy", "expected ',' or '}'"},
+        {"{'descr': '<f4', 'fortran_order': false, 'shape': (3, 2)}", "fortran_order",
+         "True or False"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': [3, 2]}", "shape", "tuple"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (6)}", "shape", "(n,)"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3 2)}", "shape", "',' or ')'"},
+        {"{'descr' '<f4', 'fortran_order': False, 'shape': (3, 2)}", "npy", "expected ':'"},
+        {"{'descr': <f4, 'fortran_order': False, 'shape': (3, 2)}", "dtype", "quoted string"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2)}\x01", "npy", "text after the dict at '\\x01"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, -2)}", "shape", "dimension"},
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        len = make_npy_raw(buf, bad[k].hdr, f, sizeof(f));
+        int rc = icpns_embeddings_parse_npy(buf, len, "e.npy", &e, &err);
+        if (rc != ICPNS_EPARSE || strcmp(err.field, bad[k].field) || !strstr(err.message, bad[k].needle))
+            fail_msg("'%s': rc %d field '%s' message '%s'", bad[k].hdr, rc, err.field, err.message);
+        assert_null(e.x);
+    }
+    /* The header must end with its newline. */
+    len = make_npy(buf, "<f4", "False", "(3, 2)", f, sizeof(f));
+    size_t hl = (size_t)buf[8] | (size_t)buf[9] << 8;
+    buf[10 + hl - 1] = ' ';
+    assert_int_equal(icpns_embeddings_parse_npy(buf, len, "e.npy", &e, &err), ICPNS_EPARSE);
+    assert_non_null(strstr(err.message, "newline"));
 }
 
 static void test_npy(void **state)
@@ -327,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_empty_clusters_and_duplicates),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_npy),
+        cmocka_unit_test(test_npy_strict),
         cmocka_unit_test(test_tsv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

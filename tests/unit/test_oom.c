@@ -87,8 +87,10 @@ static int engine_run(void)
     icpns_dataset_t *d = icpns_dataset_new();
     if (!d)
         return ICPNS_ENOMEM;
-    int rc = icpns_parse_interactions(d, text, sizeof(text) - 1, ICPNS_FORMAT_PAIRS, false, 0,
-                                      "t", &err);
+    icpns_table_opts_t o;
+    icpns_table_opts_default(&o);
+    o.format = ICPNS_FORMAT_PAIRS;
+    int rc = icpns_parse_interactions(d, text, sizeof(text) - 1, &o, "t", &err);
     if (!rc)
         rc = icpns_parse_communities(d, "1\t0\n2\t0\n3\t1\n4\t1\n", 16, "c", &err);
     icpns_dataset_free(d);
