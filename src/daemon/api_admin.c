@@ -45,10 +45,12 @@ static enum MHD_Result finish_job(icpnsd_req_t *r)
     }
     if (j->kind == ICPNSD_JOB_CLUSTER) {
         const icpnsd_job_cluster_t *c = &j->u.cluster;
-        icpns_buf_printf(&b, ",\"k\":%u,\"inertia\":%s,\"iterations\":%u,\"best_restart\":%u,"
-                             "\"converged\":%s,\"cluster_seconds\":%.6f,\"sizes\":[",
-                         c->k, icpnsd_dnum(c->inertia).s, c->iterations, c->best_restart,
-                         c->converged ? "true" : "false", c->seconds);
+        icpns_buf_printf(&b, ",\"dry_run\":%s,\"k\":%u,\"inertia\":%s,\"iterations\":%u,"
+                             "\"best_restart\":%u,\"converged\":%s,\"cluster_seconds\":%.6f,"
+                             "\"changed\":%u,\"moved\":%u,\"unassigned\":%u,\"sizes\":[",
+                         c->dry_run ? "true" : "false", c->k, icpnsd_dnum(c->inertia).s,
+                         c->iterations, c->best_restart, c->converged ? "true" : "false",
+                         c->seconds, c->changed, c->moved, c->unassigned);
         for (uint32_t k = 0; k < c->k; k++)
             icpns_buf_printf(&b, k ? ",%u" : "%u", c->sizes[k]);
         icpns_buf_lit(&b, "]");
@@ -93,9 +95,17 @@ static enum MHD_Result update(icpnsd_req_t *r, icpnsd_job_kind_t kind)
     icpns_pair_t *pairs;
     size_t n;
     bool replace = false;
+    char tables[ICPNSD_SET_NAME];
     if (icpnsd_parse_pairs(r->body.p, r->body.len, comm ? "communities" : "interactions",
-                           comm ? "community" : "item", comm, &pairs, &n, &replace, &e))
+                           comm ? "community" : "item", comm, &pairs, &n, &replace, tables,
+                           sizeof(tables), &e))
         return icpnsd_reply_err(r, &e);
+    /* The set the body names (updates to the wrong set are the worst
+     * silent error: they must go where the caller said). */
+    if (icpnsd_req_use_set_named(r, tables, &e)) {
+        free(pairs);
+        return icpnsd_reply_err(r, &e);
+    }
     icpnsd_job_t *j = icpnsd_job_new(kind, "http");
     if (!j) {
         free(pairs);
@@ -117,8 +127,6 @@ enum MHD_Result icpnsd_api_communities_update(icpnsd_req_t *r)
 
 static int cluster_param(void *q, const char *key, const char *value, icpnsd_err_t *e)
 {
-    if (!strcmp(key, "tables"))
-        return 0; /* chose the set */
     return icpnsd_clusterreq_opt(q, key, value, e);
 }
 
@@ -149,6 +157,8 @@ enum MHD_Result icpnsd_api_cluster(icpnsd_req_t *r)
                      : icpnsd_clusterreq_parse_npy(r->body.p, r->body.len, q, &e);
     if (!rc)
         rc = icpnsd_clusterreq_check(q, &e);
+    if (!rc)
+        rc = icpnsd_req_use_set_named(r, q->tables, &e);
     /* The upload is parsed: drop the raw body now, it may be large. */
     icpns_buf_free(&r->body);
     if (rc) {

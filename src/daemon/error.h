@@ -20,6 +20,8 @@
     X(BAD_JSON, "bad_json")                                      \
     X(BAD_REQUEST, "bad_request")                                \
     X(UNKNOWN_FIELD, "unknown_field")                            \
+    X(UNKNOWN_PARAMETER, "unknown_parameter")                    \
+    X(CONFLICTING_ASSIGNMENT, "conflicting_assignment")          \
     X(BAD_USER_ID, "bad_user_id")                                \
     X(BAD_STRATEGY, "bad_strategy")                              \
     X(BAD_FRAME, "bad_frame")                                    \
@@ -45,6 +47,8 @@
     X(LAST_TABLES, "last_tables")                                \
     X(TOO_MANY_TABLES, "too_many_tables")                        \
     X(TABLES_DIR_IN_USE, "tables_dir_in_use")                    \
+    X(POPULARITY_FROM_FILE, "popularity_from_file")              \
+    X(INCOMPLETE_ASSIGNMENT, "incomplete_assignment")            \
     X(BODY_TOO_LARGE, "body_too_large")                          \
     X(LIMIT_EXCEEDED, "limit_exceeded")                          \
     X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")          \

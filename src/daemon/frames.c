@@ -38,6 +38,13 @@ int icpnsd_frame_parse_negatives(const icpnsd_config_t *cfg, const char *body, s
         icpnsd_err_set(e, ICPNSD_E_BAD_STRATEGY, "strategy", -1, "strategy byte %u is not 0, 1 or 2", strategy);
         return -1;
     }
+    if (p[17] || p[18] || p[19] || rd64(p + 32))
+        return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, "reserved", -1,
+                              "reserved header bytes (17-19, 32-39) must be 0");
+    if (rd64(p + 24) > ICPNSD_MAX_SEED)
+        return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, "seed", -1,
+                              "seed %llu is above 2^63 - 1 (seeds are 0 .. 2^63 - 1, as in JSON)",
+                              (unsigned long long)rd64(p + 24));
     if (n < 1 || m < 1) {
         icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, n < 1 ? "n" : "candidates", -1, "n and candidates must be >= 1");
         return -1;
@@ -92,6 +99,9 @@ int icpnsd_frame_parse_embeddings(const char *body, size_t len, icpnsd_clusterre
         return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, "flags", -1, "unknown flag bits 0x%x", rd16(p + 6));
     uint32_t k = rd32(p + 8), rows = rd32(p + 12), dim = rd32(p + 16), restarts = rd32(p + 20),
              max_iter = rd32(p + 24);
+    if (rd32(p + 28))
+        return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, "reserved", -1,
+                              "reserved header bytes (28-31) must be 0");
     char text[32];
     snprintf(text, sizeof(text), "%u", k);
     if (icpnsd_clusterreq_opt(q, "k", text, e))

@@ -8,6 +8,7 @@
 #ifndef ICPNSD_JOBS_H
 #define ICPNSD_JOBS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,10 +48,18 @@ typedef struct icpnsd_job_update {
 typedef struct icpnsd_job_cluster {
     icpnsd_clusterreq_t *req;   /* owned until k-means ran */
     icpnsd_job_update_t assign; /* the labels, as a replacing communities update */
+    bool dry_run;               /* report only: nothing is written or published */
     uint32_t k, *sizes;         /* sizes owned */
     double inertia, seconds;
     uint32_t iterations, best_restart;
     bool converged;
+    uint32_t changed;           /* users of the upload whose community id changes */
+    uint32_t moved;             /* ... that leave their group (labels matched) */
+    uint32_t unassigned;        /* users with a community that the upload leaves out */
+    /* Progress, written by the k-means thread, read by anyone. */
+    atomic_uint progress_restart, progress_restarts, progress_iteration, progress_max_iter;
+    double progress_inertia;
+    atomic_bool cancel;         /* asks k-means to stop */
 } icpnsd_job_cluster_t;
 
 typedef struct icpnsd_job_set {

@@ -102,8 +102,30 @@ int icpnsd_communities_write(const char *dir, const char *file, const icpns_pair
         icpns_buf_free(&b);
         return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
     }
-    char path[1400];
+    char path[1400], prev[1420], tmp[1440];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
+    /* Keep the assignment being replaced as FILE.prev: a hard link to the
+     * old file, renamed into place, so the old content is never lost (a
+     * copy where links are not allowed). */
+    snprintf(prev, sizeof(prev), "%s.prev", path);
+    snprintf(tmp, sizeof(tmp), "%s.prev.tmp.%d", path, (int)getpid());
+    unlink(tmp);
+    if (access(path, F_OK) == 0) {
+        int kept = link(path, tmp) == 0 && rename(tmp, prev) == 0;
+        if (!kept) {
+            unlink(tmp);
+            char *old;
+            size_t len;
+            icpns_error_t e2;
+            if (icpns_file_read(path, (size_t)1 << 40, &old, &len, &e2) == 0) {
+                kept = icpns_file_write_atomic(prev, old, len, &e2) == 0;
+                free(old);
+            }
+        }
+        if (!kept)
+            log_warn("%s: cannot keep the previous assignment as %s: %s", path, prev,
+                     strerror(errno));
+    }
     int rc = icpns_file_write_atomic(path, b.p, b.len, err);
     icpns_buf_free(&b);
     return rc;

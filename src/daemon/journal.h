@@ -27,7 +27,8 @@ int icpnsd_journal_cut_tail(const char *dir, icpns_error_t *err);
 int icpnsd_journal_append(const char *dir, const icpns_pair_t *pairs, size_t n,
                           icpns_error_t *err);
 
-/* Writes the (user, community) pairs as DIR/FILE, atomically and durably. */
+/* Writes the (user, community) pairs as DIR/FILE, atomically and durably;
+ * the file it replaces is kept as DIR/FILE.prev. */
 int icpnsd_communities_write(const char *dir, const char *file, const icpns_pair_t *comm,
                              size_t n, icpns_error_t *err);
 

@@ -40,7 +40,7 @@ static uint64_t fnv1a(const char *p, size_t n)
 
 static void add_source(icpnsd_meta_t *m, const char *dir, const char *file)
 {
-    if (m->n_sources >= 4)
+    if (m->n_sources >= 6 || !file[0])
         return;
     char path[1400];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
@@ -56,9 +56,9 @@ static void add_source(icpnsd_meta_t *m, const char *dir, const char *file)
     free(buf);
 }
 
-int icpnsd_rebuild_load(const char *tables, const icpns_params_t *default_params,
-                        icpns_table_opts_t *opts, icpns_dataset_t **ret, icpnsd_meta_t *meta,
-                        icpns_error_t *err)
+int icpnsd_rebuild_load(const char *name, const char *tables,
+                        const icpns_params_t *default_params, icpns_table_opts_t *opts,
+                        icpns_dataset_t **ret, icpnsd_meta_t *meta, icpns_error_t *err)
 {
     /* The configuration's default_alpha/epsilon/beta, unless tables.json
      * says otherwise. */
@@ -76,9 +76,17 @@ int icpnsd_rebuild_load(const char *tables, const icpns_params_t *default_params
         rc = icpns_dataset_load_dir(tables, opts, ret, err);
     if (rc)
         return rc;
+    /* What each file gave: the format (and how it was recognised), lines,
+     * rows: a file misread shows here. */
+    for (uint32_t k = 0; k < (*ret)->n_reports; k++) {
+        char line[1024];
+        icpns_load_report_format(&(*ret)->reports[k], line, sizeof(line));
+        log_info("tables=%s: %s", name, line);
+    }
     add_source(meta, tables, opts->interactions);
     add_source(meta, tables, opts->communities);
     add_source(meta, tables, opts->popularity);
+    add_source(meta, tables, opts->items);
     add_source(meta, tables, ICPNS_JOURNAL);
     return 0;
 }
@@ -250,6 +258,120 @@ static int gather_delta(icpnsd_job_t *batch, icpns_delta_t *ret)
 
 /* ---- clustering --------------------------------------------------------------- */
 
+/* The users with a community in @s that are not marked in @seen (dense
+ * users); up to 10 of their ids go to @first. */
+static uint32_t missing_users(const icpns_snapshot_t *s, const uint8_t *seen, int64_t *first,
+                              uint32_t *n_first)
+{
+    uint32_t missing = 0;
+    *n_first = 0;
+    for (uint32_t u = 0; u < s->users.n; u++)
+        if (s->user_comm[u] != ICPNS_NONE && !seen[u]) {
+            if (*n_first < 10)
+                first[(*n_first)++] = s->users.ids[u];
+            missing++;
+        }
+    return missing;
+}
+
+typedef struct label_pair {
+    uint32_t old_c, new_c;
+} label_pair_t;
+
+static int cmp_label_pair(const void *a, const void *b)
+{
+    const label_pair_t *x = a, *y = b;
+    if (x->old_c != y->old_c)
+        return x->old_c < y->old_c ? -1 : 1;
+    return (x->new_c > y->new_c) - (x->new_c < y->new_c);
+}
+
+typedef struct overlap {
+    uint64_t count;
+    uint32_t old_c, new_c;
+} overlap_t;
+
+static int cmp_overlap(const void *a, const void *b)
+{
+    const overlap_t *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    if (x->old_c != y->old_c)
+        return x->old_c < y->old_c ? -1 : 1;
+    return (x->new_c > y->new_c) - (x->new_c < y->new_c);
+}
+
+/*
+ * How the new labels compare with the serving assignment, for the users of
+ * the upload that had a community: *@ret_changed counts those whose
+ * community id differs, *@ret_moved those that left the group they were in
+ * once old and new communities are matched by largest overlap (labels are
+ * arbitrary: moved is what re-clustering really changed).  -1 when out of
+ * memory.
+ */
+static int compare_assignment(const icpns_snapshot_t *s, const icpns_pair_t *assign, uint32_t n,
+                              uint32_t *ret_changed, uint32_t *ret_moved)
+{
+    label_pair_t *v = malloc((n ? n : 1) * sizeof(*v));
+    overlap_t *o = malloc((n ? n : 1) * sizeof(*o));
+    uint8_t *old_used = calloc(s->comms.n ? s->comms.n : 1, 1);
+    uint8_t *new_used = NULL;
+    if (!v || !o || !old_used)
+        goto oom;
+    uint32_t m = 0, changed = 0, max_new = 0;
+    for (uint32_t r = 0; r < n; r++) {
+        uint32_t u = icpns_idmap_find(&s->users, assign[r].a);
+        if (u == ICPNS_NONE || s->user_comm[u] == ICPNS_NONE)
+            continue;
+        uint32_t c = s->user_comm[u];
+        changed += s->comms.ids[c] != assign[r].b;
+        v[m++] = (label_pair_t){c, (uint32_t)assign[r].b};
+        if ((uint32_t)assign[r].b > max_new)
+            max_new = (uint32_t)assign[r].b;
+    }
+    new_used = calloc((size_t)max_new + 1, 1);
+    if (!new_used)
+        goto oom;
+    qsort(v, m, sizeof(*v), cmp_label_pair);
+    uint32_t no = 0;
+    for (uint32_t k = 0; k < m;) {
+        uint32_t j = k;
+        while (j < m && v[j].old_c == v[k].old_c && v[j].new_c == v[k].new_c)
+            j++;
+        o[no++] = (overlap_t){j - k, v[k].old_c, v[k].new_c};
+        k = j;
+    }
+    qsort(o, no, sizeof(*o), cmp_overlap);
+    uint64_t kept = 0;
+    for (uint32_t k = 0; k < no; k++)
+        if (!old_used[o[k].old_c] && !new_used[o[k].new_c]) {
+            old_used[o[k].old_c] = new_used[o[k].new_c] = 1;
+            kept += o[k].count;
+        }
+    *ret_changed = changed;
+    *ret_moved = m - (uint32_t)kept;
+    free(v);
+    free(o);
+    free(old_used);
+    free(new_used);
+    return 0;
+oom:
+    free(v);
+    free(o);
+    free(old_used);
+    free(new_used);
+    return -1;
+}
+
+static int kmeans_iteration(void *arg, uint32_t restart, uint32_t iteration, double inertia)
+{
+    icpnsd_job_cluster_t *c = arg;
+    atomic_store(&c->progress_restart, restart);
+    atomic_store(&c->progress_iteration, iteration);
+    c->progress_inertia = inertia; /* read for reports only: a torn double is harmless */
+    return atomic_load(&c->cancel) ? 1 : 0;
+}
+
 static void kmeans_progress(void *arg, uint32_t r, uint32_t n, double inertia)
 {
     (void)arg;
@@ -257,7 +379,8 @@ static void kmeans_progress(void *arg, uint32_t r, uint32_t n, double inertia)
 }
 
 /*
- * A cluster job: checks the users against the serving snapshot, runs
+ * A cluster job: checks the users against the serving snapshot (known,
+ * once each, and, unless replace, every user that has a community), runs
  * k-means and turns the labels into a replacing communities update.
  * Returns 0 with the job's assignment set, or -1 with the job's error.
  */
@@ -288,22 +411,43 @@ static int run_cluster(const icpnsd_rebuild_in_t *in, icpnsd_job_t *j)
             if (u == ICPNS_NONE || seen[u]) {
                 free(seen);
                 if (u == ICPNS_NONE)
-                    return icpnsd_err_set(e, ICPNSD_E_UNKNOWN_USER, NULL, -1,
+                    return icpnsd_err_set(e, ICPNSD_E_UNKNOWN_USER, "users", r,
                                           "row %u: user %lld is not in the tables (send the "
                                           "tables' user ids, not a trainer's dense index)",
                                           r, (long long)q->emb.ids[r]);
-                return icpnsd_err_set(e, ICPNSD_E_DUPLICATE_USER, NULL, -1,
+                return icpnsd_err_set(e, ICPNSD_E_DUPLICATE_USER, "users", r,
                                       "row %u: user %lld appears twice", r,
                                       (long long)q->emb.ids[r]);
             }
             seen[u] = 1;
         }
+        /* A partial upload must not strip the other users of their
+         * communities silently. */
+        int64_t first[10];
+        uint32_t n_first;
+        c->unassigned = missing_users(s, seen, first, &n_first);
         free(seen);
+        if (c->unassigned && !q->replace) {
+            char ids[256] = "";
+            for (uint32_t k = 0; k < n_first; k++) {
+                size_t l = strlen(ids);
+                snprintf(ids + l, sizeof(ids) - l, "%s%lld", k ? ", " : "", (long long)first[k]);
+            }
+            return icpnsd_err_set(e, ICPNSD_E_INCOMPLETE_ASSIGNMENT, "users", -1,
+                                  "the upload has %u users, but %u users with a community are "
+                                  "not in it (%s%s): they would lose their community; upload "
+                                  "every user, or say replace=true to leave them without one",
+                                  n, c->unassigned, ids, c->unassigned > n_first ? ", ..." : "");
+        }
     }
     icpns_kmeans_result_t res;
     icpns_error_t err;
     icpns_error_clear(&err);
     q->ko.progress = kmeans_progress;
+    q->ko.iteration = kmeans_iteration;
+    q->ko.progress_arg = c;
+    atomic_store(&c->progress_restarts, q->ko.restarts);
+    atomic_store(&c->progress_max_iter, q->ko.max_iter);
     /* The helper threads inherit this thread's nice +10: they take what
      * the HTTP workers leave. */
     unsigned threads = in->cluster_threads;
@@ -313,11 +457,13 @@ static int run_cluster(const icpnsd_rebuild_in_t *in, icpnsd_job_t *j)
     }
     q->ko.threads = threads;
     double t0 = icpns_now();
-    log_info("cluster: %u users x %u dimensions, k=%u, %u restarts, seed %llu, %u threads", n,
-             q->emb.dim, q->ko.k, q->ko.restarts, (unsigned long long)q->ko.seed, threads);
+    log_info("cluster: %u users x %u dimensions, k=%u, %u restarts, seed %llu, %u threads%s", n,
+             q->emb.dim, q->ko.k, q->ko.restarts, (unsigned long long)q->ko.seed, threads,
+             q->dry_run ? " (dry run)" : "");
     if (icpns_kmeans(q->emb.x, n, q->emb.dim, &q->ko, &res, &err))
         return icpnsd_err_set(e, err.code == ICPNS_ENOMEM ? ICPNSD_E_OUT_OF_MEMORY
-                                                          : ICPNSD_E_BAD_EMBEDDINGS,
+                                 : err.code == ICPNS_ECANCELED ? ICPNSD_E_SHUTTING_DOWN
+                                                               : ICPNSD_E_BAD_EMBEDDINGS,
                               NULL, -1, "%s", err.message);
     c->seconds = icpns_now() - t0;
     c->assign.pairs = malloc((size_t)n * sizeof(*c->assign.pairs));
@@ -329,6 +475,7 @@ static int run_cluster(const icpnsd_rebuild_in_t *in, icpnsd_job_t *j)
         c->assign.pairs[r] = (icpns_pair_t){q->emb.ids[r], res.labels[r]};
     c->assign.n = n;
     c->assign.replace = true;
+    c->dry_run = q->dry_run;
     c->k = res.k;
     c->sizes = res.sizes;
     res.sizes = NULL;
@@ -337,8 +484,12 @@ static int run_cluster(const icpnsd_rebuild_in_t *in, icpnsd_job_t *j)
     c->best_restart = res.best_restart;
     c->converged = res.converged;
     icpns_kmeans_result_free(&res);
-    log_info("cluster: inertia %.6g after %u iterations (restart %u) in %.3fs", c->inertia,
-             c->iterations, c->best_restart + 1, c->seconds);
+    if (compare_assignment(s, c->assign.pairs, n, &c->changed, &c->moved))
+        return icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory");
+    log_info("cluster: inertia %.6g after %u iterations (restart %u) in %.3fs; %u users change "
+             "community id, %u move to another group, %u lose their community",
+             c->inertia, c->iterations, c->best_restart + 1, c->seconds, c->changed, c->moved,
+             c->unassigned);
     /* The matrix is no longer needed: free it before the rebuild. */
     icpnsd_clusterreq_free(q);
     free(q);
@@ -366,8 +517,8 @@ void icpnsd_rebuild_run(const icpnsd_rebuild_in_t *in, icpnsd_rebuild_out_t *out
     icpns_dataset_t *d = in->dataset;
     if (reload) {
         icpns_dataset_t *nd = NULL;
-        int rc = icpnsd_rebuild_load(in->tables, &in->default_params, &out->opts, &nd, &out->meta,
-                                     &err);
+        int rc = icpnsd_rebuild_load(in->name, in->tables, &in->default_params, &out->opts, &nd,
+                                     &out->meta, &err);
         if (rc) {
             icpnsd_rebuild_load_error(rc, &err, &load_err);
             /* Updates in the same batch still apply to the old tables. */
@@ -391,7 +542,16 @@ void icpnsd_rebuild_run(const icpnsd_rebuild_in_t *in, icpnsd_rebuild_out_t *out
                            "to accept updates");
             continue;
         }
-        if (j->kind == ICPNSD_JOB_CLUSTER && run_cluster(in, j))
+        if (in->current->pop_from_file) {
+            icpnsd_err_set(&j->err, ICPNSD_E_POPULARITY_FROM_FILE, NULL, -1,
+                           "table set '%s' serves the popularity counts of %s "
+                           "(popularity_source \"file\"): %s would not move them; change the "
+                           "files and reload instead", in->name, in->opts.popularity,
+                           j->kind == ICPNSD_JOB_INTERACTIONS ? "new interactions"
+                                                              : "new communities");
+            continue;
+        }
+        if (j->kind == ICPNSD_JOB_CLUSTER && (run_cluster(in, j) || j->u.cluster.dry_run))
             continue;
         icpnsd_job_update_t *up = icpnsd_job_update(j);
         int rc = j->kind == ICPNSD_JOB_INTERACTIONS ? apply_interactions(in, d, up, &err)

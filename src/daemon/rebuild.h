@@ -32,7 +32,7 @@ typedef struct icpnsd_meta {
     double build_seconds;   /* load + index + weights */
     char rebuild[8];        /* "full" or "patch" (only what an update touched) */
     uint32_t comms_rebuilt; /* community tables computed for this version */
-    icpnsd_source_t sources[4];
+    icpnsd_source_t sources[6];
     int n_sources;
     char origin[32];
 } icpnsd_meta_t;
@@ -85,12 +85,12 @@ void icpnsd_rebuild_run(const icpnsd_rebuild_in_t *in, icpnsd_rebuild_out_t *out
  * Loads a table directory (or generates the built-in dataset when @tables
  * is empty): tables.json over @opts (set to the defaults and
  * @default_params first), the files and the journal, whose interrupted
- * tail is cut first.  Fills @meta's sources.  0 or an ICPNS_E* code with
- * @err.
+ * tail is cut first.  Logs what each file gave (format, lines, pairs) for
+ * set @name and fills @meta's sources.  0 or an ICPNS_E* code with @err.
  */
-int icpnsd_rebuild_load(const char *tables, const icpns_params_t *default_params,
-                        icpns_table_opts_t *opts, icpns_dataset_t **ret, icpnsd_meta_t *meta,
-                        icpns_error_t *err);
+int icpnsd_rebuild_load(const char *name, const char *tables,
+                        const icpns_params_t *default_params, icpns_table_opts_t *opts,
+                        icpns_dataset_t **ret, icpnsd_meta_t *meta, icpns_error_t *err);
 
 /* The daemon error for a failed load (reload) or build (after updates). */
 void icpnsd_rebuild_load_error(int rc, const icpns_error_t *err, icpnsd_err_t *e);

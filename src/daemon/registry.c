@@ -304,7 +304,9 @@ static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int stat
     /* Our own writes (temporaries, the journal, the version record,
      * communities.tsv rewritten by an update in the last second) do not
      * trigger reloads. */
-    if (strstr(file, ".tmp.") || !strcmp(file, ICPNS_JOURNAL) || !strcmp(file, ICPNS_VERSION_FILE))
+    size_t fl = strlen(file);
+    if (strstr(file, ".tmp.") || !strcmp(file, ICPNS_JOURNAL) ||
+        !strcmp(file, ICPNS_VERSION_FILE) || (fl > 5 && !strcmp(file + fl - 5, ".prev")))
         return;
     uint64_t wrote = atomic_load(&set->st.self_write_ms);
     if (wrote && !strcmp(file, set->st.opts.communities) && icpns_now() * 1000 < (double)wrote + 1000)

@@ -18,6 +18,8 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_BAD_JSON:
     case ICPNSD_E_BAD_REQUEST:
     case ICPNSD_E_UNKNOWN_FIELD:
+    case ICPNSD_E_UNKNOWN_PARAMETER:
+    case ICPNSD_E_CONFLICTING_ASSIGNMENT:
     case ICPNSD_E_BAD_USER_ID:
     case ICPNSD_E_BAD_STRATEGY:
     case ICPNSD_E_BAD_FRAME:
@@ -48,6 +50,8 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_LAST_TABLES:
     case ICPNSD_E_TOO_MANY_TABLES:
     case ICPNSD_E_TABLES_DIR_IN_USE:
+    case ICPNSD_E_POPULARITY_FROM_FILE:
+    case ICPNSD_E_INCOMPLETE_ASSIGNMENT:
         return 409;
     case ICPNSD_E_BODY_TOO_LARGE:
     case ICPNSD_E_LIMIT_EXCEEDED:

@@ -71,6 +71,15 @@ int icpnsd_req_use_set(icpnsd_req_t *r, const char *name, icpnsd_err_t *e)
                           "?tables= (there are: %s)", names);
 }
 
+int icpnsd_req_use_set_named(icpnsd_req_t *r, const char *body_name, icpnsd_err_t *e)
+{
+    const char *query = icpnsd_req_query(r, "tables");
+    if (body_name && body_name[0] && query && strcmp(body_name, query))
+        return icpnsd_err_set(e, ICPNSD_E_CONFLICTING_PARAMETER, "tables", -1,
+                              "the body names table set '%s', the query '%s'", body_name, query);
+    return icpnsd_req_use_set(r, body_name && body_name[0] ? body_name : query, e);
+}
+
 void icpnsd_req_arm(icpnsd_req_t *r)
 {
     atomic_store(&r->wake, ICPNSD_WAKE_ARMED);

@@ -85,6 +85,10 @@ bool icpnsd_req_ctype_is(icpnsd_req_t *r, const char *ctype);
  */
 int icpnsd_req_use_set(icpnsd_req_t *r, const char *name, icpnsd_err_t *e);
 
+/* icpnsd_req_use_set for a set the body may name (@body_name, NULL or ""
+ * when it does not) and ?tables= may too: they must agree. */
+int icpnsd_req_use_set_named(icpnsd_req_t *r, const char *body_name, icpnsd_err_t *e);
+
 /* Arms @r before handing work to another thread. */
 void icpnsd_req_arm(icpnsd_req_t *r);
 

@@ -14,7 +14,7 @@
 
 bool icpnsd_parse_id(const char *s, size_t n, int64_t *out)
 {
-    if (n == 0 || n > 19)
+    if (n == 0 || n > 19 || (n > 1 && s[0] == '0'))
         return false;
     uint64_t v = 0;
     for (size_t k = 0; k < n; k++) {
@@ -28,14 +28,74 @@ bool icpnsd_parse_id(const char *s, size_t n, int64_t *out)
     return true;
 }
 
+bool icpnsd_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    size_t n = strlen(s);
+    int64_t v;
+    if (!icpnsd_parse_id(s, n, &v) || (uint64_t)v > max)
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+bool icpnsd_parse_decimal(const char *s, double *out)
+{
+    /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, the JSON number
+     * grammar: no hex, no inf or nan, no blanks, no leading '+'. */
+    const char *p = s;
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return false;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p)
+        return false;
+    errno = 0;
+    double x = strtod(s, NULL);
+    if (errno == ERANGE || !isfinite(x))
+        return false;
+    *out = x;
+    return true;
+}
+
+const char *icpnsd_quote(const char *s, char *buf, size_t size)
+{
+    char esc[ICPNS_QUOTE_BUF];
+    icpns_escape(s, strlen(s), esc, sizeof(esc));
+    snprintf(buf, size, "'%s'", esc);
+    return buf;
+}
+
 int icpnsd_negreq_query(icpnsd_negreq_t *q, const char *key, const char *value, icpnsd_err_t *e)
 {
+    char shown[ICPNSD_QUOTE_BUF];
     if (!value)
         value = "";
     if (!strcmp(key, "tables")) {
         if (!icpnsd_set_name_ok(value))
             return icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "tables", -1,
-                          "'tables' names a table set: 1..63 of [A-Za-z0-9._-]");
+                          "'tables' names a table set: 1..63 of [A-Za-z0-9._-], not %s",
+                          icpnsd_quote(value, shown, sizeof(shown)));
         if (q->tables[0] && strcmp(q->tables, value))
             return icpnsd_err_set(e, ICPNSD_E_CONFLICTING_PARAMETER, "tables", -1,
                           "the body names table set '%s', the query '%s'", q->tables, value);
@@ -51,12 +111,14 @@ int icpnsd_negreq_query(icpnsd_negreq_t *q, const char *key, const char *value, 
     else if (!strcmp(key, "beta"))
         slot = &q->beta, has = &q->has_beta;
     else
-        return 0;
-    char *end;
-    errno = 0;
-    double x = strtod(value, &end);
-    if (!value[0] || *end || errno == ERANGE)
-        return icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1, "'%s' must be a number, not '%s'", key, value);
+        return icpnsd_err_set(e, ICPNSD_E_UNKNOWN_PARAMETER, key, -1,
+                              "unknown parameter %s (tables, alpha, epsilon, beta)",
+                              icpnsd_quote(key, shown, sizeof(shown)));
+    double x;
+    if (!icpnsd_parse_decimal(value, &x))
+        return icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1,
+                              "'%s' must be a decimal number, not %s", key,
+                              icpnsd_quote(value, shown, sizeof(shown)));
     if (*has && *slot != x)
         return icpnsd_err_set(e, ICPNSD_E_CONFLICTING_PARAMETER, key, -1,
                       "the body and the query give different values of '%s'", key);
@@ -346,6 +408,17 @@ int icpnsd_negreq_parse_json(const icpnsd_config_t *cfg, int default_strategy,
         for (size_t k = 0; k < np; k++) {
             json_t *p = json_array_get(js, k), *ps = json_object_get(p, "strategy"),
                    *pn = json_object_get(p, "n");
+            const char *pk;
+            json_t *pv;
+            json_object_foreach(p, pk, pv) {
+                if (strcmp(pk, "strategy") && strcmp(pk, "n")) {
+                    char shown[ICPNSD_QUOTE_BUF];
+                    icpnsd_err_set(e, ICPNSD_E_UNKNOWN_FIELD, "strategy", (long long)k,
+                                   "strategy part %zu has an unknown field %s (strategy, n)", k,
+                                   icpnsd_quote(pk, shown, sizeof(shown)));
+                    goto out;
+                }
+            }
             int s = json_is_string(ps) ? icpns_strategy_parse(json_string_value(ps)) : -1;
             if (s < 0 || !json_is_integer(pn) || json_integer_value(pn) < 1 ||
                 json_integer_value(pn) > cfg->max_n) {
@@ -444,19 +517,33 @@ void icpnsd_clusterreq_free(icpnsd_clusterreq_t *q)
 static int opt_u64(const char *key, const char *v, uint64_t lo, uint64_t hi, uint64_t *out,
                    icpnsd_err_t *e)
 {
-    char *end;
-    errno = 0;
-    unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
-    if (!(v[0] >= '0' && v[0] <= '9') || errno || *end || x < lo || x > hi)
-        return icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1, "%s must be an integer in [%llu, %llu], not '%s'",
-                      key, (unsigned long long)lo, (unsigned long long)hi, v);
-    *out = x;
+    char shown[ICPNSD_QUOTE_BUF];
+    if (!icpnsd_parse_uint(v, hi, out) || *out < lo)
+        return icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1,
+                              "%s must be a decimal integer in [%llu, %llu], not %s", key,
+                              (unsigned long long)lo, (unsigned long long)hi,
+                              icpnsd_quote(v, shown, sizeof(shown)));
+    return 0;
+}
+
+static int opt_bool(const char *key, const char *v, bool *out, icpnsd_err_t *e)
+{
+    char shown[ICPNSD_QUOTE_BUF];
+    if (!strcmp(v, "true") || !strcmp(v, "1"))
+        *out = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "0"))
+        *out = false;
+    else
+        return icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1,
+                              "%s must be true or false, not %s", key,
+                              icpnsd_quote(v, shown, sizeof(shown)));
     return 0;
 }
 
 int icpnsd_clusterreq_opt(icpnsd_clusterreq_t *q, const char *key, const char *v, icpnsd_err_t *e)
 {
     uint64_t x;
+    char shown[ICPNSD_QUOTE_BUF];
     if (!v)
         v = "";
     if (!strcmp(key, "k")) {
@@ -464,7 +551,7 @@ int icpnsd_clusterreq_opt(icpnsd_clusterreq_t *q, const char *key, const char *v
             return -1;
         q->ko.k = (uint32_t)x;
     } else if (!strcmp(key, "seed")) {
-        if (opt_u64(key, v, 0, UINT64_MAX, &x, e))
+        if (opt_u64(key, v, 0, ICPNSD_MAX_SEED, &x, e))
             return -1;
         q->ko.seed = x;
     } else if (!strcmp(key, "restarts")) {
@@ -476,14 +563,31 @@ int icpnsd_clusterreq_opt(icpnsd_clusterreq_t *q, const char *key, const char *v
             return -1;
         q->ko.max_iter = (uint32_t)x;
     } else if (!strcmp(key, "tol")) {
-        char *end;
-        double t = strtod(v, &end);
-        if (!v[0] || *end || !(t >= 0) || !isfinite(t) || t > 1)
-            return icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1, "tol must be a number in [0, 1], not '%s'", v);
+        double t;
+        if (!icpnsd_parse_decimal(v, &t) || !(t >= 0) || t > 1)
+            return icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1,
+                                  "tol must be a decimal number in [0, 1], not %s",
+                                  icpnsd_quote(v, shown, sizeof(shown)));
         q->ko.tol = t;
+    } else if (!strcmp(key, "replace")) {
+        return opt_bool(key, v, &q->replace, e);
+    } else if (!strcmp(key, "dry_run")) {
+        return opt_bool(key, v, &q->dry_run, e);
+    } else if (!strcmp(key, "async")) {
+        return opt_bool(key, v, &q->async, e);
+    } else if (!strcmp(key, "tables")) {
+        if (!icpnsd_set_name_ok(v))
+            return icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "tables", -1,
+                                  "'tables' names a table set: 1..63 of [A-Za-z0-9._-], not %s",
+                                  icpnsd_quote(v, shown, sizeof(shown)));
+        if (q->tables[0] && strcmp(q->tables, v))
+            return icpnsd_err_set(e, ICPNSD_E_CONFLICTING_PARAMETER, "tables", -1,
+                                  "the body names table set '%s', the query '%s'", q->tables, v);
+        snprintf(q->tables, sizeof(q->tables), "%s", v);
     } else {
-        return icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1,
-                      "unknown parameter '%s' (k, seed, restarts, max_iter, tol)", key);
+        return icpnsd_err_set(e, ICPNSD_E_UNKNOWN_PARAMETER, key, -1,
+                              "unknown parameter %s (k, seed, restarts, max_iter, tol, replace, "
+                              "dry_run, async, tables)", icpnsd_quote(key, shown, sizeof(shown)));
     }
     return 0;
 }
@@ -520,13 +624,37 @@ int icpnsd_clusterreq_parse_json(const char *body, size_t len, icpnsd_clusterreq
     json_object_foreach(root, key, v) {
         if (!strcmp(key, "users") || !strcmp(key, "embeddings"))
             continue;
+        bool is_bool = !strcmp(key, "replace") || !strcmp(key, "dry_run") || !strcmp(key, "async");
+        bool is_num = !strcmp(key, "k") || !strcmp(key, "seed") || !strcmp(key, "restarts") ||
+                      !strcmp(key, "max_iter") || !strcmp(key, "tol");
         char text[64];
-        if (json_is_integer(v))
+        if (!is_bool && !is_num && strcmp(key, "tables")) {
+            char shown[ICPNSD_QUOTE_BUF];
+            icpnsd_err_set(e, ICPNSD_E_UNKNOWN_FIELD, key, -1,
+                           "unknown field %s (users, embeddings, k, seed, restarts, max_iter, "
+                           "tol, replace, dry_run, async, tables)",
+                           icpnsd_quote(key, shown, sizeof(shown)));
+            goto out;
+        }
+        if (is_bool) {
+            if (!json_is_boolean(v)) {
+                icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1, "'%s' must be true or false", key);
+                goto out;
+            }
+            snprintf(text, sizeof(text), "%s", json_is_true(v) ? "true" : "false");
+        } else if (!is_num) {
+            if (!json_is_string(v)) {
+                icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, key, -1, "'tables' names a table set");
+                goto out;
+            }
+            snprintf(text, sizeof(text), "%.63s", json_string_value(v));
+        } else if (json_is_integer(v) && json_integer_value(v) >= 0) {
             snprintf(text, sizeof(text), "%lld", (long long)json_integer_value(v));
-        else if (json_is_real(v))
+        } else if (json_is_real(v) && !strcmp(key, "tol")) {
             snprintf(text, sizeof(text), "%.17g", json_real_value(v));
-        else {
-            icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1, "'%s' must be a number", key);
+        } else {
+            icpnsd_err_set(e, ICPNSD_E_BAD_PARAMETER, key, -1, "'%s' must be a %s", key,
+                           strcmp(key, "tol") ? "non-negative integer" : "number");
             goto out;
         }
         if (icpnsd_clusterreq_opt(q, key, text, e))
@@ -603,9 +731,42 @@ int icpnsd_clusterreq_parse_npy(const char *body, size_t len, icpnsd_clusterreq_
 
 /* ---- admin bodies ---------------------------------------------------------- */
 
+typedef struct pair_row {
+    icpns_pair_t p;
+    size_t row;
+} pair_row_t;
+
+static int cmp_pair_row(const void *x, const void *y)
+{
+    const pair_row_t *a = x, *b = y;
+    if (a->p.a != b->p.a)
+        return a->p.a < b->p.a ? -1 : 1;
+    return (a->row > b->row) - (a->row < b->row);
+}
+
+/* The row of the first user given two different second ids, or -1. */
+static long long conflicting_row(const icpns_pair_t *pairs, size_t n, long long *ret_first)
+{
+    pair_row_t *v = malloc((n ? n : 1) * sizeof(*v));
+    if (!v)
+        return -2;
+    for (size_t k = 0; k < n; k++)
+        v[k] = (pair_row_t){pairs[k], k};
+    qsort(v, n, sizeof(*v), cmp_pair_row);
+    long long bad = -1;
+    for (size_t k = 1; k < n; k++)
+        if (v[k].p.a == v[k - 1].p.a && v[k].p.b != v[k - 1].p.b &&
+            (bad < 0 || (long long)v[k].row < bad)) {
+            bad = (long long)v[k].row;
+            *ret_first = (long long)v[k - 1].row;
+        }
+    free(v);
+    return bad;
+}
+
 int icpnsd_parse_pairs(const char *body, size_t len, const char *key, const char *what,
-                       bool allow_replace, icpns_pair_t **ret_pairs, size_t *ret_n,
-                       bool *ret_replace, icpnsd_err_t *e)
+                       bool communities, icpns_pair_t **ret_pairs, size_t *ret_n,
+                       bool *ret_replace, char *ret_tables, size_t tables_size, icpnsd_err_t *e)
 {
     json_error_t je;
     json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
@@ -613,23 +774,43 @@ int icpnsd_parse_pairs(const char *body, size_t len, const char *key, const char
         return icpnsd_err_set(e, ICPNSD_E_BAD_JSON, NULL, -1, "line %d column %d: %s", je.line,
                               je.column, je.text);
     int rc = -1;
+    icpns_pair_t *pairs = NULL;
+    if (!json_is_object(root)) {
+        icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, NULL, -1, "the body must be a JSON object");
+        goto out;
+    }
+    const char *k0;
+    json_t *v0;
+    json_object_foreach(root, k0, v0) {
+        if (strcmp(k0, key) && strcmp(k0, "tables") && (!communities || strcmp(k0, "replace"))) {
+            char shown[ICPNSD_QUOTE_BUF];
+            icpnsd_err_set(e, ICPNSD_E_UNKNOWN_FIELD, k0, -1, "unknown field %s (%s, tables%s)",
+                           icpnsd_quote(k0, shown, sizeof(shown)), key,
+                           communities ? ", replace" : "");
+            goto out;
+        }
+    }
     json_t *arr = json_object_get(root, key);
     if (!json_is_array(arr)) {
         icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, key, -1, "'%s' must be an array of [user, %s] pairs",
                        key, what);
         goto out;
     }
-    bool replace = false;
-    if (allow_replace) {
-        json_t *rep = json_object_get(root, "replace");
-        if (rep && !json_is_boolean(rep)) {
-            icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "replace", -1, "'replace' must be true or false");
-            goto out;
-        }
-        replace = rep && json_is_true(rep);
+    json_t *jt = json_object_get(root, "tables");
+    if (jt && (!json_is_string(jt) || !icpnsd_set_name_ok(json_string_value(jt)))) {
+        icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "tables", -1,
+                       "'tables' names a table set: 1..63 of [A-Za-z0-9._-]");
+        goto out;
     }
+    bool replace = false;
+    json_t *rep = json_object_get(root, "replace");
+    if (rep && !json_is_boolean(rep)) {
+        icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "replace", -1, "'replace' must be true or false");
+        goto out;
+    }
+    replace = rep && json_is_true(rep);
     size_t n = json_array_size(arr);
-    icpns_pair_t *pairs = malloc((n ? n : 1) * sizeof(*pairs));
+    pairs = malloc((n ? n : 1) * sizeof(*pairs));
     if (!pairs) {
         icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for %zu pairs", n);
         goto out;
@@ -638,19 +819,38 @@ int icpnsd_parse_pairs(const char *body, size_t len, const char *key, const char
         json_t *p = json_array_get(arr, k), *a = json_array_get(p, 0), *b = json_array_get(p, 1);
         if (!json_is_array(p) || json_array_size(p) != 2 || !json_is_integer(a) ||
             !json_is_integer(b) || json_integer_value(a) < 0 || json_integer_value(b) < 0) {
-            free(pairs);
             icpnsd_err_set(e, ICPNSD_E_BAD_PAIR, key, (long long)k,
                            "each entry is [user, %s] with non-negative integer ids", what);
             goto out;
         }
         pairs[k] = (icpns_pair_t){json_integer_value(a), json_integer_value(b)};
     }
+    if (communities) {
+        /* One community per user, as in communities.tsv. */
+        long long first = -1, bad = conflicting_row(pairs, n, &first);
+        if (bad == -2) {
+            icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for %zu pairs", n);
+            goto out;
+        }
+        if (bad >= 0) {
+            icpnsd_err_set(e, ICPNSD_E_CONFLICTING_ASSIGNMENT, key, bad,
+                           "user %lld is assigned to community %lld here and to community %lld "
+                           "at row %lld: one community per user",
+                           (long long)pairs[bad].a, (long long)pairs[bad].b,
+                           (long long)pairs[first].b, first);
+            goto out;
+        }
+    }
+    if (ret_tables)
+        snprintf(ret_tables, tables_size, "%s", jt ? json_string_value(jt) : "");
     *ret_pairs = pairs;
+    pairs = NULL;
     *ret_n = n;
     if (ret_replace)
         *ret_replace = replace;
     rc = 0;
 out:
+    free(pairs);
     json_decref(root);
     return rc;
 }

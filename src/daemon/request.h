@@ -18,9 +18,26 @@
 
 #define ICPNSD_MAX_PARTS 8
 
-/* Parses @n characters of @s as a non-negative decimal int64 (a path id);
- * false if they are not one. */
+/* Seeds are 0 .. 2^63 - 1 everywhere (JSON integers are signed 64-bit):
+ * what a request gives is echoed exactly. */
+#define ICPNSD_MAX_SEED INT64_MAX
+
+/* Parses @n characters of @s as a non-negative decimal int64 (a path id):
+ * digits only, no sign, no leading zero (as in JSON); false if they are
+ * not one. */
 bool icpnsd_parse_id(const char *s, size_t n, int64_t *out);
+
+/* The same for a whole string, at most @max. */
+bool icpnsd_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/* A finite decimal number in JSON's grammar (no hex, inf, nan, blanks or
+ * '+'); false if @s is not one. */
+bool icpnsd_parse_decimal(const char *s, double *out);
+
+/* @s quoted with invisible and non-ASCII bytes escaped, for messages
+ * ('a\xef\xbb\xbf'); returns @buf (ICPNSD_QUOTE_BUF bytes suffice). */
+#define ICPNSD_QUOTE_BUF (ICPNS_QUOTE_BUF + 2)
+const char *icpnsd_quote(const char *s, char *buf, size_t size);
 
 /* One part of a strategy mix: @n negatives per row drawn with @strategy. */
 typedef struct icpnsd_part {
@@ -75,14 +92,19 @@ int icpnsd_negreq_query(icpnsd_negreq_t *q, const char *key, const char *value, 
 typedef struct icpnsd_clusterreq {
     icpns_embeddings_t emb; /* ids NULL (.npy): row r is the r-th user by ascending id */
     icpns_kmeans_opts_t ko;
+    bool replace;           /* users not in the upload lose their community */
+    bool dry_run;           /* cluster and report; change nothing */
+    bool async;             /* answer 202 with a job to poll */
+    char tables[ICPNSD_SET_NAME]; /* the set, from the body or the query */
 } icpnsd_clusterreq_t;
 
 void icpnsd_clusterreq_init(icpnsd_clusterreq_t *q);
 void icpnsd_clusterreq_free(icpnsd_clusterreq_t *q);
 
 /*
- * Sets one k-means option ("k", "seed", "restarts", "max_iter", "tol") from
- * text (a query-string value).  Unknown keys and bad values are errors.
+ * Sets one option ("k", "seed", "restarts", "max_iter", "tol", "replace",
+ * "dry_run", "async", "tables") from text (a query-string value).  Unknown
+ * keys and bad values are errors.
  */
 int icpnsd_clusterreq_opt(icpnsd_clusterreq_t *q, const char *key, const char *value,
                           icpnsd_err_t *e);
@@ -101,13 +123,15 @@ int icpnsd_clusterreq_check(const icpnsd_clusterreq_t *q, icpnsd_err_t *e);
 /* ---- admin updates and table sets ---------------------------------------- */
 
 /*
- * Parses {"KEY": [[user, WHAT], ...]} (and "replace": bool when
- * @allow_replace) into *@ret_pairs (owned by the caller) and *@ret_n.
- * Returns 0, or -1 with @e (the row of a bad pair); outputs untouched then.
+ * Parses {"KEY": [[user, WHAT], ...], "tables"?: NAME} (and "replace":
+ * bool for @communities, where a user given two different communities is
+ * refused) into *@ret_pairs (owned by the caller), *@ret_n, the set's name
+ * (or "") and replace.  Any other field is refused.  Returns 0, or -1 with
+ * @e (with the row of a bad pair); outputs untouched then.
  */
 int icpnsd_parse_pairs(const char *body, size_t len, const char *key, const char *what,
-                       bool allow_replace, icpns_pair_t **ret_pairs, size_t *ret_n,
-                       bool *ret_replace, icpnsd_err_t *e);
+                       bool communities, icpns_pair_t **ret_pairs, size_t *ret_n,
+                       bool *ret_replace, char *ret_tables, size_t tables_size, icpnsd_err_t *e);
 
 /* Parses {"name": NAME, "tables": DIR} of POST /admin/sets. */
 int icpnsd_parse_set_add(const char *body, size_t len, char *ret_name, size_t name_size,

@@ -9,28 +9,33 @@
 
 #include "api.h"
 #include "auth.h"
+#include "request.h"
 #include "reply.h"
 #include "routes.h"
 
 enum { ADMIN = ICPNSD_ROUTE_ADMIN, SET = ICPNSD_ROUTE_SET, UPLOAD = ICPNSD_ROUTE_UPLOAD };
 
 const icpnsd_route_t icpnsd_routes[] = {
-    {"POST", "/v1/negatives", 0, "negatives", icpnsd_api_negatives},
-    {"GET", "/v1/users/{}", SET, "user", icpnsd_api_user},
-    {"GET", "/v1/communities", SET, "communities", icpnsd_api_communities},
-    {"GET", "/v1/communities/{}/items", SET, "community_items", icpnsd_api_community_items},
-    {"GET", "/v1/tables", 0, "tables", icpnsd_api_tables},
-    {"GET", "/healthz", 0, "healthz", icpnsd_api_healthz},
-    {"GET", "/readyz", 0, "readyz", icpnsd_api_readyz},
-    {"GET", "/metrics", 0, "metrics", icpnsd_api_metrics},
-    {"POST", "/admin/reload", ADMIN | SET, "admin_reload", icpnsd_api_reload},
-    {"POST", "/admin/interactions", ADMIN | SET, "admin_interactions", icpnsd_api_interactions},
-    {"PUT", "/admin/communities", ADMIN | SET, "admin_communities", icpnsd_api_communities_update},
-    {"GET", "/admin/snapshot", ADMIN | SET, "admin_snapshot", icpnsd_api_snapshot},
-    {"POST", "/admin/cluster", ADMIN | SET | UPLOAD, "admin_cluster", icpnsd_api_cluster},
-    {"GET", "/admin/sets", ADMIN, "admin_sets", icpnsd_api_sets_list},
-    {"POST", "/admin/sets", ADMIN, "admin_sets", icpnsd_api_sets_add},
-    {"DELETE", "/admin/sets/{}", ADMIN, "admin_set", icpnsd_api_sets_remove},
+    {"POST", "/v1/negatives", 0, "tables,alpha,epsilon,beta", "negatives", icpnsd_api_negatives},
+    {"GET", "/v1/users/{}", SET, "tables", "user", icpnsd_api_user},
+    {"GET", "/v1/communities", SET, "tables", "communities", icpnsd_api_communities},
+    {"GET", "/v1/communities/{}/items", SET, "tables,top", "community_items",
+     icpnsd_api_community_items},
+    {"GET", "/v1/tables", 0, "", "tables", icpnsd_api_tables},
+    {"GET", "/healthz", 0, "", "healthz", icpnsd_api_healthz},
+    {"GET", "/readyz", 0, "", "readyz", icpnsd_api_readyz},
+    {"GET", "/metrics", 0, "", "metrics", icpnsd_api_metrics},
+    {"POST", "/admin/reload", ADMIN | SET, "tables", "admin_reload", icpnsd_api_reload},
+    {"POST", "/admin/interactions", ADMIN, "tables", "admin_interactions", icpnsd_api_interactions},
+    {"PUT", "/admin/communities", ADMIN, "tables", "admin_communities",
+     icpnsd_api_communities_update},
+    {"GET", "/admin/snapshot", ADMIN | SET, "tables", "admin_snapshot", icpnsd_api_snapshot},
+    {"POST", "/admin/cluster", ADMIN | UPLOAD,
+     "tables,k,seed,restarts,max_iter,tol,replace,dry_run,async", "admin_cluster",
+     icpnsd_api_cluster},
+    {"GET", "/admin/sets", ADMIN, "", "admin_sets", icpnsd_api_sets_list},
+    {"POST", "/admin/sets", ADMIN, "", "admin_sets", icpnsd_api_sets_add},
+    {"DELETE", "/admin/sets/{}", ADMIN, "", "admin_set", icpnsd_api_sets_remove},
 };
 const size_t icpnsd_n_routes = sizeof(icpnsd_routes) / sizeof(icpnsd_routes[0]);
 
@@ -108,6 +113,35 @@ static int check_admin(icpnsd_req_t *r, icpnsd_err_t *e)
     return 0;
 }
 
+/* Whether @key is one of the comma-separated @list. */
+static bool listed(const char *list, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == n && !strncmp(p, key, n))
+            return true;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
+static int check_param(void *arg, const char *key, const char *value, icpnsd_err_t *e)
+{
+    const icpnsd_route_t *rt = arg;
+    (void)value;
+    if (listed(rt->params, key))
+        return 0;
+    char shown[ICPNSD_QUOTE_BUF];
+    return icpnsd_err_set(e, ICPNSD_E_UNKNOWN_PARAMETER, key, -1,
+                          "%s takes no parameter %s%s%s", rt->path,
+                          icpnsd_quote(key, shown, sizeof(shown)),
+                          rt->params[0] ? "; it takes: " : "", rt->params);
+}
+
 enum MHD_Result icpnsd_route_dispatch(icpnsd_req_t *r)
 {
     const icpnsd_route_t *rt = r->route, *by_path = r->path_route;
@@ -126,6 +160,8 @@ enum MHD_Result icpnsd_route_dispatch(icpnsd_req_t *r)
     icpnsd_err_t e;
     icpnsd_err_clear(&e);
     if ((rt->flags & ADMIN) && check_admin(r, &e))
+        return icpnsd_reply_err(r, &e);
+    if (icpnsd_req_query_each(r, check_param, (void *)rt, &e))
         return icpnsd_reply_err(r, &e);
     if ((rt->flags & SET) && !r->set &&
         icpnsd_req_use_set(r, icpnsd_req_query(r, "tables"), &e))

@@ -17,7 +17,8 @@ enum icpnsd_route_flags {
     ICPNSD_ROUTE_ADMIN = 1u << 0,  /* needs the admin token; only on the admin listener
                                       when there is one */
     ICPNSD_ROUTE_SET = 1u << 1,    /* about one table set, named by ?tables= (resolved
-                                      before the handler) */
+                                      before the handler; routes whose body may name
+                                      the set resolve it themselves) */
     ICPNSD_ROUTE_UPLOAD = 1u << 2, /* the body may reach max_upload_bytes, not
                                       max_body_bytes */
 };
@@ -27,6 +28,8 @@ typedef struct icpnsd_route {
     const char *path;              /* literal, or with one "{}" segment (the parameter;
                                       at the end it takes the rest of the path) */
     unsigned flags;
+    const char *params;            /* the query parameters it takes ("a,b"; others
+                                      are refused) */
     const char *metric;            /* the route label of the request metrics */
     icpnsd_handler_fn handler;
 } icpnsd_route_t;

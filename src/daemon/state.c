@@ -66,8 +66,8 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
     icpnsd_meta_t meta = {0};
     double t0 = icpns_now();
     icpns_snapshot_t *s = NULL;
-    int rc = icpnsd_rebuild_load(st->tables, &hooks->default_params, &st->opts, &st->dataset,
-                                 &meta, &err);
+    int rc = icpnsd_rebuild_load(st->name, st->tables, &hooks->default_params, &st->opts,
+                                 &st->dataset, &meta, &err);
     if (!rc && st->tables[0]) {
         icpnsd_remove_stale_temporaries(st->tables, st->opts.communities);
         icpnsd_remove_stale_temporaries(st->tables, ICPNS_VERSION_FILE);
@@ -142,6 +142,7 @@ static void build_done(uv_work_t *w, int status)
     st->rin.current = NULL;
     st->in_sync = out->in_sync;
     icpnsd_meta_t meta = out->meta;
+    bool built = out->built != NULL;
     if (out->built) {
         if (out->dataset) {
             icpns_dataset_free(st->dataset);
@@ -170,9 +171,11 @@ static void build_done(uv_work_t *w, int status)
         any_reload |= j->kind == ICPNSD_JOB_RELOAD;
         j->out.version = meta.version;
         j->out.fingerprint = meta.fingerprint;
-        j->out.build_seconds = out->meta.build_seconds;
-        snprintf(j->out.rebuild, sizeof(j->out.rebuild), "%s", out->meta.rebuild);
-        j->out.comms_rebuilt = out->meta.comms_rebuilt;
+        if (built) {
+            j->out.build_seconds = out->meta.build_seconds;
+            snprintf(j->out.rebuild, sizeof(j->out.rebuild), "%s", out->meta.rebuild);
+            j->out.comms_rebuilt = out->meta.comms_rebuilt;
+        }
         bool ok = !icpnsd_err_failed(&j->err);
         if (j->kind == ICPNSD_JOB_RELOAD) {
             atomic_fetch_add(ok ? &icpnsd_metrics.reloads_ok : &icpnsd_metrics.reloads_failed, 1);

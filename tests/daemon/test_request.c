@@ -103,6 +103,9 @@ static void test_json_refused(void **state)
         {"{\"users\":[1],\"unknown_users\":\"skip\"}", ICPNSD_E_BAD_REQUEST, "unknown_users", -1},
         {"{\"users\":[1],\"tables\":\"a b\"}", ICPNSD_E_BAD_REQUEST, "tables", -1},
         {"{\"users\":[1],\"alpha\":\"x\"}", ICPNSD_E_BAD_PARAMETER, "alpha", -1},
+        {"{\"users\":[1],\"strategy\":[{\"strategy\":\"icpns\",\"n\":2,\"tables\":\"k8\"}]}",
+         ICPNSD_E_UNKNOWN_FIELD, "strategy", 0},
+        {"{\"users\":[1],\"seed\":9223372036854775808}", ICPNSD_E_BAD_JSON, "", -1},
     };
     for (int fast = 1; fast >= 0; fast--) {
         icpnsd_json_fastpath = fast;
@@ -200,6 +203,9 @@ static void test_frames(void **state)
         {6, ICPNSD_E_BAD_FRAME, "users"},     /* length disagrees with count */
         {7, ICPNSD_E_BAD_USER_ID, "users"},
         {8, ICPNSD_E_BAD_FRAME, ""},          /* shorter than a header */
+        {9, ICPNSD_E_BAD_FRAME, "reserved"},  /* byte 17 */
+        {10, ICPNSD_E_BAD_FRAME, "reserved"}, /* bytes 32-39 */
+        {11, ICPNSD_E_BAD_FRAME, "seed"},     /* above 2^63 - 1 */
     };
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         len = make_frame(f, 3, 1, 2, 0, 1, 4);
@@ -213,6 +219,9 @@ static void test_frames(void **state)
         case 6: len -= 8; break;
         case 7: put64(f + ICPNSD_FRAME_REQ_HEADER + 8, UINT64_MAX); break;
         case 8: len = 10; break;
+        case 9: f[17] = 1; break;
+        case 10: f[39] = 1; break;
+        case 11: put64(f + 24, UINT64_MAX); break;
         }
         memset(&q, 0, sizeof(q));
         icpnsd_err_clear(&e);
@@ -246,6 +255,23 @@ static void test_query_parameters(void **state)
     assert_string_equal(e.field, "beta");
     assert_int_equal(icpnsd_negreq_query(&q, "tables", "a/b", &e), -1);
     assert_int_equal(e.code, ICPNSD_E_BAD_REQUEST);
+    /* Decimal numbers only, and no parameter the route does not know. */
+    static const char *not_decimal[] = {"0x10", "inf", "nan", " 1", "1 ", "+1", "1.", ".5",
+                                        "1e", "01", "1e999", ""};
+    for (size_t k = 0; k < sizeof(not_decimal) / sizeof(not_decimal[0]); k++) {
+        icpnsd_negreq_t fresh = {0};
+        assert_int_equal(icpnsd_negreq_query(&fresh, "epsilon", not_decimal[k], &e), -1);
+        assert_int_equal(e.code, ICPNSD_E_BAD_PARAMETER);
+    }
+    icpnsd_negreq_t fresh = {0};
+    assert_int_equal(icpnsd_negreq_query(&fresh, "epsilon", "-0.5e-3", &e), 0);
+    assert_true(fresh.epsilon == -0.5e-3); /* the range is checked with the weights */
+    assert_int_equal(icpnsd_negreq_query(&fresh, "n", "5", &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_UNKNOWN_PARAMETER);
+    assert_string_equal(e.field, "n");
+    /* Invisible bytes are shown escaped. */
+    assert_int_equal(icpnsd_negreq_query(&fresh, "beta", "\xef\xbb\xbf" "1", &e), -1);
+    assert_non_null(strstr(e.message, "'\\xef\\xbb\\xbf1'"));
 }
 
 static void test_cluster_options(void **state)
@@ -263,13 +289,20 @@ static void test_cluster_options(void **state)
     assert_int_equal(q.ko.seed, 9);
     assert_int_equal(q.ko.restarts, 2);
     static const char *bad[][2] = {{"k", "0"},        {"k", "x"},    {"restarts", "101"},
-                                   {"max_iter", "-1"}, {"tol", "2"}, {"kk", "1"}};
+                                   {"max_iter", "-1"}, {"tol", "2"}, {"k", "010"},
+                                   {"seed", "9223372036854775808"}, {"tol", "0x1p-3"},
+                                   {"replace", "yes"}};
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
         icpnsd_err_clear(&e);
         assert_int_equal(icpnsd_clusterreq_opt(&q, bad[k][0], bad[k][1], &e), -1);
         assert_int_equal(e.code, ICPNSD_E_BAD_PARAMETER);
         assert_string_equal(e.field, bad[k][0]);
     }
+    assert_int_equal(icpnsd_clusterreq_opt(&q, "kk", "1", &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_UNKNOWN_PARAMETER);
+    assert_int_equal(icpnsd_clusterreq_opt(&q, "replace", "true", &e), 0);
+    assert_true(q.replace);
+    assert_int_equal(icpnsd_clusterreq_opt(&q, "seed", "9223372036854775807", &e), 0);
     static const char body[] = "{\"users\":[4,5,6],\"embeddings\":[[0,1],[0,1.5],[9,9]],\"k\":2}";
     assert_int_equal(icpnsd_clusterreq_parse_json(body, sizeof(body) - 1, &q, &e), 0);
     assert_int_equal(q.emb.n, 3);
@@ -296,18 +329,44 @@ static void test_pairs_and_sets(void **state)
     bool replace = false;
     icpnsd_err_t e;
     icpnsd_err_clear(&e);
-    static const char ok[] = "{\"communities\":[[1,2],[3,4]],\"replace\":true}";
+    char tables[64];
+    static const char ok[] = "{\"communities\":[[1,2],[3,4],[1,2]],\"replace\":true,"
+                             "\"tables\":\"k8\"}";
     assert_int_equal(icpnsd_parse_pairs(ok, sizeof(ok) - 1, "communities", "community", true, &p,
-                                        &n, &replace, &e), 0);
-    assert_int_equal(n, 2);
+                                        &n, &replace, tables, sizeof(tables), &e), 0);
+    assert_int_equal(n, 3);
     assert_true(replace);
+    assert_string_equal(tables, "k8");
     assert_true(p[1].a == 3 && p[1].b == 4);
     free(p);
-    static const char badpair[] = "{\"interactions\":[[1,2],[3]]}";
-    assert_int_equal(icpnsd_parse_pairs(badpair, sizeof(badpair) - 1, "interactions", "item",
-                                        false, &p, &n, NULL, &e), -1);
-    assert_int_equal(e.code, ICPNSD_E_BAD_PAIR);
-    assert_int_equal(e.row, 1);
+    static const struct {
+        const char *body;
+        bool communities;
+        icpnsd_code_t code;
+        const char *field;
+        long long row;
+    } bad[] = {
+        {"{\"interactions\":[[1,2],[3]]}", false, ICPNSD_E_BAD_PAIR, "interactions", 1},
+        {"{\"interactions\":[[1,2]],\"replace\":true}", false, ICPNSD_E_UNKNOWN_FIELD, "replace", -1},
+        {"{\"interactions\":[[1,2]],\"table\":\"k8\"}", false, ICPNSD_E_UNKNOWN_FIELD, "table", -1},
+        {"{\"interactions\":[[1,2]],\"tables\":\"a b\"}", false, ICPNSD_E_BAD_REQUEST, "tables", -1},
+        {"[[1,2]]", false, ICPNSD_E_BAD_REQUEST, "", -1},
+        {"{\"communities\":[[1,2],[5,1],[1,3]]}", true, ICPNSD_E_CONFLICTING_ASSIGNMENT,
+         "communities", 2},
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        icpnsd_err_clear(&e);
+        int rc = icpnsd_parse_pairs(bad[k].body, strlen(bad[k].body),
+                                    bad[k].communities ? "communities" : "interactions",
+                                    "id", bad[k].communities, &p, &n, NULL, tables,
+                                    sizeof(tables), &e);
+        if (rc != -1 || e.code != bad[k].code || strcmp(e.field, bad[k].field) ||
+            e.row != bad[k].row) {
+            print_error("pairs case %zu: rc %d code %s field '%s' row %lld\n", k, rc,
+                        icpnsd_code_name(e.code), e.field, e.row);
+            fail();
+        }
+    }
     char name[64], dir[1024];
     static const char add[] = "{\"name\":\"k8\",\"tables\":\"/srv/k8\"}";
     assert_int_equal(icpnsd_parse_set_add(add, sizeof(add) - 1, name, sizeof(name), dir,
@@ -332,6 +391,8 @@ static void test_path_ids(void **state)
     assert_false(icpnsd_parse_id("-1", 2, &v));
     assert_false(icpnsd_parse_id("1a", 2, &v));
     assert_false(icpnsd_parse_id("+1", 2, &v));
+    assert_false(icpnsd_parse_id("01", 2, &v));
+    assert_true(icpnsd_parse_id("0", 1, &v) && v == 0);
 }
 
 int main(void)

@@ -122,8 +122,14 @@ class TestCluster(unittest.TestCase):
         with open(conf, "w") as f:
             f.write("cluster_threads = 3\n")
         with Daemon("--config", conf, tables=self.dir, token=TOKEN) as d:
+            # Only the new users: the others lose their community, which
+            # has to be said (replace=true).
             st, res = self.post(d, frame(users, x, 6, 11), "application/x-icpns-embeddings")
+            self.assertEqual((st, res["error"]["code"]), (409, "incomplete_assignment"), res)
+            st, res = self.post(d, frame(users, x, 6, 11), "application/x-icpns-embeddings",
+                                "?replace=true")
             self.assertEqual(st, 200, res)
+            self.assertEqual(res["unassigned"], len(self.users))
             served = read_communities(os.path.join(self.dir, "communities.tsv"))
             self.assertIn("3 threads", d.stderr())
         np.save(os.path.join(self.dir, "x.npy"), x)
@@ -149,7 +155,11 @@ class TestCluster(unittest.TestCase):
                 (json.dumps({"users": self.users[:2], "embeddings": [[1, 2], [3]]}),
                  "application/json", "", 400, "bad_embeddings"),
                 (json.dumps({"users": self.users[:2], "embeddings": [[1], [2]], "kk": 2}),
-                 "application/json", "", 400, "bad_parameter"),
+                 "application/json", "", 400, "unknown_field"),
+                (json.dumps({"users": self.users, "embeddings": self.x.tolist()}),
+                 "application/json", "?kk=2", 400, "unknown_parameter"),
+                (json.dumps({"users": self.users, "embeddings": self.x.tolist(), "tables": "k9"}),
+                 "application/json", "", 404, "unknown_tables"),
                 (frame(self.users, bad_rows, 4, 1), "application/x-icpns-embeddings", "", 400, "bad_embeddings"),
                 (frame(self.users, self.x, 4, 1)[:-4], "application/x-icpns-embeddings", "", 400, "bad_frame"),
                 (npy_bytes(self.x[:-1]), "application/x-npy", "?k=4", 422, "row_count_mismatch"),
