@@ -141,6 +141,10 @@ class TestClient(unittest.TestCase):
         self.assertEqual([t["name"] for t in self.c.table_sets()], ["default"])
 
     def test_interpretability_and_admin(self):
+        self.assertEqual(self.c.fingerprint(), self.c.snapshot()["fingerprint"])
+        self.assertEqual(self.c.fingerprint("default"), self.c.snapshot()["fingerprint"])
+        with self.assertRaises(ic.NotFound):
+            self.c.fingerprint("nope")
         self.assertTrue(self.c.ready())
         self.assertIn("community", self.c.user(1))
         self.assertTrue(self.c.communities())

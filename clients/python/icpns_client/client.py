@@ -605,6 +605,17 @@ class Client:
         """The table sets the daemon serves (GET /v1/tables)."""
         return self._json("GET", "/v1/tables")["tables"]
 
+    def fingerprint(self, tables=None):
+        """The content fingerprint the set @tables (default: the client's,
+        else the daemon's default set) serves now: log it with the seed."""
+        sets = self.table_sets()
+        name = tables if tables is not None else self.tables
+        for t in sets:
+            if (t["name"] == name) if name else (t.get("default") or len(sets) == 1):
+                return t["fingerprint"]
+        raise NotFound(404, "unknown_tables", "no table set %r (the daemon serves %s)" %
+                       (name, ", ".join(t["name"] for t in sets)))
+
     def ready(self):
         try:
             self.request("GET", "/readyz")

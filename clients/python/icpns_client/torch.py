@@ -45,6 +45,13 @@ def _unpack(word):
     return word >> 32, (word >> 1) & _EPOCH_MAX, word & 1
 
 
+def _lookup(catalogue, ids):
+    try:
+        return dense_index(catalogue, ids)
+    except ValueError:
+        return None
+
+
 class NegativeDataset(torch.utils.data.IterableDataset):
     """Training pairs (user, positive item) in batches, each with negatives
     from icpnsd (or any sampler with the Client's negatives() and items()).
@@ -249,20 +256,19 @@ class NegativeDataset(torch.utils.data.IterableDataset):
             if fp is None or cfp is None or cfp == fp:
                 break
             cat = self.catalogue(refresh=True)  # the tables changed: new catalogue
-        try:
-            dense_items = dense_index(cat, items, "negatives")
-        except ValueError:
-            # A catalogue without fingerprints can still be stale: once more.
+        dense_pos, dense_items = _lookup(cat, positives), _lookup(cat, items)
+        if dense_pos is None or dense_items is None:
+            # A catalogue without fingerprints can be stale too: once more.
             cat = self.catalogue(refresh=True)
-            dense_items = dense_index(cat, items, "negatives")
-        try:
-            dense_pos = dense_index(cat, positives, "positives")
-        except ValueError:
+            dense_pos, dense_items = _lookup(cat, positives), _lookup(cat, items)
+        if dense_pos is None:
             pos = np.asarray(cat)
             bad = int(np.flatnonzero(~np.isin(positives, pos))[0])
-            raise ValueError("pairs[%d] = (%d, %d): the positive item is not in the daemon's "
-                             "item catalogue (%d items)" % (int(rows[bad]), int(self.pairs[rows[bad], 0]),
-                                                            int(positives[bad]), len(pos))) from None
+            raise ValueError("pairs[%d] = (%d, %d): the positive item is not in the daemon's item "
+                             "catalogue (%d items)" % (int(rows[bad]), int(self.pairs[rows[bad], 0]),
+                                                       int(positives[bad]), len(pos)))
+        if dense_items is None:
+            dense_index(cat, items, "negatives")  # raises, naming the first unknown negative
         return dense_pos, dense_items
 
     # -- pickling (spawn workers) -----------------------------------------------
