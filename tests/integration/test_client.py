@@ -493,7 +493,10 @@ class TestIdsAndSeeds(unittest.TestCase):
                 with c.prefetch(batches, n=4, **kw) as pf:
                     return pf.seed, [neg.items.tolist() for _, neg in pf]
             s0, e0 = run(seed=11, epoch=0)
-            _, e0b = run(seed=11, epoch=0)
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                _, e0b = run(seed=11, epoch=0)  # the old trap: the same seed every epoch
+            self.assertIn("epoch=", str(w[0].message))
             _, e1 = run(seed=11, epoch=1)
             self.assertEqual(s0, 11)
             self.assertEqual(e0, e0b)  # same (seed, epoch): same negatives

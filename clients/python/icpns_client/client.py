@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import warnings
 
 import numpy as np
 
@@ -314,6 +315,7 @@ class Client:
         self._proc = None
         self._items = {}  # tables -> ItemIds (plain data: kept across fork, not pickled)
         self._seen = {}   # tables -> the last fingerprint a negatives answer carried
+        self._prefetched = set()  # (seed, epoch) of the prefetches made so far
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self._CONFIG}
@@ -557,7 +559,16 @@ class Client:
     def prefetch(self, batches, n=4, strategy="icpns", seed=None, depth=2, epoch=0, **kw):
         """A Prefetcher over an iterable of user-id batches (see Prefetcher):
         batch b of epoch e is asked with derive_seed(seed, e, b); seed=None
-        picks a random base seed (pf.seed: log it)."""
+        picks a random base seed (pf.seed: log it). Warns when a seed and
+        epoch this client already prefetched come again (the same negatives
+        as then: pass epoch=)."""
+        if seed is not None:
+            key = (as_seed(seed), as_count(epoch, "epoch", 0))
+            if key in self._prefetched:
+                warnings.warn("prefetch(seed=%d, epoch=%d) again: the batches get the same "
+                              "negatives as the first time; pass each epoch's number as epoch="
+                              % key, UserWarning, stacklevel=2)
+            self._prefetched.add(key)
         return Prefetcher(self, batches, n=n, strategy=strategy, seed=seed, depth=depth,
                           epoch=epoch, **kw)
 
@@ -809,7 +820,7 @@ class Prefetcher:
         self.client, self.batches, self.n, self.strategy = client, iter(batches), n, strategy
         self.seed = random_seed() if seed is None else as_seed(seed)
         self.epoch = as_count(epoch, "epoch", 0)
-        self.depth, self.kw = max(1, as_count(depth, "depth", 1)), kw
+        self.depth, self.kw = max(1, as_count(depth, "depth", 0)), kw
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.depth,
                                                           thread_name_prefix="icpns-prefetch")
         self.queue = collections.deque()

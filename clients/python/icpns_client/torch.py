@@ -45,6 +45,13 @@ def _unpack(word):
     return word >> 32, (word >> 1) & _EPOCH_MAX, word & 1
 
 
+def _tensor(a, dtype):
+    """A tensor that owns (or solely shares) writable memory: numpy arrays
+    from a sampler may be read-only views."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def _lookup(catalogue, ids):
     try:
         return dense_index(catalogue, ids)
@@ -56,9 +63,10 @@ class NegativeDataset(torch.utils.data.IterableDataset):
     """Training pairs (user, positive item) in batches, each with negatives
     from icpnsd (or any sampler with the Client's negatives() and items()).
 
-    sampler: a Client, a URL (a Client is made from it), or any object with
-        negatives(users, n=, strategy=, seed=, probabilities=, ...) and, for
-        ids="dense", items(tables=).
+    client_or_url: a Client, a URL (a Client is made from it), or any
+        sampler object with negatives(users, n=, strategy=, seed=,
+        probabilities=, ...) and, for ids="dense", items(tables=); kept as
+        .sampler.
     pairs: (N, 2) integer array of raw (user id, positive item id).
     n: negatives per pair; strategy: as Client.negatives.
     batch_size, drop_last: the batches of a pass (the last one may be short
@@ -86,12 +94,11 @@ class NegativeDataset(torch.utils.data.IterableDataset):
     once per epoch, in the same order whatever k.
     """
 
-    def __init__(self, sampler, pairs, n=1, strategy="icpns", batch_size=4096, seed=None,
+    def __init__(self, client_or_url, pairs, n=1, strategy="icpns", batch_size=4096, seed=None,
                  shuffle=True, tables=None, ids="raw", probabilities=False, prefetch=2,
                  drop_last=False, **request_options):
         super().__init__()
-        if isinstance(sampler, str):
-            sampler = Client(sampler)
+        sampler = Client(client_or_url) if isinstance(client_or_url, str) else client_or_url
         if not callable(getattr(sampler, "negatives", None)):
             raise TypeError("sampler must be a URL or have a negatives() method, not %s" %
                             type(sampler).__name__)
@@ -220,14 +227,12 @@ class NegativeDataset(torch.utils.data.IterableDataset):
             self._fingerprint = fp
         if self.ids == "dense":
             positives, items = self._dense(positives, items, fp, rows)
-        out = {"users": torch.from_numpy(np.ascontiguousarray(users, dtype=np.int64)),
-               "positives": torch.from_numpy(np.ascontiguousarray(positives, dtype=np.int64)),
-               "negatives": torch.from_numpy(np.ascontiguousarray(items))}
+        out = {"users": _tensor(users, np.int64), "positives": _tensor(positives, np.int64),
+               "negatives": _tensor(items, np.int64)}
         if self.probabilities:
-            if neg.probabilities is None:
+            if getattr(neg, "probabilities", None) is None:
                 raise RuntimeError("the sampler returned no probabilities")
-            out["probabilities"] = torch.from_numpy(
-                np.ascontiguousarray(neg.probabilities, dtype=np.float32))
+            out["probabilities"] = _tensor(neg.probabilities, np.float32)
         return out
 
     # -- dense ids -------------------------------------------------------------
