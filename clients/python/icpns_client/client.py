@@ -583,7 +583,13 @@ class Client:
         seen = self._seen.get(key)
         if cached is not None and not refresh and (seen is None or seen == cached.fingerprint):
             return cached
-        doc = self._json("GET", self._path("/v1/items", tables))
+        try:
+            doc = self._json("GET", self._path("/v1/items", tables))
+        except NotFound as e:
+            if e.code != "not_found":
+                raise  # unknown_tables and the like
+            raise NotFound(404, "not_found", "this icpnsd has no GET /v1/items (an older daemon): "
+                           "dense ids need it; use ids='raw'", request_id=e.request_id) from None
         ids = np.asarray(doc.get("items", []), dtype=np.int64)
         if ids.ndim != 1 or len(ids) != doc.get("count", len(ids)) or \
                 (len(ids) > 1 and not (np.diff(ids) > 0).all()):
