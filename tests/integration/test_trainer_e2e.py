@@ -1,0 +1,259 @@
+"""End to end, the trainer-facing routes being added to the daemon, driven
+by the Python client: GET /v1/items and dense ids, the API token of /v1/*
+(401, 403, 429), HTTPS, table sets uploaded over HTTP (JSON and ICPT
+frames), k-means as a job (POST /admin/cluster?async=true, GET
+/admin/jobs/ID), and the PyTorch dataset over all of it in spawn workers.
+
+NOT registered in tests/meson.build yet: the lead registers it when the
+routes land. test_client.py and test_torch.py test the client side of the
+same contract against stub.py meanwhile. The daemon settings these tests
+need are named once, below: adjust them if the daemon names them otherwise.
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+import warnings
+
+from harness import PROTO, Daemon, gen_tables, load_tables
+from stub import make_certs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
+try:
+    import numpy as np
+    import icpns_client as ic
+except ImportError:  # pragma: no cover
+    np = None
+try:
+    import torch
+    import torch.utils.data
+    from icpns_client.torch import NegativeDataset
+except ImportError:  # pragma: no cover
+    torch = None
+
+# Configuration keys (icpnsd.conf) of the new features.
+API_TOKEN_FILE = "api_token_file"
+TLS_CERT_FILE = "tls_cert_file"
+TLS_KEY_FILE = "tls_key_file"
+
+TOKEN = "e2e-admin-token-0123456789"
+API_TOKEN = "e2e-api-token-0123456789"
+
+
+def start(tables, config=None, **kw):
+    """icpnsd on @tables with extra configuration lines @config {key: value}."""
+    args = []
+    if config:
+        d = tempfile.mkdtemp(prefix="icpns-e2e-conf-")
+        path = os.path.join(d, "icpnsd.conf")
+        with open(path, "w") as f:
+            f.writelines("%s = %s\n" % kv for kv in config.items())
+        args = ["--config", path]
+    return Daemon(*args, tables=tables, token=TOKEN, **kw)
+
+
+def secret_file(directory, name, value):
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+@unittest.skipUnless(np is not None, "numpy is not installed")
+class TestTrainerRoutes(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="icpns-e2e-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.tables = gen_tables(os.path.join(self.tmp, "t"), users=120, items=90, communities=3,
+                                 interactions=2000, seed=11)
+        self.pos, self.comm, self.items = load_tables(self.tables)
+        self.pairs = np.array(sorted((u, i) for u, s in self.pos.items() for i in s), np.int64)
+
+    def client(self, url, **kw):
+        c = ic.Client(url, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def test_items_and_dense_ids(self):
+        with start(self.tables) as d:
+            url = "http://127.0.0.1:%d" % d.port
+            c = self.client(url, token=TOKEN)
+            st, doc = d.request("GET", "/v1/items")
+            self.assertEqual(st, 200)
+            schema = os.path.join(PROTO, "schemas", "items.json")
+            if os.path.exists(schema):
+                import jsonschema
+                with open(schema) as f:
+                    jsonschema.validate(doc, json.load(f))
+            cat = c.items()
+            self.assertEqual(cat.tolist(), self.items)
+            self.assertEqual((doc["count"], doc["tables"]), (len(self.items), "default"))
+            self.assertEqual(cat.fingerprint, c.fingerprint())
+            self.assertEqual(cat.version, c.snapshot()["version"])
+            self.assertEqual(c.dense_items([self.items[5], self.items[0]]).tolist(), [5, 0])
+            # A new item: the next answer shows another fingerprint, and the
+            # catalogue is fetched again.
+            new_item = max(self.items) + 1000
+            c.add_interactions([[1, new_item]])
+            c.negatives([2, 3], n=2, seed=1)
+            cat2 = c.items()
+            self.assertEqual(cat2.tolist(), sorted(self.items + [new_item]))
+            self.assertNotEqual(cat2.fingerprint, cat.fingerprint)
+            if torch is None:
+                return
+            pairs = np.array(sorted((u, i) for u, s in load_tables(self.tables)[0].items()
+                                    for i in s), np.int64)
+            raw = NegativeDataset(c, pairs, n=3, batch_size=256, seed=5)
+            dense = NegativeDataset(c, pairs, n=3, batch_size=256, seed=5, ids="dense")
+            for r, dd in zip(raw, dense):
+                self.assertEqual(cat2[dd["negatives"].numpy()].tolist(), r["negatives"].tolist())
+                self.assertEqual(cat2[dd["positives"].numpy()].tolist(), r["positives"].tolist())
+            # The tables change during a pass: the dataset says so and follows.
+            ds = NegativeDataset(c, pairs, n=3, batch_size=256, seed=5, ids="dense", prefetch=0)
+            it = iter(ds)
+            next(it)
+            c.add_interactions([[2, new_item + 1]])
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                b = next(it)
+            self.assertTrue(any("catalogue changed" in str(x.message) for x in w))
+            self.assertLess(int(b["negatives"].max()), len(self.items) + 2)
+
+    def test_api_token(self):
+        config = {API_TOKEN_FILE: secret_file(self.tmp, "api-token", API_TOKEN)}
+        with start(self.tables, config) as d:
+            url = "http://127.0.0.1:%d" % d.port
+            self.assertEqual(d.request("GET", "/healthz")[0], 200)
+            ok = self.client(url, api_token=API_TOKEN)
+            self.assertEqual(ok.negatives([1, 2], n=2, seed=1).items.shape, (2, 2))
+            self.assertEqual(ok.items().tolist(), self.items)
+            os.environ["ICPNS_API_TOKEN"] = API_TOKEN
+            try:
+                self.assertEqual(self.client(url).negatives([1], n=1, seed=1).items.shape, (1, 1))
+            finally:
+                del os.environ["ICPNS_API_TOKEN"]
+            with self.assertRaises(ic.Unauthorized) as e:
+                self.client(url, api_token="").negatives([1], n=1, seed=1)
+            self.assertEqual(e.exception.status, 401)
+            with self.assertRaises(ic.Forbidden):
+                self.client(url, api_token="wrong-token-xxxxxxxxxx").items()
+            # Enough failures lock the client out with 429 and Retry-After.
+            bad = self.client(url, api_token="wrong-token-xxxxxxxxxx", retries=0)
+            seen = None
+            for _ in range(200):
+                try:
+                    bad.negatives([1], n=1, seed=1)
+                except ic.TooManyRequests as e:
+                    seen = e
+                    break
+                except ic.Forbidden:
+                    continue
+            self.assertIsNotNone(seen, "no 429 after 200 failed attempts")
+            self.assertEqual(seen.status, 429)
+            self.assertIsNotNone(seen.retry_after)
+
+    def test_https(self):
+        certs = make_certs(tempfile.mkdtemp(prefix="icpns-e2e-tls-", dir=self.tmp))
+        for name, expect_ok in (("good", True), ("wrong", False)):
+            config = {TLS_CERT_FILE: certs[name][0], TLS_KEY_FILE: certs[name][1]}
+            with start(self.tables, config) as d:
+                url = "https://127.0.0.1:%d" % d.port
+                c = self.client(url, cafile=certs["ca"], token=TOKEN)
+                if expect_ok:
+                    self.assertEqual(c.negatives([1, 2], n=2, seed=1).items.shape, (2, 2))
+                    self.assertEqual(c.snapshot()["fingerprint"], c.fingerprint())
+                    with self.assertRaises(ic.ConnectionFailed) as e:
+                        self.client(url).negatives([1], n=1, seed=1)  # system CAs only
+                    self.assertEqual(e.exception.code, "tls_verify_failed")
+                else:
+                    with self.assertRaises(ic.ConnectionFailed) as e:
+                        c.negatives([1], n=1, seed=1)
+                    self.assertEqual(e.exception.code, "tls_verify_failed")
+                    self.assertEqual(self.client(url, verify=False).negatives([1], n=1, seed=1)
+                                     .items.shape, (1, 1))
+
+    def test_upload_table_set(self):
+        comm = np.array(sorted(self.comm.items()), np.int64)
+        with start(self.tables) as d:
+            c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            a = c.upload_table_set("json", self.pairs, comm, form="json")
+            b = c.upload_table_set("binary", self.pairs, comm, form="binary")
+            for res, name in ((a, "json"), (b, "binary")):
+                self.assertEqual((res["name"], res["added"], res["stored"]), (name, True, True))
+                self.assertRegex(res["fingerprint"], "^[0-9a-f]{16}$")
+                self.assertGreater(res["bytes"], 0)
+            self.assertEqual(a["fingerprint"], b["fingerprint"])  # same content, either form
+            users = sorted(self.comm)[:30]
+            ref = c.negatives(users, n=4, seed=3).items.tolist()  # the same tables from files
+            for name in ("json", "binary"):
+                self.assertEqual(c.negatives(users, n=4, seed=3, tables=name).items.tolist(), ref)
+                self.assertEqual(c.items(tables=name).tolist(), self.items)
+            # Per-set weights and extra items.
+            extra = max(self.items) + 7
+            res = c.upload_table_set("alpha", self.pairs, comm, items=self.items + [extra], alpha=0.3)
+            self.assertIn(extra, c.items(tables="alpha").tolist())
+            sets = {t["name"]: t for t in c.table_sets()}
+            self.assertEqual(sets["alpha"]["alpha"], 0.3)
+            # Above ~1 MB of JSON the client sends an ICPT frame.
+            rng = np.random.default_rng(1)
+            big = np.unique(np.stack([rng.integers(0, 20000, 150000),
+                                      rng.integers(0, 5000, 150000)], 1), axis=0)
+            bigc = np.stack([np.unique(big[:, 0]), np.unique(big[:, 0]) % 5], 1)
+            self.assertGreater(ic.client._json_chars(big), ic.client.JSON_UPLOAD_LIMIT)
+            res = c.upload_table_set("big", big, bigc)
+            self.assertEqual(res["name"], "big")
+            self.assertEqual(c.negatives(big[:5, 0], n=2, seed=1, tables="big").items.shape, (5, 2))
+            for name in ("json", "binary", "alpha", "big"):
+                c.remove_table_set(name)
+            self.assertEqual([t["name"] for t in c.table_sets()], ["default"])
+            with self.assertRaises(ic.NotFound):
+                c.remove_table_set("json")
+
+    def test_cluster_job(self):
+        users = sorted(set(self.pos) | set(self.comm))
+        x = np.random.default_rng(0).normal(size=(len(users), 8)).astype(np.float32)
+        with start(self.tables) as d:
+            c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            preview = c.cluster(users, x, k=4, seed=9, dry_run=True)
+            doc = c.cluster(users, x, k=4, seed=9, wait=False)
+            self.assertEqual((doc["kind"], doc["location"]), ("cluster", "/admin/jobs/" + doc["job"]))
+            self.assertIn(doc["state"], ("queued", "running", "done"))
+            self.assertIn(c.job(doc["job"])["state"], ("queued", "running", "done"))
+            seen = []
+            res = c.wait_job(doc["job"], poll=0.05, progress=seen.append)
+            self.assertEqual(seen[-1]["state"], "done")
+            self.assertEqual((res["k"], res["sizes"], res["inertia"]),
+                             (preview["k"], preview["sizes"], preview["inertia"]))
+            self.assertEqual(c.negatives(users[:3], n=2, seed=1).version, res["version"])
+            res2 = c.cluster(users, x, k=4, seed=9, progress=seen.append, poll=0.05, replace=True)
+            self.assertEqual(res2["sizes"], res["sizes"])
+            with self.assertRaises((ic.Unprocessable, ic.JobFailed)):
+                c.cluster([10 ** 12] + users[1:], x, k=4, seed=9, wait=True, progress=lambda j: None)
+            with self.assertRaises(ic.NotFound):
+                c.job("no-such-job")
+
+    @unittest.skipUnless(torch is not None, "torch is not installed")
+    def test_dataset_over_https_with_token_in_spawn_workers(self):
+        certs = make_certs(tempfile.mkdtemp(prefix="icpns-e2e-tls-", dir=self.tmp))
+        config = {TLS_CERT_FILE: certs["good"][0], TLS_KEY_FILE: certs["good"][1],
+                  API_TOKEN_FILE: secret_file(self.tmp, "api-token", API_TOKEN)}
+        with start(self.tables, config) as d:
+            c = self.client("https://127.0.0.1:%d" % d.port, cafile=certs["ca"], api_token=API_TOKEN)
+            ds = NegativeDataset(c, self.pairs, n=2, batch_size=200, seed=4, ids="dense")
+            ref = [{k: v.numpy() for k, v in b.items()} for b in ds]
+            ds.set_epoch(0)
+            dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2,
+                                             multiprocessing_context="spawn", timeout=180)
+            got = [{k: v.numpy() for k, v in b.items()} for b in dl]
+            self.assertEqual(len(got), len(ref))
+            for a, b in zip(got, ref):
+                for k in a:
+                    self.assertTrue(np.array_equal(a[k], b[k]), k)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
