@@ -18,6 +18,7 @@ enum MHD_Result icpnsd_api_readyz(icpnsd_req_t *r);
 enum MHD_Result icpnsd_api_metrics(icpnsd_req_t *r);
 enum MHD_Result icpnsd_api_user(icpnsd_req_t *r);
 enum MHD_Result icpnsd_api_communities(icpnsd_req_t *r);
+enum MHD_Result icpnsd_api_items(icpnsd_req_t *r);
 enum MHD_Result icpnsd_api_community_items(icpnsd_req_t *r);
 enum MHD_Result icpnsd_api_tables(icpnsd_req_t *r);
 

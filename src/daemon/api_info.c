@@ -132,6 +132,32 @@ enum MHD_Result icpnsd_api_communities(icpnsd_req_t *r)
     return icpnsd_reply_json(r, 200, &b);
 }
 
+/* GET /v1/items: the catalogue in dense order (ascending ids): a trainer's
+ * item-embedding row k is the item at position k. */
+enum MHD_Result icpnsd_api_items(icpnsd_req_t *r)
+{
+    icpns_snapshot_t *s = icpnsd_set_acquire(r->set);
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpns_buf_reserve(&b, 128 + (size_t)s->items.n * 8);
+    icpnsd_json_snapshot_head(&b, s);
+    icpns_buf_lit(&b, ",\"tables\":");
+    icpnsd_json_str(&b, icpnsd_set_name(r->set));
+    icpns_buf_lit(&b, ",\"count\":");
+    icpns_buf_u64(&b, s->items.n);
+    icpns_buf_lit(&b, ",\"items\":[");
+    for (uint32_t k = 0; k < s->items.n; k++) {
+        if (k)
+            icpns_buf_lit(&b, ",");
+        icpns_buf_i64(&b, s->items.ids[k]);
+    }
+    icpns_buf_lit(&b, "]}");
+    r->has_fingerprint = true;
+    r->fingerprint = s->fingerprint;
+    icpns_snapshot_unref(s);
+    return icpnsd_reply_json(r, 200, &b);
+}
+
 typedef struct ranked_item {
     double w;
     uint32_t k;

@@ -27,6 +27,7 @@ void icpnsd_config_default(icpnsd_config_t *c)
     c->max_connections = 1024;
     c->max_connections_per_ip = 256;
     c->shutdown_timeout = 10;
+    c->watch_settle_ms = 2000;
     c->weights_cache_size = 8;
     c->weights_wait = true;
     icpns_params_default(&c->default_params);
@@ -105,6 +106,7 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
     NUM(max_connections, 1, 1000000)
     NUM(max_connections_per_ip, 1, 1000000)
     NUM(shutdown_timeout, 0, 3600)
+    NUM(watch_settle_ms, 50, 600000)
     NUM(memory_budget, 0, UINT64_C(1) << 50)
     NUM(weights_cache_size, 0, 1024)
     NUM(cluster_threads, 0, 256)

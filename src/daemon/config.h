@@ -25,6 +25,7 @@ typedef struct icpnsd_config {
     unsigned threads;
     int log_level;
     bool watch;                /* reload when the table directory changes */
+    unsigned watch_settle_ms;  /* the files must stay unchanged this long first */
     char default_strategy[16];
     uint32_t default_n;
     uint64_t max_body_bytes;

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "registry.h"
@@ -26,6 +28,8 @@ struct icpnsd_set {
     bool watching;
     uv_fs_event_t watch;
     uv_timer_t debounce;
+    uint64_t stamp;        /* sizes, times and last bytes of the table files */
+    double unstable_since; /* the files have been changing since (0: settled) */
 };
 
 struct icpnsd_registry {
@@ -283,6 +287,8 @@ static bool dir_in_use(icpnsd_registry_t *reg, const char *dir, char *other, siz
 
 /* ---- file watch --------------------------------------------------------------- */
 
+#define WATCH_GIVE_UP 60.0
+
 static void submit_reload(icpnsd_set_t *set, const char *origin)
 {
     icpnsd_job_t *j = icpnsd_job_new(ICPNSD_JOB_RELOAD, origin);
@@ -290,9 +296,65 @@ static void submit_reload(icpnsd_set_t *set, const char *origin)
         icpnsd_state_submit(&set->st, j);
 }
 
+/* A hash of what the table files look like now: sizes, modification
+ * times and whether each ends with a newline (a file being written mostly
+ * does not).  Equal stamps a debounce apart: the writer is done. */
+static uint64_t files_stamp(icpnsd_set_t *set, bool *complete)
+{
+    const icpns_table_opts_t *o = &set->st.opts;
+    const char *files[] = {o->interactions, o->communities, o->popularity, o->items};
+    uint64_t h = 0;
+    *complete = true;
+    for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+        if (!files[k][0])
+            continue;
+        char path[1400];
+        snprintf(path, sizeof(path), "%s/%s", set->st.tables, files[k]);
+        struct stat sb;
+        uint64_t v[4] = {k, 0, 0, 0};
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+            v[1] = (uint64_t)sb.st_size;
+            v[2] = (uint64_t)sb.st_mtim.tv_sec * 1000000000u + (uint64_t)sb.st_mtim.tv_nsec;
+            int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+            char last = '\n';
+            if (fd >= 0) {
+                if (sb.st_size > 0 && pread(fd, &last, 1, sb.st_size - 1) != 1)
+                    last = 0;
+                close(fd);
+            }
+            v[3] = (uint64_t)(unsigned char)last;
+            *complete &= last == '\n';
+        }
+        h = icpns_hash64(v, sizeof(v), h);
+    }
+    return h;
+}
+
+/* The watch's debounce: reload once the files have stopped changing (the
+ * same stamp for watch_settle_ms, last lines complete), so a file
+ * rewritten in place, chunk by chunk, is not published half-written
+ * unless its writer pauses longer than that.  Writers that replace files
+ * with rename(2) are never seen half-written (docs/operations.md). */
 static void on_debounce(uv_timer_t *t)
 {
-    submit_reload(t->data, "watch");
+    icpnsd_set_t *set = t->data;
+    bool complete;
+    uint64_t stamp = files_stamp(set, &complete);
+    double now = icpns_now();
+    bool settled = stamp == set->stamp && complete;
+    if (!settled && now - set->unstable_since < WATCH_GIVE_UP) {
+        if (!set->unstable_since)
+            set->unstable_since = now;
+        set->stamp = stamp;
+        uv_timer_start(&set->debounce, on_debounce, set->reg->cfg->watch_settle_ms, 0);
+        return;
+    }
+    if (!settled)
+        log_warn("tables=%s: the table files have been changing for %.0fs (or end without a "
+                 "newline); reloading now (a half-written file is refused and the old version "
+                 "keeps serving)", set->name, now - set->unstable_since);
+    set->unstable_since = 0;
+    submit_reload(set, "watch");
 }
 
 static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int status)
@@ -311,7 +373,10 @@ static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int stat
     uint64_t wrote = atomic_load(&set->st.self_write_ms);
     if (wrote && !strcmp(file, set->st.opts.communities) && icpns_now() * 1000 < (double)wrote + 1000)
         return;
-    uv_timer_start(&set->debounce, on_debounce, 300, 0);
+    /* Sample the files now; the debounce compares them again later. */
+    bool complete;
+    set->stamp = files_stamp(set, &complete);
+    uv_timer_start(&set->debounce, on_debounce, set->reg->cfg->watch_settle_ms, 0);
 }
 
 static void watch_set(icpnsd_registry_t *reg, icpnsd_set_t *set)

@@ -21,6 +21,7 @@ const icpnsd_route_t icpnsd_routes[] = {
     {"GET", "/v1/communities", SET, "tables", "communities", icpnsd_api_communities},
     {"GET", "/v1/communities/{}/items", SET, "tables,top", "community_items",
      icpnsd_api_community_items},
+    {"GET", "/v1/items", SET, "tables", "items", icpnsd_api_items},
     {"GET", "/v1/tables", 0, "", "tables", icpnsd_api_tables},
     {"GET", "/healthz", 0, "", "healthz", icpnsd_api_healthz},
     {"GET", "/readyz", 0, "", "readyz", icpnsd_api_readyz},

@@ -22,6 +22,7 @@ static const struct {
     {"GET", "/v1/users/42", icpnsd_api_user, S, "user", "42"},
     {"GET", "/v1/communities", icpnsd_api_communities, S, "communities", ""},
     {"GET", "/v1/communities/3/items", icpnsd_api_community_items, S, "community_items", "3"},
+    {"GET", "/v1/items", icpnsd_api_items, S, "items", ""},
     {"GET", "/v1/tables", icpnsd_api_tables, 0, "tables", ""},
     {"GET", "/healthz", icpnsd_api_healthz, 0, "healthz", ""},
     {"GET", "/readyz", icpnsd_api_readyz, 0, "readyz", ""},
