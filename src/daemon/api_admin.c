@@ -16,10 +16,12 @@
 #include "reply.h"
 #include "request.h"
 
-/* The loop thread: the job is done, wake its request. */
+/* The loop thread: the job is done; its request takes the result, or the
+ * job is freed here when the request is gone. */
 static void job_done(icpnsd_job_t *j)
 {
-    icpnsd_req_wake(j->user);
+    if (!icpnsd_req_done(j->user))
+        icpnsd_job_free(j);
 }
 
 /* Answers a finished job of a set (reload, update, cluster). */

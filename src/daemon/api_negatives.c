@@ -16,6 +16,7 @@
 #include "frames.h"
 #include "metrics.h"
 #include "pool.h"
+#include "rebuild.h"
 #include "registry.h"
 #include "reply.h"
 #include "request.h"
@@ -277,14 +278,27 @@ static enum MHD_Result resume_task(icpnsd_req_t *r)
 static void pool_run(icpnsd_task_t *task)
 {
     neg_task_t *t = (neg_task_t *)task;
-    run_task(t);
-    icpnsd_req_wake(t->r);
+    icpnsd_test_delay();
+    if (icpnsd_req_wanted(t->r))
+        run_task(t);
+    if (!icpnsd_req_done(t->r))
+        task_free(t);
+}
+
+/* The pool stops before running @task (shutdown). */
+static void pool_cancel(icpnsd_task_t *task)
+{
+    neg_task_t *t = (neg_task_t *)task;
+    icpnsd_err_set(&t->err, ICPNSD_E_SHUTTING_DOWN, NULL, -1,
+                   "the daemon is shutting down; retry on another replica");
+    if (!icpnsd_req_done(t->r))
+        task_free(t);
 }
 
 /* Wakes a request that waited for a weight setting (any thread). */
 static void wake_request(void *arg)
 {
-    icpnsd_req_wake(arg);
+    icpnsd_req_done(arg);
 }
 
 static int query_param(void *q, const char *key, const char *value, icpnsd_err_t *e)
@@ -322,13 +336,14 @@ static int get_weights(icpnsd_req_t *r, icpns_snapshot_t *s, const icpnsd_negreq
         if (waiter) {
             waiter->wake = wake_request;
             waiter->arg = r;
+            icpnsd_req_arm(r);
         }
-        icpnsd_req_arm(r);
     }
     int g = icpnsd_set_weights(r->set, s, &p, waiter, resumed, went, msg, sizeof(msg));
     if (g == ICPNSD_WGET_WAITING)
         return 1;
-    icpnsd_req_disarm(r);
+    if (waiter)
+        icpnsd_req_disarm(r); /* the cache freed the waiter */
     switch (g) {
     case ICPNSD_WGET_READY:
         *ret = icpnsd_wentry_weights(*went);
@@ -423,6 +438,7 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
     if ((uint64_t)q.rows * cols >= OFFLOAD_MIN_NEGATIVES && icpnsd_pool_threads(env->pool)) {
         r->work = t;
         t->task.fn = pool_run;
+        t->task.cancel = pool_cancel;
         icpnsd_req_arm(r);
         icpnsd_pool_submit(env->pool, &t->task);
         icpnsd_req_sleep(r, resume_task);

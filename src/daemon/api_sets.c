@@ -83,7 +83,8 @@ enum MHD_Result icpnsd_api_sets_list(icpnsd_req_t *r)
 
 static void job_done(icpnsd_job_t *j)
 {
-    icpnsd_req_wake(j->user);
+    if (!icpnsd_req_done(j->user))
+        icpnsd_job_free(j);
 }
 
 /* Answers a finished addition or removal. */

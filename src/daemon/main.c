@@ -48,6 +48,13 @@ static const char help[] =
     "Signals: SIGHUP reloads every table set; SIGTERM/SIGINT stop gracefully.\n"
     "The HTTP API is in proto/openapi.yaml; try  curl -s localhost:8470/v1/communities\n";
 
+/* After shutdown_timeout: how long cancelled requests get to answer, and
+ * how long background work may keep the process once the listeners are
+ * stopped.  Both are part of the stop's budget (docs/operations.md:
+ * TimeoutStopSec must exceed shutdown_timeout + 4 s). */
+#define CANCEL_GRACE 2.0
+#define HARD_EXIT_MS 2000
+
 typedef struct app {
     icpnsd_config_t cfg;
     icpnsd_env_t env;
@@ -57,7 +64,8 @@ typedef struct app {
     icpnsd_server_t *srv;
     uv_loop_t loop;
     uv_signal_t sighup, sigterm, sigint;
-    uv_timer_t watchdog, drain;
+    uv_timer_t watchdog, drain, hard_exit;
+    double cancel_started;
     bool watching;
     bool stopping;
     double drain_started;
@@ -138,17 +146,65 @@ static int teardown(app_t *a, int rc)
     return rc;
 }
 
+/* Background work still running when the loop should end: its files are
+ * consistent at any instant (atomic renames, fsynced journal lines), so
+ * the process exits without it. */
+static void on_hard_exit(uv_timer_t *t)
+{
+    (void)t;
+    log_warn("shutdown: background work (a build or k-means) still running %.1fs after the "
+             "listeners stopped; exiting without it (its files stay consistent)",
+             HARD_EXIT_MS / 1000.0);
+    log_info("stopped");
+    fflush(stderr);
+    _exit(0);
+}
+
+/*
+ * The graceful stop, every 20 ms after SIGTERM: requests in flight finish
+ * (new connections are refused, idle ones closed at the end); at
+ * shutdown_timeout the requests still waiting for work (a rebuild, k-means,
+ * weights, the compute pool) are answered 503 shutting_down, k-means is
+ * cancelled and queued sampling dropped; then the listeners stop.
+ * libmicrohttpd must not be stopped while a connection is suspended, so
+ * the stop waits (a bounded grace) until every cancelled request answered.
+ */
 static void on_drain(uv_timer_t *t)
 {
     app_t *a = t->data;
-    unsigned open = icpnsd_server_connections(a->srv);
-    if (open > 0 && icpns_now() - a->drain_started < a->cfg.shutdown_timeout)
+    unsigned sleeping, active = icpnsd_server_active(a->srv, &sleeping);
+    double now = icpns_now();
+    if (active > 0 && now - a->drain_started < a->cfg.shutdown_timeout)
         return;
-    if (open > 0)
-        log_warn("shutdown: %u connection(s) still open after %us, closing them", open,
-                 a->cfg.shutdown_timeout);
+    if (active > 0 && !a->cancel_started) {
+        a->cancel_started = now;
+        unsigned n = icpnsd_server_cancel(a->srv);
+        icpnsd_pool_cancel(a->pool);
+        icpnsd_registry_cancel(a->reg);
+        log_warn("shutdown: %u request(s) still running after %us; %u waiting for work answered "
+                 "503 shutting_down", active, a->cfg.shutdown_timeout, n);
+        return;
+    }
+    if (active > 0 && now - a->cancel_started < CANCEL_GRACE) {
+        icpnsd_server_cancel(a->srv); /* any that went to sleep since */
+        return;
+    }
+    if (sleeping > 0) {
+        /* Cannot happen: every sleeping request was resumed above.  Do not
+         * let libmicrohttpd abort on it. */
+        log_error("shutdown: %u request(s) still suspended; exiting", sleeping);
+        fflush(stderr);
+        _exit(0);
+    }
+    if (active > 0)
+        log_warn("shutdown: closing %u request(s) still running", active);
+    uv_timer_stop(&a->drain);
     stop_serving(a);
     uv_walk(&a->loop, close_all, NULL);
+    /* Unreferenced: it only fires if background work keeps the loop. */
+    uv_timer_init(&a->loop, &a->hard_exit);
+    uv_timer_start(&a->hard_exit, on_hard_exit, HARD_EXIT_MS, 0);
+    uv_unref((uv_handle_t *)&a->hard_exit);
 }
 
 static void on_stop_signal(uv_signal_t *h, int sig)

@@ -16,6 +16,7 @@ struct icpnsd_pool {
     pthread_cond_t cond;
     icpnsd_task_t *head, *tail;
     bool stop;
+    bool cancelled;
     unsigned threads;
     pthread_t tid[MAX_THREADS];
 };
@@ -71,6 +72,11 @@ void icpnsd_pool_submit(icpnsd_pool_t *p, icpnsd_task_t *t)
 {
     t->next = NULL;
     pthread_mutex_lock(&p->lock);
+    if (p->cancelled) {
+        pthread_mutex_unlock(&p->lock);
+        t->cancel(t);
+        return;
+    }
     if (p->tail)
         p->tail->next = t;
     else
@@ -78,6 +84,22 @@ void icpnsd_pool_submit(icpnsd_pool_t *p, icpnsd_task_t *t)
     p->tail = t;
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
+}
+
+void icpnsd_pool_cancel(icpnsd_pool_t *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->cancelled = true;
+    icpnsd_task_t *q = p->head;
+    p->head = p->tail = NULL;
+    pthread_mutex_unlock(&p->lock);
+    while (q) {
+        icpnsd_task_t *next = q->next;
+        q->cancel(q);
+        q = next;
+    }
 }
 
 void icpnsd_pool_free(icpnsd_pool_t *p)

@@ -14,6 +14,7 @@
 typedef struct icpnsd_task icpnsd_task_t;
 struct icpnsd_task {
     void (*fn)(icpnsd_task_t *task);
+    void (*cancel)(icpnsd_task_t *task); /* instead of fn, when the pool stops first */
     icpnsd_task_t *next;
 };
 
@@ -28,6 +29,10 @@ unsigned icpnsd_pool_threads(const icpnsd_pool_t *p);
 
 /* Queues @t; thread-safe. */
 void icpnsd_pool_submit(icpnsd_pool_t *p, icpnsd_task_t *t);
+
+/* Cancels the queued tasks (their cancel runs on the caller's thread);
+ * the running ones finish.  Tasks submitted later are cancelled too. */
+void icpnsd_pool_cancel(icpnsd_pool_t *p);
 
 /* Runs the queued tasks to the end, joins the threads and frees @p.
  * Accepts NULL. */

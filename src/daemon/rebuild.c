@@ -4,6 +4,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,24 @@ void icpnsd_background_thread(void)
     /* Per-thread nice on Linux; raising it needs no privilege. */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0)
         log_debug("cannot lower the priority of a build thread: %s", strerror(errno));
+}
+
+static unsigned test_delay_ms;
+static pthread_once_t test_delay_once = PTHREAD_ONCE_INIT;
+
+static void read_test_delay(void)
+{
+    const char *v = getenv("ICPNSD_TEST_DELAY_MS");
+    test_delay_ms = v ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
+void icpnsd_test_delay(void)
+{
+    pthread_once(&test_delay_once, read_test_delay);
+    if (test_delay_ms) {
+        struct timespec ts = {test_delay_ms / 1000, (long)(test_delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* ---- loading ------------------------------------------------------------------ */

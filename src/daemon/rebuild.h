@@ -95,6 +95,12 @@ int icpnsd_rebuild_load(const char *name, const char *tables,
 /* The daemon error for a failed load (reload) or build (after updates). */
 void icpnsd_rebuild_load_error(int rc, const icpns_error_t *err, icpnsd_err_t *e);
 
+/* Fault injection for the tests of slow work (shutdown during a build):
+ * sleeps ICPNSD_TEST_DELAY_MS milliseconds when that variable is set.
+ * Called at the start of builds, weight builds, set loads and compute-pool
+ * tasks. */
+void icpnsd_test_delay(void);
+
 /* Lowers the calling thread's scheduling priority (nice +10), once per
  * thread: builds yield the CPU to the threads that answer requests. */
 void icpnsd_background_thread(void);

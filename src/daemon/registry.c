@@ -403,6 +403,14 @@ void icpnsd_registry_watch(icpnsd_registry_t *reg)
     pthread_rwlock_unlock(&reg->lock);
 }
 
+void icpnsd_registry_cancel(icpnsd_registry_t *reg)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    for (unsigned k = 0; k < reg->n; k++)
+        icpnsd_state_cancel(&reg->sets[k]->st);
+    pthread_rwlock_unlock(&reg->lock);
+}
+
 void icpnsd_registry_reload_all(icpnsd_registry_t *reg, const char *origin)
 {
     icpnsd_set_t *sets[ICPNSD_MAX_SETS];
@@ -435,6 +443,7 @@ static void job_end(icpnsd_job_t *j, icpnsd_code_t code, const char *fmt, ...)
 static void add_work(uv_work_t *w)
 {
     icpnsd_background_thread();
+    icpnsd_test_delay();
     icpnsd_registry_t *reg = w->data;
     icpnsd_job_t *j = reg->ajob;
     icpnsd_set_t *set = set_new(reg, j->u.set.name);
@@ -752,6 +761,12 @@ void icpnsd_registry_free(icpnsd_registry_t *reg)
 {
     if (!reg)
         return;
+    /* Additions and removals that never ran (the loop stopped first). */
+    for (icpnsd_job_t *j = reg->aq_head, *next; j; j = next) {
+        next = j->next;
+        job_end(j, ICPNSD_E_SHUTTING_DOWN, "the daemon stopped before the change ran");
+    }
+    reg->aq_head = reg->aq_tail = NULL;
     pthread_rwlock_wrlock(&reg->lock);
     unsigned n = reg->n;
     reg->n = 0;

@@ -65,6 +65,10 @@ uint64_t icpnsd_registry_bytes(icpnsd_registry_t *reg);
  * thread. */
 void icpnsd_registry_submit(icpnsd_registry_t *reg, icpnsd_job_t *job);
 
+/* The shutdown: asks the running k-means of every set to stop (loop
+ * thread). */
+void icpnsd_registry_cancel(icpnsd_registry_t *reg);
+
 /* Reloads every set (SIGHUP). */
 void icpnsd_registry_reload_all(icpnsd_registry_t *reg, const char *origin);
 

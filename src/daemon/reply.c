@@ -107,6 +107,9 @@ static enum MHD_Result queue(icpnsd_req_t *r, unsigned status, const char *ctype
     if (status == 503)
         MHD_add_response_header(resp, "Retry-After", "1");
     MHD_add_response_header(resp, "X-Request-Id", r->rid);
+    /* Stopping: keep-alive clients go elsewhere for their next request. */
+    if (atomic_load(&r->env->quiescing))
+        MHD_add_response_header(resp, "Connection", "close");
     if (r->has_fingerprint) {
         char fp[17];
         snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)r->fingerprint);

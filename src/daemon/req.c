@@ -1,6 +1,7 @@
 /* req.c - the request as the handlers see it (see req.h). */
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -80,14 +81,47 @@ int icpnsd_req_use_set_named(icpnsd_req_t *r, const char *body_name, icpnsd_err_
     return icpnsd_req_use_set(r, body_name && body_name[0] ? body_name : query, e);
 }
 
+icpnsd_req_t *icpnsd_req_new(icpnsd_env_t *env, struct MHD_Connection *conn)
+{
+    icpnsd_req_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->wake, ICPNSD_WAKE_IDLE);
+    pthread_mutex_init(&r->lock, NULL);
+    r->env = env;
+    r->conn = conn;
+    return r;
+}
+
+void icpnsd_req_unref(icpnsd_req_t *r)
+{
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    icpns_snapshot_unref(r->wait_snap);
+    icpnsd_set_unref(r->set);
+    icpns_buf_free(&r->body);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+void icpnsd_req_gone(icpnsd_req_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->gone = true;
+    pthread_mutex_unlock(&r->lock);
+}
+
 void icpnsd_req_arm(icpnsd_req_t *r)
 {
+    atomic_fetch_add(&r->refs, 1);
     atomic_store(&r->wake, ICPNSD_WAKE_ARMED);
 }
 
 void icpnsd_req_disarm(icpnsd_req_t *r)
 {
     atomic_store(&r->wake, ICPNSD_WAKE_IDLE);
+    icpnsd_req_unref(r);
 }
 
 void icpnsd_req_sleep(icpnsd_req_t *r, icpnsd_handler_fn resume)
@@ -96,11 +130,48 @@ void icpnsd_req_sleep(icpnsd_req_t *r, icpnsd_handler_fn resume)
     MHD_suspend_connection(r->conn);
     int expect = ICPNSD_WAKE_ARMED;
     if (!atomic_compare_exchange_strong(&r->wake, &expect, ICPNSD_WAKE_SLEEPING))
-        MHD_resume_connection(r->conn); /* woken before we slept */
+        MHD_resume_connection(r->conn); /* done before we slept */
 }
 
-void icpnsd_req_wake(icpnsd_req_t *r)
+bool icpnsd_req_done(icpnsd_req_t *r)
 {
-    if (atomic_exchange(&r->wake, ICPNSD_WAKE_WOKEN) == ICPNSD_WAKE_SLEEPING)
+    pthread_mutex_lock(&r->lock);
+    bool taken = !r->gone && !r->abandoned;
+    if (taken && atomic_exchange(&r->wake, ICPNSD_WAKE_WOKEN) == ICPNSD_WAKE_SLEEPING &&
+        !r->cancelled)
         MHD_resume_connection(r->conn);
+    pthread_mutex_unlock(&r->lock);
+    icpnsd_req_unref(r);
+    return taken;
+}
+
+bool icpnsd_req_wanted(icpnsd_req_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    bool wanted = !r->gone && !r->abandoned;
+    pthread_mutex_unlock(&r->lock);
+    return wanted;
+}
+
+void icpnsd_req_cancel(icpnsd_req_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    if (!r->gone && !r->abandoned && !r->cancelled &&
+        atomic_load(&r->wake) == ICPNSD_WAKE_SLEEPING) {
+        r->cancelled = true;
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+bool icpnsd_req_abandon(icpnsd_req_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    bool done = atomic_load(&r->wake) == ICPNSD_WAKE_WOKEN;
+    if (!done) {
+        r->abandoned = true;
+        r->work = NULL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return !done;
 }

@@ -13,6 +13,7 @@
 #define ICPNSD_REQ_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,6 +36,12 @@ enum icpnsd_wake_state {
 };
 
 struct icpnsd_req {
+    atomic_uint refs;                    /* libmicrohttpd's, and the worker's while armed */
+    pthread_mutex_t lock;                /* gone, abandoned and cancelled vs. done */
+    bool gone;                           /* libmicrohttpd is done with the request */
+    bool abandoned;                      /* answered without its work: the worker keeps it */
+    bool cancelled;                      /* resumed by the shutdown */
+    struct icpnsd_req *live_prev, *live_next; /* the server's list of requests */
     icpnsd_env_t *env;
     struct MHD_Connection *conn;
     const char *method, *url;            /* valid for the request's life */
@@ -89,16 +96,45 @@ int icpnsd_req_use_set(icpnsd_req_t *r, const char *name, icpnsd_err_t *e);
  * when it does not) and ?tables= may too: they must agree. */
 int icpnsd_req_use_set_named(icpnsd_req_t *r, const char *body_name, icpnsd_err_t *e);
 
-/* Arms @r before handing work to another thread. */
-void icpnsd_req_arm(icpnsd_req_t *r);
+/* A new request on @conn (one reference, libmicrohttpd's), or NULL. */
+icpnsd_req_t *icpnsd_req_new(icpnsd_env_t *env, struct MHD_Connection *conn);
 
-/* Undoes icpnsd_req_arm when the work was not handed over after all. */
+/* Drops a reference; the last frees the request and what it holds. */
+void icpnsd_req_unref(icpnsd_req_t *r);
+
+/* libmicrohttpd is done with @r (it completed or its client left). */
+void icpnsd_req_gone(icpnsd_req_t *r);
+
+/*
+ * Arms @r before handing work to another thread: the work holds a
+ * reference from now until icpnsd_req_done (or icpnsd_req_disarm when it
+ * was not handed over after all).
+ */
+void icpnsd_req_arm(icpnsd_req_t *r);
 void icpnsd_req_disarm(icpnsd_req_t *r);
 
-/* Suspends @r until icpnsd_req_wake; then @resume runs on an HTTP thread. */
+/* Suspends @r until the work is done; then @resume runs on an HTTP thread. */
 void icpnsd_req_sleep(icpnsd_req_t *r, icpnsd_handler_fn resume);
 
-/* Wakes @r (any thread). */
-void icpnsd_req_wake(icpnsd_req_t *r);
+/*
+ * The work of @r is done (any thread): wakes the request and drops the
+ * work's reference.  true: the request takes the result (r->work); false:
+ * the request is gone or was answered without it (shutdown), and the
+ * caller disposes of its result.
+ */
+bool icpnsd_req_done(icpnsd_req_t *r);
+
+/* Whether the request still wants its work (a worker may skip it). */
+bool icpnsd_req_wanted(icpnsd_req_t *r);
+
+/* The shutdown: resumes @r if it sleeps, to be answered 503 (any thread). */
+void icpnsd_req_cancel(icpnsd_req_t *r);
+
+/*
+ * On resumption of a cancelled request whose work is not done: marks it
+ * abandoned (its work stays with the worker) and returns true; false when
+ * the work finished meanwhile (answer normally).
+ */
+bool icpnsd_req_abandon(icpnsd_req_t *r);
 
 #endif

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -36,6 +37,9 @@ typedef struct listener {
 struct icpnsd_server {
     icpnsd_env_t *env;
     icpnsd_acceptor_t *acceptor;
+    pthread_mutex_t live_lock;   /* the requests not yet completed */
+    icpnsd_req_t *live;
+    unsigned n_live;
     struct MHD_Daemon *mhd, *mhd_admin;
     listener_t main_listener, admin_listener;
     unsigned route_metric[64]; /* metrics id of each route row */
@@ -62,17 +66,14 @@ static enum MHD_Result begin(listener_t *l, struct MHD_Connection *conn, const c
                              const char *method, void **con_cls)
 {
     icpnsd_server_t *srv = l->srv;
-    icpnsd_req_t *r = calloc(1, sizeof(*r));
+    icpnsd_req_t *r = icpnsd_req_new(srv->env, conn);
     if (!r)
         return MHD_NO;
-    r->env = srv->env;
-    r->conn = conn;
     r->url = url;
     r->method = method;
     r->admin_listener = l->admin;
     r->t0 = icpns_now();
     r->id = atomic_fetch_add(&srv->env->request_ids, 1) + 1;
-    atomic_init(&r->wake, ICPNSD_WAKE_IDLE);
     set_request_id(r, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
     r->route = icpnsd_route_match(method, url, r->param, sizeof(r->param), r->allow,
                                   sizeof(r->allow), &r->path_route);
@@ -81,6 +82,13 @@ static enum MHD_Result begin(listener_t *l, struct MHD_Connection *conn, const c
     uint64_t limit = icpnsd_route_body_limit(r->route ? r->route : r->path_route, srv->env->cfg);
     icpns_buf_init(&r->body, (size_t)limit);
     *con_cls = r;
+    pthread_mutex_lock(&srv->live_lock);
+    r->live_next = srv->live;
+    if (srv->live)
+        srv->live->live_prev = r;
+    srv->live = r;
+    srv->n_live++;
+    pthread_mutex_unlock(&srv->live_lock);
     /* Refuse an announced oversize body before reading any of it. */
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
@@ -128,8 +136,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return take_body(r, upload_data, n);
     }
     if (r->resume) {
-        if (atomic_load(&r->wake) != ICPNSD_WAKE_WOKEN)
-            return MHD_YES; /* spurious wake-up */
+        if (atomic_load(&r->wake) != ICPNSD_WAKE_WOKEN) {
+            if (!r->cancelled)
+                return MHD_YES; /* a spurious wake-up */
+            if (icpnsd_req_abandon(r)) {
+                /* The shutdown: the work stays with its thread, which frees it. */
+                r->resume = NULL;
+                return icpnsd_reply_error(r, ICPNSD_E_SHUTTING_DOWN, NULL,
+                                          "the daemon is shutting down before this request's "
+                                          "work ended; retry (on another replica)");
+            }
+            /* The work ended just now: answer with it. */
+        }
         icpnsd_handler_fn fn = r->resume;
         r->resume = NULL;
         atomic_store(&r->wake, ICPNSD_WAKE_IDLE);
@@ -141,7 +159,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)conn;
     icpnsd_req_t *r = *con_cls;
     if (!r)
@@ -151,10 +168,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_debug("request id=%s route=%s ended early (%d)", r->rid,
                   icpnsd_metrics_route_name(r->metric), (int)toe);
-    icpns_snapshot_unref(r->wait_snap);
-    icpnsd_set_unref(r->set);
-    icpns_buf_free(&r->body);
-    free(r);
+    icpnsd_server_t *srv = ((listener_t *)cls)->srv;
+    pthread_mutex_lock(&srv->live_lock);
+    if (r->live_prev)
+        r->live_prev->live_next = r->live_next;
+    else
+        srv->live = r->live_next;
+    if (r->live_next)
+        r->live_next->live_prev = r->live_prev;
+    srv->n_live--;
+    pthread_mutex_unlock(&srv->live_lock);
+    icpnsd_req_gone(r);
+    icpnsd_req_unref(r);
     *con_cls = NULL;
 }
 
@@ -212,7 +237,7 @@ static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, unsigne
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, limit, NULL};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                         cfg->max_connections_per_ip, NULL};
-    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, l};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, l};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 128 * 1024, NULL};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
@@ -233,6 +258,7 @@ icpnsd_server_t *icpnsd_server_start(icpnsd_env_t *env, int listen_fd, uint16_t 
         return NULL;
     }
     srv->env = env;
+    pthread_mutex_init(&srv->live_lock, NULL);
     /* The request metrics: one series per route label, in table order. */
     for (size_t k = 0; k < icpnsd_n_routes && k < 64; k++)
         srv->route_metric[k] = icpnsd_metrics_route(icpnsd_routes[k].metric);
@@ -271,6 +297,31 @@ void icpnsd_server_quiesce(icpnsd_server_t *srv)
     icpnsd_acceptor_stop(srv->acceptor);
 }
 
+unsigned icpnsd_server_active(icpnsd_server_t *srv, unsigned *ret_sleeping)
+{
+    pthread_mutex_lock(&srv->live_lock);
+    unsigned n = srv->n_live, sleeping = 0;
+    for (icpnsd_req_t *r = srv->live; r; r = r->live_next)
+        sleeping += atomic_load(&r->wake) == ICPNSD_WAKE_SLEEPING;
+    pthread_mutex_unlock(&srv->live_lock);
+    if (ret_sleeping)
+        *ret_sleeping = sleeping;
+    return n;
+}
+
+unsigned icpnsd_server_cancel(icpnsd_server_t *srv)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&srv->live_lock);
+    for (icpnsd_req_t *r = srv->live; r; r = r->live_next)
+        if (atomic_load(&r->wake) == ICPNSD_WAKE_SLEEPING) {
+            icpnsd_req_cancel(r);
+            n++;
+        }
+    pthread_mutex_unlock(&srv->live_lock);
+    return n;
+}
+
 unsigned icpnsd_server_connections(icpnsd_server_t *srv)
 {
     unsigned n = 0;
@@ -293,5 +344,6 @@ void icpnsd_server_stop(icpnsd_server_t *srv)
         MHD_stop_daemon(srv->mhd);
     if (srv->mhd_admin)
         MHD_stop_daemon(srv->mhd_admin);
+    pthread_mutex_destroy(&srv->live_lock);
     free(srv);
 }

@@ -25,6 +25,15 @@ icpnsd_server_t *icpnsd_server_start(icpnsd_env_t *env, int listen_fd, uint16_t 
 /* Stops accepting new connections (readyz turns 503). */
 void icpnsd_server_quiesce(icpnsd_server_t *srv);
 
+/* Requests received and not yet completed (idle keep-alive connections do
+ * not count); *@ret_sleeping (may be NULL) gets those waiting for work. */
+unsigned icpnsd_server_active(icpnsd_server_t *srv, unsigned *ret_sleeping);
+
+/* The shutdown: every request waiting for work is resumed and answered
+ * 503 shutting_down (its work goes on or is cancelled elsewhere, and is
+ * freed by its thread).  Returns how many. */
+unsigned icpnsd_server_cancel(icpnsd_server_t *srv);
+
 /* Connections still open. */
 unsigned icpnsd_server_connections(icpnsd_server_t *srv);
 

@@ -110,8 +110,23 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
     return 0;
 }
 
+void icpnsd_state_cancel(icpnsd_state_t *st)
+{
+    for (icpnsd_job_t *j = st->batch; j; j = j->next)
+        if (j->kind == ICPNSD_JOB_CLUSTER)
+            atomic_store(&j->u.cluster.cancel, true);
+}
+
+static void refuse_job(icpnsd_state_t *st, icpnsd_job_t *j);
+
 void icpnsd_state_free(icpnsd_state_t *st)
 {
+    icpnsd_job_t *q = st->queue_head;
+    st->queue_head = st->queue_tail = NULL;
+    for (icpnsd_job_t *j = q, *next; j; j = next) {
+        next = j->next;
+        refuse_job(st, j);
+    }
     icpns_snapshot_unref(st->current);
     st->current = NULL;
     icpns_dataset_free(st->dataset);
@@ -128,6 +143,7 @@ static void async_closed(uv_handle_t *h);
 static void build_work(uv_work_t *w)
 {
     icpnsd_background_thread();
+    icpnsd_test_delay();
     icpnsd_state_t *st = w->data;
     icpnsd_rebuild_run(&st->rin, &st->rout);
 }

@@ -81,7 +81,11 @@ int icpnsd_state_start(icpnsd_state_t *st);
  * any running build has finished; then calls hooks.closed (loop thread). */
 void icpnsd_state_shutdown(icpnsd_state_t *st);
 
-/* Frees what the state holds (after its handle closed, or if never started). */
+/* Asks a running k-means of the current batch to stop (loop thread). */
+void icpnsd_state_cancel(icpnsd_state_t *st);
+
+/* Frees what the state holds, failing jobs still queued (after its handle
+ * closed, or if never started). */
 void icpnsd_state_free(icpnsd_state_t *st);
 
 /* A new reference to the serving snapshot (never NULL once initialised). */

@@ -122,6 +122,7 @@ static bool same_params(const icpns_params_t *a, const icpns_params_t *b)
 static void wbuild_work(uv_work_t *w)
 {
     icpnsd_background_thread();
+    icpnsd_test_delay();
     icpnsd_wentry_t *e = w->data;
     icpns_error_t err;
     icpns_error_clear(&err);
@@ -241,6 +242,8 @@ int icpnsd_weights_get(icpnsd_wbuilder_t *b, icpnsd_wstats_t *stats, icpns_snaps
         }
         pthread_mutex_unlock(&c->lock);
         atomic_fetch_add(&stats->busy, 1);
+        snprintf(msg, msgsize, "the weights for alpha=%g epsilon=%g beta=%g are being built",
+                 p->alpha, p->epsilon, p->beta);
         return ICPNSD_WGET_BUSY;
     }
     /* A miss: make room (least recently used among the finished entries). */
