@@ -504,56 +504,66 @@ static void run_task(neg_task_t *t)
     double *probs = q.probs ? malloc((cells ? cells : 1) * sizeof(*probs)) : NULL;
     uint32_t *fallbacks = malloc((q.rows ? q.rows : 1) * sizeof(*fallbacks));
     uint32_t *substituted = malloc((q.rows ? q.rows : 1) * sizeof(*substituted));
-    if (!work || !items || (q.probs && !probs) || !fallbacks || !substituted) {
+    /* Each row's stream is keyed on (seed, user, occurrence of the user in
+     * this request, slot): the occurrences are computed once for the whole
+     * request, so any slicing of the rows gives the same answer. */
+    uint32_t *occ = malloc((q.rows ? q.rows : 1) * sizeof(*occ));
+    unsigned *row_flags = malloc((q.rows ? q.rows : 1) * sizeof(*row_flags));
+    if (!work || !items || (q.probs && !probs) || !fallbacks || !substituted || !occ ||
+        !row_flags || icpns_occurrences(q.users, q.rows, occ)) {
         free(items);
         free(probs);
         free(fallbacks);
         free(substituted);
+        free(occ);
+        free(row_flags);
         task_error(t, 503, "out_of_memory", NULL, -1, "no memory for %zu negatives", cells);
         return;
     }
     icpns_sample_stats_t stats = {0};
     uint32_t nfb = 0, nsub = 0;
     uint64_t per_strategy[3] = {0};
+    icpns_part_t parts[MAX_PARTS];
+    for (int k = 0; k < q.nparts; k++)
+        parts[k] = (icpns_part_t){q.parts[k].strategy, q.parts[k].n * q.m};
+    icpns_rows_t req = {q.users, occ, q.rows, parts, (uint32_t)q.nparts, q.seed, q.flags};
+    uint32_t failed = 0;
+    int e = icpns_sample_rows(s, w, work, &req, 0, q.rows, items, probs, row_flags, &stats,
+                              &failed);
+    free(occ);
+    if (e) {
+        long long id = failed != ICPNS_NONE ? (long long)q.users[failed] : 0;
+        free(items);
+        free(probs);
+        free(fallbacks);
+        free(substituted);
+        free(row_flags);
+        const char *msg = e == ICPNS_EUNKNOWN_USER
+                              ? "user %lld is not in the tables (set \"unknown_users\": \"popularity\" to serve it by PNS)"
+                          : e == ICPNS_EINFEASIBLE
+                              ? "user %lld has interacted with every item: it has no negatives"
+                          : e == ICPNS_ENOCOMMUNITY
+                              ? "user %lld has no community (set \"unknown_users\": \"popularity\" to serve it by PNS)"
+                              : "user %lld: sampling failed";
+        unsigned st = e == ICPNS_ENOMEM ? 503 : 422;
+        char text[256];
+        if (failed != ICPNS_NONE)
+            snprintf(text, sizeof(text), msg, id);
+        else
+            snprintf(text, sizeof(text), "sampling failed: %s", icpns_strerror(e));
+        task_error(t, st, icpns_errname(e), failed != ICPNS_NONE ? "users" : NULL,
+                   failed != ICPNS_NONE ? (long long)failed : -1, "%s", text);
+        return;
+    }
     for (uint32_t row = 0; row < q.rows; row++) {
-        uint32_t u = icpns_idmap_find(&s->users, q.users[row]);
-        uint32_t slot = 0;
-        unsigned rf_row = 0;
-        for (int k = 0; k < q.nparts; k++) {
-            uint32_t count = q.parts[k].n * q.m;
-            unsigned rf = 0;
-            size_t off = (size_t)row * cols + slot;
-            int e = icpns_sample_row(s, w, work, u, q.parts[k].strategy, q.flags,
-                                     q.seed, row, slot, count, items + off,
-                                     probs ? probs + off : NULL, &rf, &stats);
-            if (e) {
-                long long id = (long long)q.users[row];
-                free(items);
-                free(probs);
-                free(fallbacks);
-                free(substituted);
-                const char *msg = e == ICPNS_EUNKNOWN_USER
-                                      ? "user %lld is not in the tables (set \"unknown_users\": \"popularity\" to serve it by PNS)"
-                                  : e == ICPNS_EINFEASIBLE
-                                      ? "user %lld has interacted with every item: it has no negatives"
-                                  : e == ICPNS_ENOCOMMUNITY
-                                      ? "user %lld has no community (set \"unknown_users\": \"popularity\" to serve it by PNS)"
-                                      : "user %lld: sampling failed";
-                unsigned st = e == ICPNS_ENOMEM ? 503 : 422;
-                char text[256];
-                snprintf(text, sizeof(text), msg, id);
-                task_error(t, st, icpns_errname(e), "users", row, "%s", text);
-                return;
-            }
-            rf_row |= rf;
-            per_strategy[q.parts[k].strategy] += count;
-            slot += count;
-        }
-        if (rf_row & ICPNS_ROW_FALLBACK)
+        if (row_flags[row] & ICPNS_ROW_FALLBACK)
             fallbacks[nfb++] = row;
-        if (rf_row & ICPNS_ROW_SUBSTITUTED)
+        if (row_flags[row] & ICPNS_ROW_SUBSTITUTED)
             substituted[nsub++] = row;
     }
+    free(row_flags);
+    for (int k = 0; k < q.nparts; k++)
+        per_strategy[q.parts[k].strategy] += (uint64_t)q.rows * q.parts[k].n * q.m;
     for (int k = 0; k < 3; k++)
         atomic_fetch_add_explicit(&icpnsd_metrics.negatives[k], per_strategy[k], memory_order_relaxed);
     atomic_fetch_add_explicit(&icpnsd_metrics.draws, stats.draws, memory_order_relaxed);

@@ -40,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint32_t nu = s->users.n < 64 ? s->users.n : 64;
         for (uint32_t u = 0; u < nu; u++)
             for (int st = 0; st < ICPNS_STRATEGY_COUNT; st++) {
-                if (icpns_sample_row(s, s->weights, w, u, (icpns_strategy_t)st, 0, 1, u, 0, 8, items,
-                                     NULL, NULL, NULL))
+                if (icpns_sample_row(s, s->weights, w, (icpns_row_id_t){s->users.ids[u], 0, 1},
+                                     (icpns_strategy_t)st, 0, 0, 8, items, NULL, NULL, NULL))
                     continue;
                 const uint32_t *pos = s->pos + s->pos_off[u];
                 for (int j = 0; j < 8; j++) {

@@ -12,6 +12,7 @@
 #define FALLBACK_USER 900002
 #define LONELY_USER 900003 /* interactions but no community */
 #define FALLBACK_COMM 99
+#define UNKNOWN_USER 123456789 /* in no table */
 
 typedef struct fixture {
     icpns_dataset_t *d;
@@ -157,15 +158,15 @@ static double sample_test(fixture_t *f, const icpns_weights_t *w, int64_t user,
                           icpns_sample_stats_t *st)
 {
     const icpns_snapshot_t *s = f->s;
-    uint32_t u = icpns_idmap_find(&s->users, user);
     uint64_t *c = calloc(s->items.n, sizeof(*c));
     uint32_t *items = malloc(n * sizeof(*items));
     double *probs = malloc(n * sizeof(*probs));
     unsigned rf_all = 0;
     for (uint32_t r = 0; r < rows; r++) {
         unsigned rf;
-        int rc = icpns_sample_row(s, w, f->work, u, strat, flags, 2026, r, 0, n, items,
-                                  (r % 16 == 0) ? probs : NULL, &rf, st);
+        /* Row r is the user's r-th row of one long request. */
+        int rc = icpns_sample_row(s, w, f->work, (icpns_row_id_t){user, r, 2026}, strat, flags,
+                                  0, n, items, (r % 16 == 0) ? probs : NULL, &rf, st);
         assert_int_equal(rc, 0);
         rf_all |= rf;
         for (uint32_t j = 0; j < n; j++) {
@@ -281,12 +282,12 @@ static void test_power_against_wrong_alpha(void **state)
     icpns_params_t wrong = f->s->params;
     wrong.alpha = 1.0;
     oracle(f, 7, ICPNS_STRATEGY_ICPNS, &wrong, p);
-    uint32_t u = icpns_idmap_find(&f->s->users, 7);
     uint64_t *c = calloc(f->s->items.n, sizeof(*c));
     uint32_t items[4];
     for (uint32_t r = 0; r < 50000; r++) {
-        assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, u, ICPNS_STRATEGY_ICPNS,
-                                          0, 5, r, 0, 4, items, NULL, NULL, NULL), 0);
+        assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, (icpns_row_id_t){7, r, 5},
+                                          ICPNS_STRATEGY_ICPNS, 0, 0, 4, items, NULL, NULL, NULL),
+                         0);
         for (int j = 0; j < 4; j++)
             c[items[j]]++;
     }
@@ -332,10 +333,9 @@ static void *run_job(void *arg)
     icpns_work_t *w = icpns_work_new();
     for (uint32_t r = j->first; r < j->rows; r += j->step) {
         int64_t user = (r % 7 == 0) ? HEAVY_USER : 1 + (int64_t)(r % 150);
-        uint32_t u = icpns_idmap_find(&j->f->s->users, user);
         icpns_strategy_t st = (icpns_strategy_t)(r % 3);
-        if (icpns_sample_row(j->f->s, j->f->s->weights, w, u, st, 0, 77, r, 0, 8,
-                             j->out + (size_t)r * 8, NULL, NULL, NULL))
+        if (icpns_sample_row(j->f->s, j->f->s->weights, w, (icpns_row_id_t){user, r / 150, 77},
+                             st, 0, 0, 8, j->out + (size_t)r * 8, NULL, NULL, NULL))
             abort();
     }
     icpns_work_free(w);
@@ -356,17 +356,18 @@ static void test_same_seed_same_output_any_threads(void **state)
     pthread_join(t0, NULL);
     pthread_join(t1, NULL);
     assert_memory_equal(one, two, ROWS * 8 * sizeof(*one));
-    /* A different seed changes the output. */
-    uint32_t u = icpns_idmap_find(&f->s->users, 1), x[8];
-    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, u, ICPNS_STRATEGY_UNIFORM, 0,
-                                      78, 1, 0, 8, x, NULL, NULL, NULL), 0);
+    /* Row 1 is user 2's first row, popularity.  A different seed changes
+     * its output. */
+    uint32_t x[8];
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, (icpns_row_id_t){2, 0, 78},
+                                      ICPNS_STRATEGY_POPULARITY, 0, 0, 8, x, NULL, NULL, NULL),
+                     0);
     assert_memory_not_equal(x, one + 8, sizeof(x));
     /* Slots are independent: asking for slots 4..7 alone gives the same. */
     uint32_t y[4];
-    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work,
-                                      icpns_idmap_find(&f->s->users, 1 + 1),
-                                      ICPNS_STRATEGY_POPULARITY, 0, 77, 1, 4, 4, y, NULL,
-                                      NULL, NULL), 0);
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, (icpns_row_id_t){2, 0, 77},
+                                      ICPNS_STRATEGY_POPULARITY, 0, 4, 4, y, NULL, NULL, NULL),
+                     0);
     assert_memory_equal(y, one + 8 + 4, sizeof(y));
     free(one);
     free(two);
@@ -377,18 +378,17 @@ static void test_unknown_and_community_less_users(void **state)
     fixture_t *f = *state;
     uint32_t items[4];
     unsigned rf;
-    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, ICPNS_NONE,
-                                      ICPNS_STRATEGY_ICPNS, 0, 1, 0, 0, 4, items, NULL, &rf,
-                                      NULL), ICPNS_EUNKNOWN_USER);
-    uint32_t lonely = icpns_idmap_find(&f->s->users, LONELY_USER);
-    assert_true(lonely != ICPNS_NONE);
-    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, lonely,
-                                      ICPNS_STRATEGY_ICPNS, 0, 1, 0, 0, 4, items, NULL, &rf,
-                                      NULL), ICPNS_ENOCOMMUNITY);
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work,
+                                      (icpns_row_id_t){UNKNOWN_USER, 0, 1}, ICPNS_STRATEGY_ICPNS,
+                                      0, 0, 4, items, NULL, &rf, NULL), ICPNS_EUNKNOWN_USER);
+    assert_true(icpns_idmap_find(&f->s->users, LONELY_USER) != ICPNS_NONE);
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work,
+                                      (icpns_row_id_t){LONELY_USER, 0, 1}, ICPNS_STRATEGY_ICPNS,
+                                      0, 0, 4, items, NULL, &rf, NULL), ICPNS_ENOCOMMUNITY);
     /* Uniform and PNS need no community. */
-    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, lonely,
-                                      ICPNS_STRATEGY_UNIFORM, 0, 1, 0, 0, 4, items, NULL, &rf,
-                                      NULL), 0);
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work,
+                                      (icpns_row_id_t){LONELY_USER, 0, 1}, ICPNS_STRATEGY_UNIFORM,
+                                      0, 0, 4, items, NULL, &rf, NULL), 0);
     /* Substituted by PNS when asked: community-less keeps its exclusion. */
     double *p = malloc(f->s->items.n * sizeof(*p));
     oracle(f, LONELY_USER, ICPNS_STRATEGY_POPULARITY, &f->s->params, p);
@@ -404,9 +404,10 @@ static void test_unknown_and_community_less_users(void **state)
     for (uint32_t i = 0; i < f->s->items.n; i++)
         p[i] = f->s->item_pop[i] / tot; /* beta = 1 */
     for (uint32_t r = 0; r < 10000; r++) {
-        assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, ICPNS_NONE,
-                                          ICPNS_STRATEGY_ICPNS, ICPNS_SAMPLE_SUBSTITUTE_PNS, 3, r,
-                                          0, 4, items, NULL, &rf, NULL), 0);
+        assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work,
+                                          (icpns_row_id_t){UNKNOWN_USER, r, 3},
+                                          ICPNS_STRATEGY_ICPNS, ICPNS_SAMPLE_SUBSTITUTE_PNS, 0, 4,
+                                          items, NULL, &rf, NULL), 0);
         assert_true(rf & ICPNS_ROW_SUBSTITUTED);
         for (int j = 0; j < 4; j++)
             c[items[j]]++;
@@ -434,15 +435,15 @@ static void test_infeasible_user(void **state)
     icpns_work_t *w = icpns_work_new();
     uint32_t items[3];
     for (int st = 0; st < ICPNS_STRATEGY_COUNT; st++)
-        assert_int_equal(icpns_sample_row(s, s->weights, w, icpns_idmap_find(&s->users, 1),
-                                          (icpns_strategy_t)st, 0, 1, 0, 0, 3, items, NULL, NULL,
-                                          NULL), ICPNS_EINFEASIBLE);
+        assert_int_equal(icpns_sample_row(s, s->weights, w, (icpns_row_id_t){1, 0, 1},
+                                          (icpns_strategy_t)st, 0, 0, 3, items, NULL, NULL, NULL),
+                         ICPNS_EINFEASIBLE);
     /* User 2 has only item 10 left out: all its negatives are 11 or 12,
      * and ICPNS gives 11 and 12 pop_c = 1 each. */
     for (uint32_t r = 0; r < 50; r++) {
-        assert_int_equal(icpns_sample_row(s, s->weights, w, icpns_idmap_find(&s->users, 2),
-                                          ICPNS_STRATEGY_ICPNS, 0, 1, r, 0, 3, items, NULL, NULL,
-                                          NULL), 0);
+        assert_int_equal(icpns_sample_row(s, s->weights, w, (icpns_row_id_t){2, r, 1},
+                                          ICPNS_STRATEGY_ICPNS, 0, 0, 3, items, NULL, NULL, NULL),
+                         0);
         for (int j = 0; j < 3; j++)
             assert_true(items[j] == 1 || items[j] == 2);
     }
@@ -469,8 +470,9 @@ static void test_bad_parameters(void **state)
     assert_int_equal(icpns_weights_build(f->s, &par, &w, &err), ICPNS_EINVAL);
     assert_null(w);
     uint32_t items[1];
-    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, 0, (icpns_strategy_t)9, 0, 0,
-                                      0, 0, 1, items, NULL, NULL, NULL), ICPNS_EINVAL);
+    assert_int_equal(icpns_sample_row(f->s, f->s->weights, f->work, (icpns_row_id_t){1, 0, 0},
+                                      (icpns_strategy_t)9, 0, 0, 1, items, NULL, NULL, NULL),
+                     ICPNS_EINVAL);
 }
 
 int main(void)
