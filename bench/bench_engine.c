@@ -48,8 +48,10 @@ static volatile uint64_t sink;
 /*
  * The throughput workload: @rows rows of random users that have a
  * community and a negative, in requests of REQ_ROWS rows (a trainer's
- * batch), with their external ids and occurrence indices, so the bare
- * loops draw from the same per-slot streams as the engine.
+ * batch), with their external ids and occurrence indices.  The bare loops
+ * get the dense users for free but compute each row's stream key from
+ * (seed, user id, occurrence) as the method defines it, so they draw from
+ * the same per-slot streams as the engine.
  */
 #define REQ_ROWS 4096
 #define SEED 1
@@ -59,7 +61,6 @@ typedef struct workload {
     uint32_t *users;  /* dense */
     int64_t *ids;     /* external */
     uint32_t *occ;    /* within each request */
-    uint64_t *keys;   /* row stream keys (for the bare loops) */
 } workload_t;
 
 /* The bare loop: what ICPNS costs at least, one slot after the other:
@@ -68,15 +69,17 @@ typedef struct workload {
 static double bare_loop(const icpns_snapshot_t *s, const workload_t *L)
 {
     double t0 = icpns_now();
+    uint64_t seed_key = icpns_rng_seed_key(SEED);
     uint64_t acc = 0;
     for (uint32_t r = 0; r < L->rows; r++) {
         uint32_t u = L->users[r];
         const icpns_wtable_t *t = &s->weights->comm[s->user_comm[u]];
         const uint32_t *pos = s->pos + s->pos_off[u];
         uint32_t d = icpns_snapshot_degree(s, u);
+        uint64_t key = icpns_rng_user_key_hashed(seed_key, icpns_idmap_hash(L->ids[r]), L->occ[r]);
         for (uint32_t j = 0; j < L->n; j++) {
             icpns_rng_t rng;
-            icpns_rng_init_slot(&rng, L->keys[r], j);
+            icpns_rng_init_slot(&rng, key, j);
             for (;;) {
                 uint32_t k = icpns_alias_draw(&t->alias, &rng);
                 uint32_t item = t->items[k];
@@ -112,6 +115,7 @@ static double bare_loop(const icpns_snapshot_t *s, const workload_t *L)
 static double bare_batched(const icpns_snapshot_t *s, const workload_t *L)
 {
     double t0 = icpns_now();
+    uint64_t seed_key = icpns_rng_seed_key(SEED);
     uint64_t acc = 0;
     uint32_t per = L->n <= 16 ? BARE_ROWS : 1;
     struct {
@@ -128,8 +132,10 @@ static double bare_batched(const icpns_snapshot_t *s, const workload_t *L)
             const icpns_wtable_t *t = &s->weights->comm[s->user_comm[u]];
             const uint32_t *pos = s->pos + s->pos_off[u];
             uint32_t d = icpns_snapshot_degree(s, u);
+            uint64_t key =
+                icpns_rng_user_key_hashed(seed_key, icpns_idmap_hash(L->ids[r]), L->occ[r]);
             for (uint32_t j = 0; j < L->n && nb < BARE_SLOTS; j++, nb++) {
-                icpns_rng_init_slot(&b[nb].rng, L->keys[r], j);
+                icpns_rng_init_slot(&b[nb].rng, key, j);
                 b[nb].t = t;
                 b[nb].pos = pos;
                 b[nb].d = d;
@@ -211,8 +217,7 @@ static void workload_make(const icpns_snapshot_t *s, uint32_t rows, uint32_t n, 
     L->users = malloc(rows * sizeof(*L->users));
     L->ids = malloc(rows * sizeof(*L->ids));
     L->occ = malloc(rows * sizeof(*L->occ));
-    L->keys = malloc(rows * sizeof(*L->keys));
-    if (!L->users || !L->ids || !L->occ || !L->keys)
+    if (!L->users || !L->ids || !L->occ)
         abort();
     icpns_rng_t rng;
     icpns_rng_init(&rng, 7, n, 0);
@@ -227,8 +232,6 @@ static void workload_make(const icpns_snapshot_t *s, uint32_t rows, uint32_t n, 
         if (icpns_occurrences(L->ids + r0, rows - r0 < REQ_ROWS ? rows - r0 : REQ_ROWS,
                               L->occ + r0))
             abort();
-    for (uint32_t r = 0; r < rows; r++)
-        L->keys[r] = icpns_rng_user_key(SEED, L->ids[r], L->occ[r]);
 }
 
 static void workload_free(workload_t *L)
@@ -236,7 +239,6 @@ static void workload_free(workload_t *L)
     free(L->users);
     free(L->ids);
     free(L->occ);
-    free(L->keys);
 }
 
 /* Negatives per second of every loop, interleaved run by run so that all

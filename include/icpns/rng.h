@@ -64,11 +64,16 @@ static inline uint64_t icpns_rng_seed_key(uint64_t seed)
  * the user's hash icpns_mix64((uint64_t)user), which the sampler computes
  * anyway for the id map lookup (icpns_idmap_hash).
  */
+#define ICPNS_RNG_OCC UINT64_C(0x632be59bd9b4e019)
+#define ICPNS_RNG_OCC0 UINT64_C(0x6db6ca64564daeaa) /* icpns_mix64(ICPNS_RNG_OCC) */
+
 static inline uint64_t icpns_rng_user_key_hashed(uint64_t seed_key, uint64_t user_hash,
                                                  uint32_t occ)
 {
     uint64_t k = icpns_mix64(seed_key ^ user_hash);
-    return icpns_mix64(k ^ icpns_mix64((uint64_t)occ + UINT64_C(0x632be59bd9b4e019)));
+    /* The first occurrence, most rows, has a constant term. */
+    uint64_t o = occ ? icpns_mix64((uint64_t)occ + ICPNS_RNG_OCC) : ICPNS_RNG_OCC0;
+    return icpns_mix64(k ^ o);
 }
 
 /* The key of request row (seed, external user id, occurrence index). */

@@ -59,11 +59,11 @@
 /* Slots whose first draw is in flight together, and rows per block: a
  * block is BATCH_SLOTS / cols rows, at least 1 and at most MAX_BLOCK. */
 #define BATCH_SLOTS 64
-#define MAX_BLOCK 32
+#define MAX_BLOCK 16
 /* Row states held: the block being sampled and four ahead (a power of 2
  * >= 5 * MAX_BLOCK); resolved distributions: this block and the next. */
-#define RING 256
-#define DRING 64
+#define RING 128
+#define DRING 32
 
 #define PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 
@@ -93,7 +93,7 @@ typedef struct rowst {
     uint32_t h;    /* hash slot of the first probe */
     uint32_t cand; /* dense index the first probe names */
     uint32_t u;    /* dense user, ICPNS_NONE if unknown */
-    int err;       /* why the row cannot be sampled, or 0 */
+    int err;       /* why the row cannot be sampled (see icpns_work.err) */
     unsigned rf;   /* ICPNS_ROW_* */
 } rowst_t;
 
@@ -116,6 +116,8 @@ struct icpns_work {
     dist_t *dists;
     pplan_t *parts;
     uint32_t dparts;
+    uint32_t err_row; /* the first resolved row that cannot be sampled */
+    bool err;
 };
 
 icpns_work_t *icpns_work_new(void)
@@ -198,8 +200,9 @@ const char *icpns_strategy_name(icpns_strategy_t s)
     }
 }
 
-/* Whether @item is in the sorted array @pos[0..d): a branchless lower
- * bound (the comparisons are unpredictable, so no branch on them). */
+/* Whether @item is in the sorted array @pos[0..d): a lower bound whose
+ * steps are masks, not branches (the comparisons are unpredictable, and
+ * compilers turn a ?: into a branch). */
 static inline bool contains(const uint32_t *pos, uint32_t d, uint32_t item)
 {
     if (d == 0)
@@ -208,25 +211,27 @@ static inline bool contains(const uint32_t *pos, uint32_t d, uint32_t item)
     uint32_t n = d;
     while (n > 1) {
         uint32_t half = n / 2;
-        base = base[half - 1] < item ? base + half : base;
+        base += half & -(uint32_t)(base[half - 1] < item);
         n -= half;
     }
     return *base == item;
 }
 
 /* The k-th (0-based) item of [0, n) that is not in the sorted @pos[0..d).
- * pos[s] - s counts the non-positives below pos[s]; it never decreases. */
+ * pos[s] - s counts the non-positives below pos[s]; it never decreases, so
+ * the answer is k + (the number of s with pos[s] - s <= k), a lower bound
+ * with mask steps as in contains(). */
 static inline uint32_t kth_non_positive(const uint32_t *pos, uint32_t d, uint64_t k)
 {
-    uint32_t lo = 0, hi = d;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if ((uint64_t)pos[mid] - mid <= k)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (d == 0)
+        return (uint32_t)k;
+    uint32_t lo = 0, n = d;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        lo += half & -(uint32_t)((uint64_t)pos[lo + half - 1] - (lo + half - 1) <= k);
+        n -= half;
     }
-    return (uint32_t)(k + lo);
+    return (uint32_t)(k + lo + ((uint64_t)pos[lo] - lo <= k));
 }
 
 static inline uint32_t table_item(const icpns_wtable_t *t, uint32_t k)
@@ -341,8 +346,10 @@ static inline uint32_t draw_mixture(const dist_t *D, icpns_rng_t *rng, double *r
     return table_item(D->t, k);
 }
 
-/* Resolves the distribution of a row's part; sets ICPNS_ROW_* bits. */
-static int resolve(const icpns_snapshot_t *s, const icpns_weights_t *w, uint32_t user,
+/* Resolves the distribution of a row's part, every case; sets ICPNS_ROW_*
+ * bits.  resolve() takes the common cases inline and gives the same
+ * results. */
+static __attribute__((noinline)) int resolve_all(const icpns_snapshot_t *s, const icpns_weights_t *w, uint32_t user,
                    icpns_strategy_t strategy, unsigned flags, dist_t *D,
                    unsigned *row_flags)
 {
@@ -416,19 +423,80 @@ weighted:
     return 0;
 }
 
-/* log2(x) for x >= 1 to within 0.09, from the bits of the double: the
- * path choice needs only the order of magnitude, and a libm call per row
- * costs as much as a draw. */
-static inline double log2_rough(double x)
+/*
+ * Resolves the distribution of a row's part; sets ICPNS_ROW_* bits.  The
+ * cases of nearly every row (a known user with negatives left, uniform, or
+ * a table whose mass is not exhausted) inline, with the very expressions
+ * of resolve_all; everything else there.
+ */
+static inline __attribute__((always_inline)) int
+resolve(const icpns_snapshot_t *s, const icpns_weights_t *w, uint32_t user,
+        icpns_strategy_t strategy, unsigned flags, dist_t *D, unsigned *row_flags)
 {
-    uint64_t b;
-    memcpy(&b, &x, sizeof(b));
-    double e = (double)((int)(b >> 52) - 1023);
-    return e + (double)(b & ((UINT64_C(1) << 52) - 1)) * 0x1.0p-52;
+    if (user == ICPNS_NONE)
+        return resolve_all(s, w, user, strategy, flags, D, row_flags);
+    uint32_t n = s->items.n, d = icpns_snapshot_degree(s, user);
+    if (d >= n)
+        return ICPNS_EINFEASIBLE;
+    const icpns_wtable_t *t;
+    double eps = 0, pmass;
+    uint32_t hits;
+    if (strategy == ICPNS_STRATEGY_ICPNS) {
+        uint32_t c = s->user_comm[user];
+        if (c == ICPNS_NONE)
+            return resolve_all(s, w, user, strategy, flags, D, row_flags);
+        t = &w->comm[c];
+        eps = w->params.epsilon;
+        hits = w->pos_hits_comm[user];
+        pmass = w->pos_mass_comm[user];
+    } else if (strategy == ICPNS_STRATEGY_POPULARITY) {
+        t = &w->global;
+        hits = d;
+        pmass = w->pos_mass_pop[user];
+    } else {
+        D->t = NULL;
+        D->pos = s->pos + s->pos_off[user];
+        D->d = d;
+        D->n_items = n;
+        D->eps = 1;
+        D->mass = (double)(n - d);
+        D->total = n;
+        D->fallback = false;
+        return 0;
+    }
+    if (hits >= t->m)
+        return resolve_all(s, w, user, strategy, flags, D, row_flags);
+    double S = t->cdf[t->m], rest = S - pmass;
+    if (rest < 0)
+        rest = 0;
+    /* rest + 0 * x is rest (rest is not -0 here): skip the terms of an
+     * epsilon of 0, the usual case. */
+    double mass = eps > 0 ? rest + eps * (double)(n - d) : rest;
+    if (!(mass > 0))
+        return resolve_all(s, w, user, strategy, flags, D, row_flags);
+    D->t = t;
+    D->pos = s->pos + s->pos_off[user];
+    D->d = d;
+    D->n_items = n;
+    D->eps = eps;
+    D->sparse = S;
+    D->sparse_rest = rest;
+    D->mass = mass;
+    D->total = eps > 0 ? S + eps * (double)n : S;
+    D->hits = hits;
+    D->fallback = false;
+    return 0;
+}
+
+/* The bit length of @x >= 1: log2 to within 1, which is all the path
+ * choice needs, for two instructions. */
+static inline uint64_t bit_length(uint64_t x)
+{
+    return (uint64_t)(64 - __builtin_clzll(x));
 }
 
 /* Chooses how a resolved (row, part) of @count slots is sampled. */
-static unsigned char choose_path(const dist_t *D, uint32_t count, unsigned flags)
+static inline unsigned char choose_path(const dist_t *D, uint32_t count, unsigned flags)
 {
     if (!D->t)
         return PATH_UNIFORM;
@@ -436,16 +504,22 @@ static unsigned char choose_path(const dist_t *D, uint32_t count, unsigned flags
         return PATH_RESIDUAL;
     if (flags & ICPNS_SAMPLE_FORCE_REJECTION)
         return PATH_REJECT;
-    /* By expected cost: rejection costs about 1/accept draws per slot;
-     * the residual path a setup over the positives plus two binary
-     * searches per slot. */
-    double accept = D->mass / D->total;
-    if (accept < 1.0 / 64)
-        return PATH_RESIDUAL;
-    double logd = log2_rough((double)D->d + 2), logm = log2_rough((double)D->t->m + 2);
-    double cost_rej = (double)count / accept * (2 + logd);
-    double cost_res = (double)D->d * (1 + logm) + (double)count * (2 + logd + logm);
-    return cost_res < cost_rej ? PATH_RESIDUAL : PATH_REJECT;
+    /* By expected cost, with accept = mass / total the acceptance rate.
+     * At accept >= 1/2 rejection takes at most two draws a slot on
+     * average: take it without further thought (most rows).  Below,
+     * rejection costs about count / accept draws, each a search of the
+     * positives (2 + log d); the residual path a setup over the positives,
+     * d (1 + log m), plus count (2 + log d + log m) for its searches.
+     * Logs are bit lengths, and both sides are multiplied by total (> 0)
+     * to spare a division. */
+    if (2 * D->mass >= D->total)
+        return PATH_REJECT;
+    if (64 * D->mass < D->total)
+        return PATH_RESIDUAL; /* accept < 1/64 */
+    uint64_t ld = bit_length((uint64_t)D->d + 2), lm = bit_length((uint64_t)D->t->m + 2);
+    double cost_res = (double)((uint64_t)D->d * (1 + lm) + (uint64_t)count * (2 + ld + lm));
+    return cost_res * D->mass < (double)((uint64_t)count * (2 + ld)) * D->total ? PATH_RESIDUAL
+                                                                              : PATH_REJECT;
 }
 
 /* ---- the pipeline ----------------------------------------------------- */
@@ -455,6 +529,8 @@ typedef struct plan {
     const icpns_snapshot_t *s;
     const icpns_weights_t *w;
     icpns_work_t *wk;
+    rowst_t *ring;
+    dist_t *dists;
     const pplan_t *parts;
     uint32_t n_parts, cols;
     unsigned flags;
@@ -462,72 +538,15 @@ typedef struct plan {
     bool need_comm, need_pop; /* per-user arrays worth prefetching */
 } plan_t;
 
-static inline rowst_t *ring_at(const plan_t *P, uint32_t r)
+static inline dist_t *dist_at(dist_t *dists, uint32_t n_parts, uint32_t r, uint32_t k)
 {
-    return &P->wk->ring[r & (RING - 1)];
-}
-
-static inline dist_t *dist_at(const plan_t *P, uint32_t r, uint32_t k)
-{
-    return &P->wk->dists[(size_t)(r & (DRING - 1)) * P->n_parts + k];
-}
-
-/* Stage 1: the row key, and the user's hash slot on its way. */
-static inline void stage_hash(const plan_t *P, const int64_t *users, const uint32_t *occ,
-                              uint32_t r)
-{
-    rowst_t *R = ring_at(P, r);
-    const icpns_idmap_t *m = &P->s->users;
-    R->id = users[r];
-    uint64_t hash = icpns_idmap_hash(R->id);
-    R->key = icpns_rng_user_key_hashed(P->seed_key, hash, occ[r]);
-    R->h = (uint32_t)hash & m->mask;
-    if (m->slots)
-        PREFETCH(&m->slots[R->h]);
-}
-
-/* Stage 2: the dense index the slot names, its id on its way. */
-static inline void stage_probe(const plan_t *P, uint32_t r)
-{
-    rowst_t *R = ring_at(P, r);
-    const icpns_idmap_t *m = &P->s->users;
-    R->cand = m->slots ? m->slots[R->h] : ICPNS_NONE;
-    if (R->cand != ICPNS_NONE)
-        PREFETCH(&m->ids[R->cand]);
-}
-
-/* Stage 3: the dense user (the probe continues past other ids, as in
- * icpns_idmap_find), its offsets, community and masses on their way. */
-static inline void stage_find(const plan_t *P, uint32_t r)
-{
-    rowst_t *R = ring_at(P, r);
-    const icpns_idmap_t *m = &P->s->users;
-    uint32_t u = R->cand, h = R->h;
-    while (u != ICPNS_NONE && m->ids[u] != R->id) {
-        h = (h + 1) & m->mask;
-        u = m->slots[h];
-    }
-    R->u = u;
-    if (u == ICPNS_NONE)
-        return;
-    const icpns_snapshot_t *s = P->s;
-    PREFETCH(&s->pos_off[u]);
-    PREFETCH(&s->pos_off[u + 1]);
-    if (P->need_comm) {
-        PREFETCH(&s->user_comm[u]);
-        PREFETCH(&P->w->pos_mass_comm[u]);
-        PREFETCH(&P->w->pos_hits_comm[u]);
-    }
-    if (P->need_pop)
-        PREFETCH(&P->w->pos_mass_pop[u]);
+    return &dists[(size_t)(r & (DRING - 1)) * n_parts + k];
 }
 
 /* Prefetches the cache lines a binary search over @n entries of @p
  * touches first. */
 static inline void prefetch_sorted(const uint32_t *p, uint32_t n)
 {
-    if (n == 0)
-        return;
     PREFETCH(p);
     if (n > 16) {
         PREFETCH(p + n / 2);
@@ -539,44 +558,124 @@ static inline void prefetch_sorted(const uint32_t *p, uint32_t n)
     }
 }
 
-/* Stage 4: every part's distribution and path; the positives on their
- * way.  A row that cannot be sampled keeps its error in R->err. */
-static inline void stage_resolve(const plan_t *P, uint32_t r)
+/* How far each stage has got: rows below n[k] have been through stage k. */
+typedef struct stages {
+    uint64_t hashed, probed, found, resolved;
+} stages_t;
+
+/*
+ * Runs the stages up to the targets t[0..3] (rows, decreasing):
+ *   1. hash: the row key, and the user's hash slot on its way;
+ *   2. probe: the dense index the slot names, its id on its way;
+ *   3. find: the dense user (the probe continues past other ids, as in
+ *      icpns_idmap_find), its offsets, community and masses on their way;
+ *   4. resolve: every part's distribution and path, the positives on
+ *      their way.  A row that cannot be sampled keeps its error in
+ *      R->err, and the first such row is noted in the work.
+ * The plan's fields are read once into locals here: the stages store
+ * through pointers the compiler cannot tell apart from the plan.
+ */
+static void run_stages(const plan_t *P, const int64_t *users, const uint32_t *occ,
+                       stages_t *n, const uint64_t t[4])
 {
-    rowst_t *R = ring_at(P, r);
-    R->rf = 0;
-    R->err = 0;
-    for (uint32_t k = 0; k < P->n_parts; k++) {
-        dist_t *D = dist_at(P, r, k);
-        int rc = resolve(P->s, P->w, R->u, P->parts[k].strategy, P->flags, D, &R->rf);
-        if (rc) {
-            R->err = rc;
-            return;
-        }
-        D->path = choose_path(D, P->parts[k].count, P->flags);
-        /* A rejection slot may run out of tries and need the residual
-         * scratch: reserve it now, so sampling itself cannot fail. */
-        if (D->path != PATH_UNIFORM && P->parts[k].count &&
-            (rc = work_reserve(P->wk, (size_t)D->d + 1))) {
-            R->err = rc;
-            return;
-        }
-        if (k == 0)
-            prefetch_sorted(D->pos, D->d);
+    const icpns_snapshot_t *s = P->s;
+    const icpns_weights_t *w = P->w;
+    rowst_t *const ring = P->ring;
+    const uint32_t *const slots = s->users.slots;
+    const int64_t *const ids = s->users.ids;
+    const uint32_t mask = s->users.mask;
+    const uint64_t seed_key = P->seed_key;
+    for (uint64_t r = n->hashed; r < t[0]; r++) {
+        rowst_t *R = &ring[r & (RING - 1)];
+        int64_t id = users[r];
+        uint64_t hash = icpns_idmap_hash(id);
+        uint32_t h = (uint32_t)hash & mask;
+        R->id = id;
+        R->h = h;
+        R->key = icpns_rng_user_key_hashed(seed_key, hash, occ[r]);
+        PREFETCH(&slots[h]);
     }
+    n->hashed = n->hashed > t[0] ? n->hashed : t[0];
+    for (uint64_t r = n->probed; r < t[1]; r++) {
+        rowst_t *R = &ring[r & (RING - 1)];
+        uint32_t c = slots[R->h];
+        R->cand = c;
+        if (c != ICPNS_NONE)
+            PREFETCH(&ids[c]);
+    }
+    n->probed = n->probed > t[1] ? n->probed : t[1];
+    const bool need_comm = P->need_comm, need_pop = P->need_pop;
+    const uint64_t *const pos_off = s->pos_off;
+    for (uint64_t r = n->found; r < t[2]; r++) {
+        rowst_t *R = &ring[r & (RING - 1)];
+        uint32_t u = R->cand, h = R->h;
+        int64_t id = R->id;
+        while (u != ICPNS_NONE && ids[u] != id) {
+            h = (h + 1) & mask;
+            u = slots[h];
+        }
+        R->u = u;
+        if (u == ICPNS_NONE)
+            continue;
+        PREFETCH(&pos_off[u]);
+        PREFETCH(&pos_off[u + 1]);
+        if (need_comm) {
+            PREFETCH(&s->user_comm[u]);
+            PREFETCH(&w->pos_mass_comm[u]);
+            PREFETCH(&w->pos_hits_comm[u]);
+        }
+        if (need_pop)
+            PREFETCH(&w->pos_mass_pop[u]);
+    }
+    n->found = n->found > t[2] ? n->found : t[2];
+    const uint32_t n_parts = P->n_parts;
+    const unsigned flags = P->flags;
+    const pplan_t *const parts = P->parts;
+    dist_t *const dists = P->dists;
+    icpns_work_t *const wk = P->wk;
+    for (uint64_t r = n->resolved; r < t[3]; r++) {
+        rowst_t *R = &ring[r & (RING - 1)];
+        dist_t *D = dist_at(dists, n_parts, (uint32_t)r, 0);
+        uint32_t u = R->u;
+        unsigned rf = 0;
+        int rc = 0;
+        for (uint32_t k = 0; k < n_parts; k++) {
+            if ((rc = resolve(s, w, u, parts[k].strategy, flags, D + k, &rf)))
+                break;
+            D[k].path = choose_path(D + k, parts[k].count, flags);
+            /* A rejection slot may run out of tries and need the residual
+             * scratch: reserve it now, so sampling itself cannot fail. */
+            if (D[k].path != PATH_UNIFORM && D[k].d >= wk->cap &&
+                (rc = work_reserve(wk, (size_t)D[k].d + 1)))
+                break;
+        }
+        R->rf = rf;
+        R->err = rc;
+        if (__builtin_expect(rc != 0, 0)) {
+            /* Rows are resolved in order: the first failure is the one
+             * to report. */
+            if (!wk->err) {
+                wk->err = true;
+                wk->err_row = (uint32_t)r;
+            }
+            continue;
+        }
+        prefetch_sorted(D->pos, D->d);
+    }
+    n->resolved = n->resolved > t[3] ? n->resolved : t[3];
 }
 
 /* A slot whose first draw is in flight. */
 typedef struct slot {
     icpns_rng_t rng;
     const dist_t *D;
-    uint32_t *item;  /* where the result goes */
-    double *prob;    /* NULL without probabilities */
-    unsigned *rf;
+    uint32_t out;    /* index of the result in the block's outputs */
     uint32_t k;      /* alias column, then support index; or the item */
-    bool direct;     /* k is an item of the epsilon part */
-    double coin;
+    double coin;     /* the alias coin; DIRECT: k is an epsilon-part item */
 } slot_t;
+
+/* A coin no draw gives (they are < 1). */
+#define DIRECT 2.0
 
 /* The residual scratch's current owner, so a (row, part) sets it up once. */
 typedef struct residual_cache {
@@ -584,144 +683,232 @@ typedef struct residual_cache {
     uint32_t h;
 } residual_cache_t;
 
-static inline uint32_t residual_h(const plan_t *P, residual_cache_t *rc, const dist_t *D)
+static inline uint32_t residual_h(icpns_work_t *wk, residual_cache_t *rc, const dist_t *D)
 {
     if (rc->D != D) {
-        rc->h = residual_setup(D, P->wk);
+        rc->h = residual_setup(D, wk);
         rc->D = D;
     }
     return rc->h;
 }
 
-/* Resolves the alias entries of a batch, then checks its items; a slot
- * whose first draw was a positive continues alone. */
-static void batch_finish(const plan_t *P, slot_t *b, uint32_t nb, residual_cache_t *rcache,
-                         icpns_sample_stats_t *st)
+/* What sample_block writes to. */
+typedef struct outs {
+    uint32_t *items;
+    double *probs;
+    uint32_t a;      /* the block's first row */
+    icpns_sample_stats_t *st;
+    residual_cache_t rcache;
+} outs_t;
+
+/* The rare end of a slot whose first draw hit a positive: the remaining
+ * tries of the same stream, then the residual path. */
+static void slot_retry(const plan_t *P, slot_t *x, outs_t *o)
+{
+    const dist_t *D = x->D;
+    icpns_sample_stats_t *st = o->st;
+    double wi = 0;
+    uint32_t item = 0;
+    bool got = false;
+    st->rejections++;
+    for (int t = 1; t < MAX_TRIES; t++) {
+        bool known;
+        item = draw_mixture(D, &x->rng, &wi, &known);
+        st->draws++;
+        if (!contains(D->pos, D->d, item)) {
+            if (!known && o->probs)
+                wi = item_weight(D, item);
+            got = true;
+            break;
+        }
+        st->rejections++;
+    }
+    if (!got) {
+        uint32_t h = residual_h(P->wk, &o->rcache, D);
+        item = draw_residual(D, P->wk, h, &x->rng, o->probs ? &wi : NULL);
+        st->draws++;
+        P->ring[(o->a + x->out / P->cols) & (RING - 1)].rf |= ICPNS_ROW_RESIDUAL;
+    }
+    o->items[x->out] = item;
+    if (o->probs)
+        o->probs[x->out] = wi / D->mass;
+}
+
+/* Resolves the alias entries of a batch with the support item ids on
+ * their way, then checks the items against the positives. */
+static inline __attribute__((always_inline)) void
+batch_finish(const plan_t *P, slot_t *b, uint32_t nb, outs_t *o, const bool with_probs)
 {
     for (uint32_t i = 0; i < nb; i++) {
         slot_t *x = &b[i];
-        if (x->direct)
+        if (x->coin == DIRECT)
             continue;
         const icpns_wtable_t *t = x->D->t;
         const icpns_alias_entry_t *e = &t->alias.e[x->k];
         x->k = x->coin < e->prob ? x->k : e->alias;
         if (t->items)
             PREFETCH(&t->items[x->k]);
-        if (x->prob)
+        if (with_probs)
             PREFETCH(&t->w[x->k]);
     }
-    st->draws += nb;
+    o->st->draws += nb;
     for (uint32_t i = 0; i < nb; i++) {
         slot_t *x = &b[i];
         const dist_t *D = x->D;
-        uint32_t item = x->direct ? x->k : table_item(D->t, x->k);
-        if (!contains(D->pos, D->d, item)) {
-            *x->item = item;
-            if (x->prob)
-                *x->prob = (x->direct ? item_weight(D, item) : D->t->w[x->k] + D->eps) / D->mass;
+        bool direct = x->coin == DIRECT;
+        uint32_t item = direct ? x->k : table_item(D->t, x->k);
+        if (__builtin_expect(contains(D->pos, D->d, item), 0)) {
+            slot_retry(P, x, o);
             continue;
         }
-        /* The rare path: the first draw was a positive. */
-        st->rejections++;
-        double wi = 0;
-        bool got = false;
-        for (int t = 1; t < MAX_TRIES; t++) {
-            bool known;
-            item = draw_mixture(D, &x->rng, &wi, &known);
-            st->draws++;
-            if (!contains(D->pos, D->d, item)) {
-                if (!known && x->prob)
-                    wi = item_weight(D, item);
-                got = true;
-                break;
-            }
-            st->rejections++;
-        }
-        if (!got) {
-            uint32_t h = residual_h(P, rcache, D);
-            item = draw_residual(D, P->wk, h, &x->rng, x->prob ? &wi : NULL);
-            st->draws++;
-            *x->rf |= ICPNS_ROW_RESIDUAL;
-        }
-        *x->item = item;
-        if (x->prob)
-            *x->prob = wi / D->mass;
+        o->items[x->out] = item;
+        if (with_probs)
+            o->probs[x->out] =
+                (direct ? item_weight(D, item) : D->t->w[x->k] + D->eps) / D->mass;
     }
 }
 
-/* Samples the resolved rows [a, b) into @items / @probs (row a first). */
-static void sample_block(const plan_t *P, uint32_t a, uint32_t b, uint32_t *items,
-                         double *probs, icpns_sample_stats_t *st)
+/*
+ * The first attempt of draw_mixture for slots @slot0 .. @slot0 + m - 1 of
+ * a row (key @key), results to go to @out ..: the same draws in the same
+ * order, split so that the alias entries are fetched while the other slots
+ * draw.
+ */
+static inline __attribute__((always_inline)) void
+fill_slots(slot_t *x, const dist_t *D, uint64_t key, uint32_t slot0, uint32_t out, uint32_t m)
+{
+    const icpns_alias_t *al = &D->t->alias;
+    const icpns_alias_entry_t *e = al->e;
+    uint32_t n = al->n;
+    if (D->eps == 0) {
+        for (uint32_t i = 0; i < m; i++, x++) {
+            icpns_rng_init_slot(&x->rng, key, slot0 + i);
+            x->D = D;
+            x->out = out + i;
+            x->k = (uint32_t)icpns_rng_below(&x->rng, n);
+            x->coin = icpns_rng_double(&x->rng);
+            PREFETCH(&e[x->k]);
+        }
+        return;
+    }
+    for (uint32_t i = 0; i < m; i++, x++) {
+        icpns_rng_init_slot(&x->rng, key, slot0 + i);
+        x->D = D;
+        x->out = out + i;
+        if (icpns_rng_double(&x->rng) * D->total >= D->sparse) {
+            x->k = (uint32_t)icpns_rng_below(&x->rng, D->n_items);
+            x->coin = DIRECT;
+        } else {
+            x->k = (uint32_t)icpns_rng_below(&x->rng, n);
+            x->coin = icpns_rng_double(&x->rng);
+            PREFETCH(&e[x->k]);
+        }
+    }
+}
+
+/* A (row, part) on the uniform or the residual path, slot after slot:
+ * each takes one draw and binary searches, no rejection. */
+static void sample_part_direct(const plan_t *P, uint32_t r, const dist_t *D, uint64_t key,
+                               uint32_t slot0, uint32_t count, uint32_t *items, double *probs,
+                               outs_t *o)
+{
+    icpns_sample_stats_t *st = o->st;
+    icpns_rng_t rng;
+    if (D->path == PATH_UNIFORM) {
+        /* Uniform over non-positives: exact in one draw. */
+        uint64_t left = (uint64_t)D->n_items - D->d;
+        for (uint32_t j = 0; j < count; j++) {
+            icpns_rng_init_slot(&rng, key, slot0 + j);
+            items[j] = kth_non_positive(D->pos, D->d, icpns_rng_below(&rng, left));
+            if (probs)
+                probs[j] = 1.0 / D->mass;
+        }
+        st->draws += count;
+        if (D->fallback)
+            st->fallback_rows++;
+        return;
+    }
+    if (!count)
+        return;
+    uint32_t h = residual_h(P->wk, &o->rcache, D);
+    for (uint32_t j = 0; j < count; j++) {
+        double wi = 0;
+        icpns_rng_init_slot(&rng, key, slot0 + j);
+        items[j] = draw_residual(D, P->wk, h, &rng, probs ? &wi : NULL);
+        if (probs)
+            probs[j] = wi / D->mass;
+    }
+    st->draws += count;
+    st->residual_rows++;
+    P->ring[r & (RING - 1)].rf |= ICPNS_ROW_RESIDUAL;
+}
+
+/* Samples the resolved rows [a, b); row a's items go to o->items[0..].
+ * @one_part: the request has a single part (most do), which spares the
+ * loop over parts. */
+static inline __attribute__((always_inline)) void
+sample_block_impl(const plan_t *P, uint32_t a, uint32_t b, outs_t *o, const bool with_probs,
+                  const bool one_part)
 {
     slot_t batch[BATCH_SLOTS];
     uint32_t nb = 0;
-    residual_cache_t rcache = {NULL, 0};
-    for (uint32_t r = a; r < b; r++) {
-        rowst_t *R = ring_at(P, r);
-        uint32_t *ri = items + (size_t)(r - a) * P->cols;
-        double *rp = probs ? probs + (size_t)(r - a) * P->cols : NULL;
-        for (uint32_t k = 0; k < P->n_parts; k++) {
-            const dist_t *D = dist_at(P, r, k);
-            const pplan_t *pp = &P->parts[k];
-            uint32_t *pi = ri + pp->out;
-            double *pr = rp ? rp + pp->out : NULL;
-            icpns_rng_t rng;
-            if (D->path == PATH_UNIFORM) {
-                /* Uniform over non-positives: exact in one draw. */
-                uint64_t left = (uint64_t)D->n_items - D->d;
-                for (uint32_t j = 0; j < pp->count; j++) {
-                    icpns_rng_init_slot(&rng, R->key, pp->slot0 + j);
-                    pi[j] = kth_non_positive(D->pos, D->d, icpns_rng_below(&rng, left));
-                    if (pr)
-                        pr[j] = 1.0 / D->mass;
-                }
-                st->draws += pp->count;
-                if (D->fallback)
-                    st->fallback_rows++;
-            } else if (D->path == PATH_RESIDUAL) {
-                if (!pp->count)
+    const uint32_t n_parts = one_part ? 1 : P->n_parts, cols = P->cols;
+    const pplan_t *parts = P->parts;
+    const rowst_t *ring = P->ring;
+    const dist_t *D = dist_at(P->dists, n_parts, a, 0);
+    const dist_t *dists_end = P->dists + (size_t)DRING * n_parts;
+    o->a = a;
+    for (uint32_t r = a, base = 0; r < b; r++, base += cols) {
+        uint64_t key = ring[r & (RING - 1)].key;
+        for (uint32_t k = 0; k < n_parts; k++, D++) {
+            const pplan_t *pp = &parts[k];
+            uint32_t count = pp->count, slot0 = pp->slot0, out = base + pp->out;
+            if (__builtin_expect(D->path == PATH_REJECT, 1)) {
+                if (count <= BATCH_SLOTS - nb) { /* the usual case: all fit */
+                    fill_slots(batch + nb, D, key, slot0, out, count);
+                    nb += count;
                     continue;
-                uint32_t h = residual_h(P, &rcache, D);
-                for (uint32_t j = 0; j < pp->count; j++) {
-                    double wi = 0;
-                    icpns_rng_init_slot(&rng, R->key, pp->slot0 + j);
-                    pi[j] = draw_residual(D, P->wk, h, &rng, pr ? &wi : NULL);
-                    if (pr)
-                        pr[j] = wi / D->mass;
                 }
-                st->draws += pp->count;
-                st->residual_rows++;
-                R->rf |= ICPNS_ROW_RESIDUAL;
-            } else {
-                const icpns_alias_t *al = &D->t->alias;
-                for (uint32_t j = 0; j < pp->count; j++) {
+                for (uint32_t j = 0; j < count;) {
                     if (nb == BATCH_SLOTS) {
-                        batch_finish(P, batch, nb, &rcache, st);
+                        batch_finish(P, batch, nb, o, with_probs);
                         nb = 0;
                     }
-                    slot_t *x = &batch[nb++];
-                    icpns_rng_init_slot(&x->rng, R->key, pp->slot0 + j);
-                    x->D = D;
-                    x->item = pi + j;
-                    x->prob = pr ? pr + j : NULL;
-                    x->rf = &R->rf;
-                    /* The first attempt of draw_mixture, split so that the
-                     * alias entry is fetched while other slots draw. */
-                    if (D->eps > 0 && icpns_rng_double(&x->rng) * D->total >= D->sparse) {
-                        x->direct = true;
-                        x->k = (uint32_t)icpns_rng_below(&x->rng, D->n_items);
-                    } else {
-                        x->direct = false;
-                        x->k = (uint32_t)icpns_rng_below(&x->rng, al->n);
-                        x->coin = icpns_rng_double(&x->rng);
-                        PREFETCH(&al->e[x->k]);
-                    }
+                    uint32_t m = count - j < BATCH_SLOTS - nb ? count - j : BATCH_SLOTS - nb;
+                    fill_slots(batch + nb, D, key, slot0 + j, out + j, m);
+                    nb += m;
+                    j += m;
                 }
+            } else {
+                sample_part_direct(P, r, D, key, slot0, count, o->items + out,
+                                   with_probs ? o->probs + out : NULL, o);
             }
         }
+        if (D == dists_end)
+            D = P->dists;
     }
     if (nb)
-        batch_finish(P, batch, nb, &rcache, st);
+        batch_finish(P, batch, nb, o, with_probs);
+}
+
+static void sample_block_items(const plan_t *P, uint32_t a, uint32_t b, outs_t *o)
+{
+    sample_block_impl(P, a, b, o, false, false);
+}
+
+static void sample_block_items1(const plan_t *P, uint32_t a, uint32_t b, outs_t *o)
+{
+    sample_block_impl(P, a, b, o, false, true);
+}
+
+static void sample_block_probs(const plan_t *P, uint32_t a, uint32_t b, outs_t *o)
+{
+    sample_block_impl(P, a, b, o, true, false);
+}
+
+static void sample_block_probs1(const plan_t *P, uint32_t a, uint32_t b, outs_t *o)
+{
+    sample_block_impl(P, a, b, o, true, true);
 }
 
 /*
@@ -732,38 +919,45 @@ static int run_rows(const plan_t *P, const int64_t *users, const uint32_t *occ,
                     uint32_t first, uint32_t n, uint32_t *items, double *probs,
                     unsigned *row_flags, icpns_sample_stats_t *stats, uint32_t *ret_failed)
 {
-    uint32_t rb = P->cols ? BATCH_SLOTS / P->cols : MAX_BLOCK;
+    uint64_t rb = P->cols ? BATCH_SLOTS / P->cols : MAX_BLOCK;
     if (rb < 1)
         rb = 1;
     if (rb > MAX_BLOCK)
         rb = MAX_BLOCK;
-    uint64_t end = (uint64_t)first + n, n1 = first, n2 = first, n3 = first, n4 = first;
+    uint64_t end = (uint64_t)first + n;
+    stages_t done = {first, first, first, first};
     icpns_sample_stats_t st = {0};
+    outs_t o = {NULL, NULL, 0, &st, {NULL, 0}};
+    rowst_t *ring = P->ring;
+    P->wk->err = false;
     for (uint64_t a = first; a < end; a += rb) {
         uint64_t b = a + rb < end ? a + rb : end;
         /* Each stage runs a block ahead of the next one. */
-        uint64_t t = b + 4 * rb < end ? b + 4 * rb : end;
-        for (; n1 < t; n1++)
-            stage_hash(P, users, occ, (uint32_t)n1);
-        for (t = b + 3 * rb < end ? b + 3 * rb : end; n2 < t; n2++)
-            stage_probe(P, (uint32_t)n2);
-        for (t = b + 2 * rb < end ? b + 2 * rb : end; n3 < t; n3++)
-            stage_find(P, (uint32_t)n3);
-        for (t = b + rb < end ? b + rb : end; n4 < t; n4++)
-            stage_resolve(P, (uint32_t)n4);
+        uint64_t t[4];
+        for (int k = 0; k < 4; k++)
+            t[k] = b + (4 - k) * rb < end ? b + (4 - k) * rb : end;
+        run_stages(P, users, occ, &done, t);
         uint64_t stop = b;
         int err = 0;
-        for (uint64_t r = a; r < b; r++)
-            if ((err = ring_at(P, (uint32_t)r)->err)) {
-                stop = r;
-                break;
-            }
+        if (__builtin_expect(P->wk->err, 0) && P->wk->err_row < b) {
+            stop = P->wk->err_row;
+            err = ring[stop & (RING - 1)].err;
+        }
+        /* A block's residual setup belongs to its own distributions. */
+        o.rcache.D = NULL;
         size_t off = (size_t)(a - first) * P->cols;
-        sample_block(P, (uint32_t)a, (uint32_t)stop, items + off, probs ? probs + off : NULL,
-                     &st);
+        o.items = items + off;
+        if (probs) {
+            o.probs = probs + off;
+            (P->n_parts == 1 ? sample_block_probs1 : sample_block_probs)(P, (uint32_t)a,
+                                                                         (uint32_t)stop, &o);
+        } else {
+            (P->n_parts == 1 ? sample_block_items1 : sample_block_items)(P, (uint32_t)a,
+                                                                         (uint32_t)stop, &o);
+        }
         if (row_flags)
             for (uint64_t r = a; r < stop; r++)
-                row_flags[r - first] = ring_at(P, (uint32_t)r)->rf;
+                row_flags[r - first] = ring[r & (RING - 1)].rf;
         if (err) {
             if (ret_failed)
                 *ret_failed = (uint32_t)stop;
@@ -786,6 +980,8 @@ static void plan_init(plan_t *P, const icpns_snapshot_t *s, const icpns_weights_
     P->s = s;
     P->w = w;
     P->wk = work;
+    P->ring = work->ring;
+    P->dists = work->dists;
     P->parts = work->parts;
     P->n_parts = n_parts;
     P->cols = cols;
@@ -806,6 +1002,38 @@ uint32_t icpns_rows_cols(const icpns_rows_t *req)
     return c > UINT32_MAX ? 0 : (uint32_t)c;
 }
 
+/* An (id, row) pair, for the sorting fallback of icpns_occurrences. */
+typedef struct id_row {
+    int64_t id;
+    uint32_t row;
+} id_row_t;
+
+static int cmp_id_row(const void *a, const void *b)
+{
+    const id_row_t *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* icpns_occurrences in O(rows log rows) whatever the ids: sort (id, row)
+ * pairs and count along each run of one id. */
+static int occurrences_sorted(const int64_t *users, uint32_t rows, uint32_t *ret_occ)
+{
+    id_row_t *v = malloc((size_t)rows * sizeof(*v));
+    if (!v)
+        return ICPNS_ENOMEM;
+    for (uint32_t r = 0; r < rows; r++)
+        v[r] = (id_row_t){users[r], r};
+    qsort(v, rows, sizeof(*v), cmp_id_row);
+    for (uint32_t k = 0, c = 0; k < rows; k++) {
+        c = k && v[k].id == v[k - 1].id ? c + 1 : 0;
+        ret_occ[v[k].row] = c;
+    }
+    free(v);
+    return 0;
+}
+
 int icpns_occurrences(const int64_t *users, uint32_t rows, uint32_t *ret_occ)
 {
     if (rows <= 1) {
@@ -813,27 +1041,36 @@ int icpns_occurrences(const int64_t *users, uint32_t rows, uint32_t *ret_occ)
             ret_occ[0] = 0;
         return 0;
     }
-    /* Open addressing at load <= 1/2: ids and their counts so far. */
-    size_t cap = 16;
-    while (cap < 2 * (size_t)rows)
-        cap <<= 1;
-    int64_t *ids = malloc(cap * sizeof(*ids));
-    uint32_t *cnt = calloc(cap, sizeof(*cnt));
-    if (!ids || !cnt) {
-        free(ids);
-        free(cnt);
+    /* Open addressing at load <= 1/2: ids, and how many rows had each so
+     * far (0: empty), in one block (12 bytes an entry keep a 4096-row
+     * request's table under glibc's mmap threshold).  The ids come from
+     * the network and the hash is not secret, so they could be chosen to
+     * collide: past a budget of probes the table gives way to sorting,
+     * which bounds the time by O(rows log rows). */
+    unsigned bits = 4;
+    while (((size_t)1 << bits) < 2 * (size_t)rows)
+        bits++;
+    size_t cap = (size_t)1 << bits, mask = cap - 1;
+    int64_t *ids = calloc(cap, sizeof(*ids) + sizeof(uint32_t));
+    if (!ids)
         return ICPNS_ENOMEM;
-    }
-    size_t mask = cap - 1;
+    uint32_t *cnt = (uint32_t *)(ids + cap);
+    uint64_t budget = 8 * (uint64_t)rows + 64;
     for (uint32_t r = 0; r < rows; r++) {
-        size_t h = (size_t)icpns_mix64((uint64_t)users[r]) & mask;
-        while (cnt[h] && ids[h] != users[r])
+        int64_t id = users[r];
+        /* Fibonacci hashing: the top bits of id x 2^64 / phi. */
+        size_t h = (size_t)(((uint64_t)id * ICPNS_RNG_GAMMA) >> (64 - bits));
+        while (cnt[h] && ids[h] != id) {
             h = (h + 1) & mask;
-        ids[h] = users[r];
+            if (--budget == 0) {
+                free(ids);
+                return occurrences_sorted(users, rows, ret_occ);
+            }
+        }
+        ids[h] = id;
         ret_occ[r] = cnt[h]++;
     }
     free(ids);
-    free(cnt);
     return 0;
 }
 

@@ -779,6 +779,26 @@ static void test_occurrences(void **state)
     }
     free(v);
     free(o);
+    /* Ids chosen to collide in the hash (x / gamma mod 2^64 all land in
+     * one bucket) with repeats: still exact, in bounded time. */
+    enum { M = 6000 };
+    uint64_t inv = ICPNS_RNG_GAMMA;
+    for (int k = 0; k < 6; k++)
+        inv *= 2 - ICPNS_RNG_GAMMA * inv;
+    assert_true(inv * ICPNS_RNG_GAMMA == 1);
+    v = malloc(M * sizeof(*v));
+    o = malloc(M * sizeof(*o));
+    for (int k = 0; k < M; k++)
+        v[k] = (int64_t)(icpns_rng_below(&rng, 2000) * inv);
+    assert_int_equal(icpns_occurrences(v, M, o), 0);
+    for (int k = 0; k < M; k++) {
+        uint32_t c = 0;
+        for (int j = 0; j < k; j++)
+            c += v[j] == v[k];
+        assert_int_equal(o[k], c);
+    }
+    free(v);
+    free(o);
 }
 
 int main(void)
