@@ -33,12 +33,14 @@
  * likely cache miss, and each depends on the one before.  So rows go
  * through stages a block apart (a block is BATCH_SLOTS / cols rows, 1 to
  * MAX_BLOCK), and while block k is sampled:
- *     block k+4  hash the user id, prefetch its hash slot      (stage_hash)
- *     block k+3  read the slot, prefetch the id it names        (stage_probe)
+ *     block k+4  hash the user id, prefetch its hash slot      (hash)
+ *     block k+3  read the slot, prefetch the id it names        (probe)
  *     block k+2  confirm the id -> dense user, prefetch the
- *                user's offsets, community and masses           (stage_find)
+ *                user's offsets, community and mass             (find)
  *     block k+1  resolve each part's distribution, choose the
- *                path, prefetch the positives                   (stage_resolve)
+ *                path, prefetch the positives                   (resolve)
+ * (user ids that are one contiguous range skip the hash table: the dense
+ * index is the offset).
  * and within block k every slot on the rejection path gets its first draw
  * (column + coin, or an epsilon item) with the alias entry prefetched, then
  * all entries are resolved with the support item ids prefetched, then the
@@ -60,10 +62,12 @@
  * block is BATCH_SLOTS / cols rows, at least 1 and at most MAX_BLOCK. */
 #define BATCH_SLOTS 64
 #define MAX_BLOCK 16
-/* Row states held: the block being sampled and four ahead (a power of 2
- * >= 5 * MAX_BLOCK); resolved distributions: this block and the next. */
+/* Row states held: the two blocks whose slots are still in flight, the
+ * block being drawn and four ahead (a power of 2 >= 7 * MAX_BLOCK);
+ * resolved distributions: the blocks in flight, this one and the next (a
+ * power of 2 >= 4 * MAX_BLOCK). */
 #define RING 128
-#define DRING 32
+#define DRING 64
 
 #define PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 
@@ -104,6 +108,18 @@ typedef struct pplan {
     uint32_t slot0, count, out;
 } pplan_t;
 
+/* A slot whose first draw is in flight. */
+typedef struct slot {
+    icpns_rng_t rng;
+    const dist_t *D;
+    size_t out;      /* index of the result in the call's outputs */
+    uint32_t k;      /* alias column, then support index; or the item */
+    double coin;     /* the alias coin; DIRECT: k is an epsilon-part item */
+} slot_t;
+
+/* A coin no draw gives (they are < 1). */
+#define DIRECT 2.0
+
 struct icpns_work {
     /* For the residual path: support indices of the row's positives that
      * are in the table, and prefix sums of their weights. */
@@ -116,6 +132,7 @@ struct icpns_work {
     dist_t *dists;
     pplan_t *parts;
     uint32_t dparts;
+    slot_t *slots; /* 3 batches of BATCH_SLOTS */
     uint32_t err_row; /* the first resolved row that cannot be sampled */
     bool err;
 };
@@ -131,6 +148,7 @@ icpns_work_t *icpns_work_free(icpns_work_t *w)
         free(w->pidx);
         free(w->pq);
         free(w->ring);
+        free(w->slots);
         free(w->dists);
         free(w->parts);
         free(w);
@@ -161,6 +179,8 @@ static int work_reserve(icpns_work_t *w, size_t n)
 static int work_pipeline(icpns_work_t *w, uint32_t n_parts)
 {
     if (!w->ring && !(w->ring = malloc(RING * sizeof(*w->ring))))
+        return ICPNS_ENOMEM;
+    if (!w->slots && !(w->slots = malloc(3 * BATCH_SLOTS * sizeof(*w->slots))))
         return ICPNS_ENOMEM;
     if (n_parts > w->dparts) {
         dist_t *d = malloc((size_t)DRING * n_parts * sizeof(*d));
@@ -447,8 +467,16 @@ resolve(const icpns_snapshot_t *s, const icpns_weights_t *w, uint32_t user,
             return resolve_all(s, w, user, strategy, flags, D, row_flags);
         t = &w->comm[c];
         eps = w->params.epsilon;
-        hits = w->pos_hits_comm[user];
+        /* resolve_all first asks whether the positives hold the whole
+         * support (hits >= m).  Then their mass equals the table's up to
+         * the rounding of two sums of m positive terms, less than
+         * 2 m 2^-53 S < 1e-6 S for any m < 2^32: a remainder above
+         * 4e-6 S says no without reading the hits (one cache miss fewer
+         * per row), and anything below goes to resolve_all. */
+        hits = 0;
         pmass = w->pos_mass_comm[user];
+        if (!(t->cdf[t->m] - pmass > 4e-6 * t->cdf[t->m]))
+            return resolve_all(s, w, user, strategy, flags, D, row_flags);
     } else if (strategy == ICPNS_STRATEGY_POPULARITY) {
         t = &w->global;
         hits = d;
@@ -483,7 +511,6 @@ resolve(const icpns_snapshot_t *s, const icpns_weights_t *w, uint32_t user,
     D->sparse_rest = rest;
     D->mass = mass;
     D->total = eps > 0 ? S + eps * (double)n : S;
-    D->hits = hits;
     D->fallback = false;
     return 0;
 }
@@ -536,6 +563,8 @@ typedef struct plan {
     unsigned flags;
     uint64_t seed_key;
     bool need_comm, need_pop; /* per-user arrays worth prefetching */
+    bool contiguous;          /* the user ids are id_base .. id_base + n - 1 */
+    int64_t id_base;
 } plan_t;
 
 static inline dist_t *dist_at(dist_t *dists, uint32_t n_parts, uint32_t r, uint32_t k)
@@ -585,34 +614,46 @@ static void run_stages(const plan_t *P, const int64_t *users, const uint32_t *oc
     const int64_t *const ids = s->users.ids;
     const uint32_t mask = s->users.mask;
     const uint64_t seed_key = P->seed_key;
+    const bool contiguous = P->contiguous;
+    const uint64_t id_base = (uint64_t)P->id_base, n_users = s->users.n;
     for (uint64_t r = n->hashed; r < t[0]; r++) {
         rowst_t *R = &ring[r & (RING - 1)];
         int64_t id = users[r];
         uint64_t hash = icpns_idmap_hash(id);
-        uint32_t h = (uint32_t)hash & mask;
         R->id = id;
-        R->h = h;
         R->key = icpns_rng_user_key_hashed(seed_key, hash, occ[r]);
-        PREFETCH(&slots[h]);
+        if (contiguous) {
+            /* The dense index is the id's offset: no table to probe. */
+            uint64_t off = (uint64_t)id - id_base;
+            R->cand = off < n_users ? (uint32_t)off : ICPNS_NONE;
+        } else {
+            uint32_t h = (uint32_t)hash & mask;
+            R->h = h;
+            PREFETCH(&slots[h]);
+        }
     }
     n->hashed = n->hashed > t[0] ? n->hashed : t[0];
-    for (uint64_t r = n->probed; r < t[1]; r++) {
-        rowst_t *R = &ring[r & (RING - 1)];
-        uint32_t c = slots[R->h];
-        R->cand = c;
-        if (c != ICPNS_NONE)
-            PREFETCH(&ids[c]);
-    }
+    if (!contiguous)
+        for (uint64_t r = n->probed; r < t[1]; r++) {
+            rowst_t *R = &ring[r & (RING - 1)];
+            uint32_t c = slots[R->h];
+            R->cand = c;
+            if (c != ICPNS_NONE)
+                PREFETCH(&ids[c]);
+        }
     n->probed = n->probed > t[1] ? n->probed : t[1];
     const bool need_comm = P->need_comm, need_pop = P->need_pop;
     const uint64_t *const pos_off = s->pos_off;
     for (uint64_t r = n->found; r < t[2]; r++) {
         rowst_t *R = &ring[r & (RING - 1)];
-        uint32_t u = R->cand, h = R->h;
-        int64_t id = R->id;
-        while (u != ICPNS_NONE && ids[u] != id) {
-            h = (h + 1) & mask;
-            u = slots[h];
+        uint32_t u = R->cand;
+        if (!contiguous) {
+            uint32_t h = R->h;
+            int64_t id = R->id;
+            while (u != ICPNS_NONE && ids[u] != id) {
+                h = (h + 1) & mask;
+                u = slots[h];
+            }
         }
         R->u = u;
         if (u == ICPNS_NONE)
@@ -622,7 +663,6 @@ static void run_stages(const plan_t *P, const int64_t *users, const uint32_t *oc
         if (need_comm) {
             PREFETCH(&s->user_comm[u]);
             PREFETCH(&w->pos_mass_comm[u]);
-            PREFETCH(&w->pos_hits_comm[u]);
         }
         if (need_pop)
             PREFETCH(&w->pos_mass_pop[u]);
@@ -665,18 +705,6 @@ static void run_stages(const plan_t *P, const int64_t *users, const uint32_t *oc
     n->resolved = n->resolved > t[3] ? n->resolved : t[3];
 }
 
-/* A slot whose first draw is in flight. */
-typedef struct slot {
-    icpns_rng_t rng;
-    const dist_t *D;
-    uint32_t out;    /* index of the result in the block's outputs */
-    uint32_t k;      /* alias column, then support index; or the item */
-    double coin;     /* the alias coin; DIRECT: k is an epsilon-part item */
-} slot_t;
-
-/* A coin no draw gives (they are < 1). */
-#define DIRECT 2.0
-
 /* The residual scratch's current owner, so a (row, part) sets it up once. */
 typedef struct residual_cache {
     const dist_t *D;
@@ -692,14 +720,26 @@ static inline uint32_t residual_h(icpns_work_t *wk, residual_cache_t *rc, const 
     return rc->h;
 }
 
-/* What sample_block writes to. */
+/* The outputs of a call. */
 typedef struct outs {
     uint32_t *items;
     double *probs;
-    uint32_t a;      /* the block's first row */
+    unsigned *row_flags; /* may be NULL */
+    uint32_t first;      /* the call's first row */
     icpns_sample_stats_t *st;
     residual_cache_t rcache;
 } outs_t;
+
+/* The slots of one block on their way: drawn (alias entries on their way),
+ * then resolved (support items on their way), then checked. */
+typedef struct batch {
+    slot_t *x;
+    uint32_t n;
+    uint32_t a, b;  /* its rows */
+    int state;      /* BATCH_* */
+} batch_t;
+
+enum { BATCH_EMPTY, BATCH_DRAWN, BATCH_RESOLVED };
 
 /* The rare end of a slot whose first draw hit a positive: the remaining
  * tries of the same stream, then the residual path. */
@@ -727,17 +767,17 @@ static void slot_retry(const plan_t *P, slot_t *x, outs_t *o)
         uint32_t h = residual_h(P->wk, &o->rcache, D);
         item = draw_residual(D, P->wk, h, &x->rng, o->probs ? &wi : NULL);
         st->draws++;
-        P->ring[(o->a + x->out / P->cols) & (RING - 1)].rf |= ICPNS_ROW_RESIDUAL;
+        P->ring[(o->first + x->out / P->cols) & (RING - 1)].rf |= ICPNS_ROW_RESIDUAL;
     }
     o->items[x->out] = item;
     if (o->probs)
         o->probs[x->out] = wi / D->mass;
 }
 
-/* Resolves the alias entries of a batch with the support item ids on
- * their way, then checks the items against the positives. */
+/* Resolves the alias entries of a batch (fetched since it was drawn), with
+ * the support item ids on their way. */
 static inline __attribute__((always_inline)) void
-batch_finish(const plan_t *P, slot_t *b, uint32_t nb, outs_t *o, const bool with_probs)
+batch_resolve(slot_t *b, uint32_t nb, const bool with_probs)
 {
     for (uint32_t i = 0; i < nb; i++) {
         slot_t *x = &b[i];
@@ -751,7 +791,16 @@ batch_finish(const plan_t *P, slot_t *b, uint32_t nb, outs_t *o, const bool with
         if (with_probs)
             PREFETCH(&t->w[x->k]);
     }
+}
+
+/* Checks the items of a resolved batch against the positives and writes
+ * them; a slot whose first draw was a positive continues alone. */
+static inline __attribute__((always_inline)) void
+batch_check(const plan_t *P, slot_t *b, uint32_t nb, outs_t *o, const bool with_probs)
+{
     o->st->draws += nb;
+    uint32_t *items = o->items;
+    double *probs = o->probs;
     for (uint32_t i = 0; i < nb; i++) {
         slot_t *x = &b[i];
         const dist_t *D = x->D;
@@ -761,21 +810,35 @@ batch_finish(const plan_t *P, slot_t *b, uint32_t nb, outs_t *o, const bool with
             slot_retry(P, x, o);
             continue;
         }
-        o->items[x->out] = item;
+        items[x->out] = item;
         if (with_probs)
-            o->probs[x->out] =
-                (direct ? item_weight(D, item) : D->t->w[x->k] + D->eps) / D->mass;
+            probs[x->out] = (direct ? item_weight(D, item) : D->t->w[x->k] + D->eps) / D->mass;
     }
+}
+
+/* Finishes batch @B whatever its state, and writes its rows' flags. */
+static inline __attribute__((always_inline)) void
+batch_finish(const plan_t *P, batch_t *B, outs_t *o, const bool with_probs)
+{
+    if (B->state == BATCH_EMPTY)
+        return;
+    if (B->state == BATCH_DRAWN)
+        batch_resolve(B->x, B->n, with_probs);
+    batch_check(P, B->x, B->n, o, with_probs);
+    if (o->row_flags)
+        for (uint32_t r = B->a; r < B->b; r++)
+            o->row_flags[r - o->first] = P->ring[r & (RING - 1)].rf;
+    B->state = BATCH_EMPTY;
 }
 
 /*
  * The first attempt of draw_mixture for slots @slot0 .. @slot0 + m - 1 of
  * a row (key @key), results to go to @out ..: the same draws in the same
- * order, split so that the alias entries are fetched while the other slots
- * draw.
+ * order, split so that the alias entries are fetched while other work is
+ * done.
  */
 static inline __attribute__((always_inline)) void
-fill_slots(slot_t *x, const dist_t *D, uint64_t key, uint32_t slot0, uint32_t out, uint32_t m)
+fill_slots(slot_t *x, const dist_t *D, uint64_t key, uint32_t slot0, size_t out, uint32_t m)
 {
     const icpns_alias_t *al = &D->t->alias;
     const icpns_alias_entry_t *e = al->e;
@@ -843,39 +906,47 @@ static void sample_part_direct(const plan_t *P, uint32_t r, const dist_t *D, uin
     P->ring[r & (RING - 1)].rf |= ICPNS_ROW_RESIDUAL;
 }
 
-/* Samples the resolved rows [a, b); row a's items go to o->items[0..].
- * @one_part: the request has a single part (most do), which spares the
- * loop over parts. */
+/*
+ * Draws the first attempt of every rejection-path slot of the resolved
+ * rows [a, b) into batch @B, and samples their uniform and residual parts
+ * outright.  A row with more slots than a batch holds (rb is then 1) has
+ * its full batches finished on the spot.  @one_part: the request has a
+ * single part (most do), which spares the loop over parts.
+ */
 static inline __attribute__((always_inline)) void
-sample_block_impl(const plan_t *P, uint32_t a, uint32_t b, outs_t *o, const bool with_probs,
-                  const bool one_part)
+draw_block(const plan_t *P, uint32_t a, uint32_t b, batch_t *B, outs_t *o,
+           const bool with_probs, const bool one_part)
 {
-    slot_t batch[BATCH_SLOTS];
-    uint32_t nb = 0;
     const uint32_t n_parts = one_part ? 1 : P->n_parts, cols = P->cols;
     const pplan_t *parts = P->parts;
     const rowst_t *ring = P->ring;
     const dist_t *D = dist_at(P->dists, n_parts, a, 0);
     const dist_t *dists_end = P->dists + (size_t)DRING * n_parts;
-    o->a = a;
-    for (uint32_t r = a, base = 0; r < b; r++, base += cols) {
+    slot_t *x = B->x;
+    uint32_t nb = 0;
+    size_t base = (size_t)(a - o->first) * cols;
+    B->a = a;
+    B->b = b;
+    for (uint32_t r = a; r < b; r++, base += cols) {
         uint64_t key = ring[r & (RING - 1)].key;
         for (uint32_t k = 0; k < n_parts; k++, D++) {
             const pplan_t *pp = &parts[k];
-            uint32_t count = pp->count, slot0 = pp->slot0, out = base + pp->out;
+            uint32_t count = pp->count, slot0 = pp->slot0;
+            size_t out = base + pp->out;
             if (__builtin_expect(D->path == PATH_REJECT, 1)) {
                 if (count <= BATCH_SLOTS - nb) { /* the usual case: all fit */
-                    fill_slots(batch + nb, D, key, slot0, out, count);
+                    fill_slots(x + nb, D, key, slot0, out, count);
                     nb += count;
                     continue;
                 }
                 for (uint32_t j = 0; j < count;) {
                     if (nb == BATCH_SLOTS) {
-                        batch_finish(P, batch, nb, o, with_probs);
+                        batch_resolve(x, nb, with_probs);
+                        batch_check(P, x, nb, o, with_probs);
                         nb = 0;
                     }
                     uint32_t m = count - j < BATCH_SLOTS - nb ? count - j : BATCH_SLOTS - nb;
-                    fill_slots(batch + nb, D, key, slot0 + j, out + j, m);
+                    fill_slots(x + nb, D, key, slot0 + j, out + j, m);
                     nb += m;
                     j += m;
                 }
@@ -887,33 +958,68 @@ sample_block_impl(const plan_t *P, uint32_t a, uint32_t b, outs_t *o, const bool
         if (D == dists_end)
             D = P->dists;
     }
-    if (nb)
-        batch_finish(P, batch, nb, o, with_probs);
+    B->n = nb;
+    B->state = BATCH_DRAWN;
 }
 
-static void sample_block_items(const plan_t *P, uint32_t a, uint32_t b, outs_t *o)
+/*
+ * Samples the resolved rows [a, b) as one step of the slot pipeline over
+ * the batches B[0..2]: the batch two blocks back is checked, the one a
+ * block back resolved, and this block drawn into the third, so that each
+ * of the alias entries and support item ids has a whole block of work to
+ * arrive in.  (The same draws as slot by slot, in another order.)
+ */
+static inline __attribute__((always_inline)) void
+pipe_step(const plan_t *P, uint32_t a, uint32_t b, batch_t *B, uint64_t k, outs_t *o,
+          const bool with_probs, const bool one_part)
 {
-    sample_block_impl(P, a, b, o, false, false);
+    batch_t *old = &B[(k + 1) % 3], *prev = &B[(k + 2) % 3], *cur = &B[k % 3];
+    batch_finish(P, old, o, with_probs);
+    if (prev->state == BATCH_DRAWN) {
+        batch_resolve(prev->x, prev->n, with_probs);
+        prev->state = BATCH_RESOLVED;
+    }
+    draw_block(P, a, b, cur, o, with_probs, one_part);
 }
 
-static void sample_block_items1(const plan_t *P, uint32_t a, uint32_t b, outs_t *o)
+static void pipe_step_items(const plan_t *P, uint32_t a, uint32_t b, batch_t *B, uint64_t k,
+                            outs_t *o)
 {
-    sample_block_impl(P, a, b, o, false, true);
+    pipe_step(P, a, b, B, k, o, false, false);
 }
 
-static void sample_block_probs(const plan_t *P, uint32_t a, uint32_t b, outs_t *o)
+static void pipe_step_items1(const plan_t *P, uint32_t a, uint32_t b, batch_t *B, uint64_t k,
+                             outs_t *o)
 {
-    sample_block_impl(P, a, b, o, true, false);
+    pipe_step(P, a, b, B, k, o, false, true);
 }
 
-static void sample_block_probs1(const plan_t *P, uint32_t a, uint32_t b, outs_t *o)
+static void pipe_step_probs(const plan_t *P, uint32_t a, uint32_t b, batch_t *B, uint64_t k,
+                            outs_t *o)
 {
-    sample_block_impl(P, a, b, o, true, true);
+    pipe_step(P, a, b, B, k, o, true, false);
+}
+
+static void pipe_step_probs1(const plan_t *P, uint32_t a, uint32_t b, batch_t *B, uint64_t k,
+                             outs_t *o)
+{
+    pipe_step(P, a, b, B, k, o, true, true);
+}
+
+/* Finishes the batches in flight, oldest first. */
+static void pipe_drain(const plan_t *P, batch_t *B, uint64_t k, outs_t *o)
+{
+    for (uint64_t j = k + 1; j <= k + 3; j++)
+        if (o->probs)
+            batch_finish(P, &B[j % 3], o, true);
+        else
+            batch_finish(P, &B[j % 3], o, false);
 }
 
 /*
  * Drives rows [first, first + n) of @users / @occ through the stages and
- * samples them block by block.  Rows before a failing row are complete.
+ * the slot pipeline, block by block.  Rows before a failing row are
+ * complete.
  */
 static int run_rows(const plan_t *P, const int64_t *users, const uint32_t *occ,
                     uint32_t first, uint32_t n, uint32_t *items, double *probs,
@@ -927,43 +1033,37 @@ static int run_rows(const plan_t *P, const int64_t *users, const uint32_t *occ,
     uint64_t end = (uint64_t)first + n;
     stages_t done = {first, first, first, first};
     icpns_sample_stats_t st = {0};
-    outs_t o = {NULL, NULL, 0, &st, {NULL, 0}};
-    rowst_t *ring = P->ring;
+    outs_t o = {items, probs, row_flags, first, &st, {NULL, 0}};
+    batch_t B[3];
+    for (int j = 0; j < 3; j++)
+        B[j] = (batch_t){P->wk->slots + j * BATCH_SLOTS, 0, 0, 0, BATCH_EMPTY};
+    void (*step)(const plan_t *, uint32_t, uint32_t, batch_t *, uint64_t, outs_t *) =
+        probs ? (P->n_parts == 1 ? pipe_step_probs1 : pipe_step_probs)
+              : (P->n_parts == 1 ? pipe_step_items1 : pipe_step_items);
     P->wk->err = false;
-    for (uint64_t a = first; a < end; a += rb) {
+    uint64_t k = 0;
+    int err = 0;
+    for (uint64_t a = first; a < end; a += rb, k++) {
         uint64_t b = a + rb < end ? a + rb : end;
         /* Each stage runs a block ahead of the next one. */
         uint64_t t[4];
-        for (int k = 0; k < 4; k++)
-            t[k] = b + (4 - k) * rb < end ? b + (4 - k) * rb : end;
+        for (int j = 0; j < 4; j++)
+            t[j] = b + (4 - j) * rb < end ? b + (4 - j) * rb : end;
         run_stages(P, users, occ, &done, t);
-        uint64_t stop = b;
-        int err = 0;
         if (__builtin_expect(P->wk->err, 0) && P->wk->err_row < b) {
-            stop = P->wk->err_row;
-            err = ring[stop & (RING - 1)].err;
-        }
-        /* A block's residual setup belongs to its own distributions. */
-        o.rcache.D = NULL;
-        size_t off = (size_t)(a - first) * P->cols;
-        o.items = items + off;
-        if (probs) {
-            o.probs = probs + off;
-            (P->n_parts == 1 ? sample_block_probs1 : sample_block_probs)(P, (uint32_t)a,
-                                                                         (uint32_t)stop, &o);
-        } else {
-            (P->n_parts == 1 ? sample_block_items1 : sample_block_items)(P, (uint32_t)a,
-                                                                         (uint32_t)stop, &o);
-        }
-        if (row_flags)
-            for (uint64_t r = a; r < stop; r++)
-                row_flags[r - first] = ring[r & (RING - 1)].rf;
-        if (err) {
+            uint32_t stop = P->wk->err_row;
+            err = P->ring[stop & (RING - 1)].err;
+            step(P, (uint32_t)a, stop, B, k, &o);
+            pipe_drain(P, B, k, &o);
             if (ret_failed)
-                *ret_failed = (uint32_t)stop;
+                *ret_failed = stop;
             return err;
         }
+        /* A residual setup belongs to distributions that may be reused. */
+        o.rcache.D = NULL;
+        step(P, (uint32_t)a, (uint32_t)b, B, k, &o);
     }
+    pipe_drain(P, B, k ? k - 1 : 0, &o);
     if (stats) {
         stats->draws += st.draws;
         stats->rejections += st.rejections;
@@ -987,6 +1087,11 @@ static void plan_init(plan_t *P, const icpns_snapshot_t *s, const icpns_weights_
     P->cols = cols;
     P->flags = flags;
     P->seed_key = icpns_rng_seed_key(seed);
+    /* Ids 0..n-1 or 1..n, as most datasets number their users, need no
+     * hash lookup (ascending ids, so the span says it). */
+    const icpns_idmap_t *m = &s->users;
+    P->contiguous = m->n > 0 && (uint64_t)m->ids[m->n - 1] - (uint64_t)m->ids[0] == m->n - 1;
+    P->id_base = m->n ? m->ids[0] : 0;
     P->need_comm = P->need_pop = false;
     for (uint32_t k = 0; k < n_parts; k++) {
         P->need_comm |= work->parts[k].strategy == ICPNS_STRATEGY_ICPNS;

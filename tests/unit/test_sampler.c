@@ -801,6 +801,71 @@ static void test_occurrences(void **state)
     free(o);
 }
 
+/* User ids that form one range are looked up by offset, others by hash:
+ * the same tables give the same rows either way.  A user with a community
+ * but no interactions changes no table, only the ids' range. */
+static void test_contiguous_ids(void **state)
+{
+    (void)state;
+    icpns_gen_opts_t g;
+    icpns_gen_opts_default(&g);
+    g.users = 300;
+    g.items = 200;
+    g.communities = 3;
+    g.interactions = 5000;
+    g.seed = 8;
+    icpns_dataset_t *d;
+    icpns_error_t err;
+    assert_int_equal(icpns_gen(&g, &d, &err), 0);
+    icpns_params_t par;
+    icpns_params_default(&par);
+    icpns_snapshot_t *a, *b;
+    assert_int_equal(icpns_snapshot_build(d, &par, &a, &err), 0);
+    assert_int_equal(a->users.n, 300);
+    assert_true(a->users.ids[299] - a->users.ids[0] == 299); /* one range */
+    icpns_dataset_add_community(d, 1000000007, d->comm[0].b);
+    assert_int_equal(icpns_snapshot_build(d, &par, &b, &err), 0);
+    assert_int_equal(b->users.n, 301);
+    enum { ROWS = 500 };
+    int64_t users[ROWS];
+    uint32_t occ[ROWS];
+    icpns_rng_t rng;
+    icpns_rng_init(&rng, 6, 0, 0);
+    for (uint32_t r = 0; r < ROWS; r++)
+        users[r] = r % 50 == 7 ? (r % 100 == 7 ? 0 : 301) /* unknown: below, above */
+                               : 1 + (int64_t)icpns_rng_below(&rng, 300);
+    assert_int_equal(icpns_occurrences(users, ROWS, occ), 0);
+    icpns_part_t parts[2] = {{ICPNS_STRATEGY_ICPNS, 3}, {ICPNS_STRATEGY_UNIFORM, 1}};
+    icpns_rows_t req = {users, occ, ROWS, parts, 2, 17, ICPNS_SAMPLE_SUBSTITUTE_PNS};
+    uint32_t *x = malloc(ROWS * 4 * sizeof(*x)), *y = malloc(ROWS * 4 * sizeof(*y));
+    unsigned fx[ROWS], fy[ROWS];
+    icpns_work_t *w = icpns_work_new();
+    assert_int_equal(icpns_sample_rows(a, a->weights, w, &req, 0, ROWS, x, NULL, fx, NULL, NULL),
+                     0);
+    assert_int_equal(icpns_sample_rows(b, b->weights, w, &req, 0, ROWS, y, NULL, fy, NULL, NULL),
+                     0);
+    assert_memory_equal(x, y, ROWS * 4 * sizeof(*x));
+    assert_memory_equal(fx, fy, sizeof(fx));
+    assert_true(fx[7] & ICPNS_ROW_SUBSTITUTED);
+    assert_true(fx[57] & ICPNS_ROW_SUBSTITUTED);
+    assert_false(fx[8] & ICPNS_ROW_SUBSTITUTED);
+    /* Without substitution the unknown ids are refused in both. */
+    uint32_t failed = 0;
+    req.flags = 0;
+    assert_int_equal(icpns_sample_rows(a, a->weights, w, &req, 0, ROWS, x, NULL, NULL, NULL,
+                                       &failed), ICPNS_EUNKNOWN_USER);
+    assert_int_equal(failed, 7);
+    assert_int_equal(icpns_sample_rows(b, b->weights, w, &req, 8, 60, y, NULL, NULL, NULL,
+                                       &failed), ICPNS_EUNKNOWN_USER);
+    assert_int_equal(failed, 7 + 50);
+    icpns_work_free(w);
+    free(x);
+    free(y);
+    icpns_snapshot_unref(a);
+    icpns_snapshot_unref(b);
+    icpns_dataset_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -818,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_block_determinism),
         cmocka_unit_test(test_block_errors),
         cmocka_unit_test(test_occurrences),
+        cmocka_unit_test(test_contiguous_ids),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
