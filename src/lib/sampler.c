@@ -28,27 +28,34 @@
  * position or the order in which this file computes things.
  *
  * The pipeline.  Sampling is latency-bound: a user lookup (hash slot, then
- * the id it names), the user's community, offsets and masses, its
+ * the id it names), the user's community, offsets and mass, its
  * positives, and per slot an alias entry and a support item id are each a
  * likely cache miss, and each depends on the one before.  So rows go
  * through stages a block apart (a block is BATCH_SLOTS / cols rows, 1 to
- * MAX_BLOCK), and while block k is sampled:
+ * MAX_BLOCK; 16 rows at n = 1, 4 at n = 16), and while block k is drawn:
  *     block k+4  hash the user id, prefetch its hash slot      (hash)
  *     block k+3  read the slot, prefetch the id it names        (probe)
  *     block k+2  confirm the id -> dense user, prefetch the
  *                user's offsets, community and mass             (find)
  *     block k+1  resolve each part's distribution, choose the
  *                path, prefetch the positives                   (resolve)
- * (user ids that are one contiguous range skip the hash table: the dense
- * index is the offset).
- * and within block k every slot on the rejection path gets its first draw
- * (column + coin, or an epsilon item) with the alias entry prefetched, then
- * all entries are resolved with the support item ids prefetched, then the
- * items are checked against the positives.  A slot whose first draw hits a
- * positive continues alone (retries, then the residual path).  Uniform
- * rows take one draw and a binary search per slot; residual rows are
- * sampled row by row.  Every step reads the same stream values as the
- * one-slot-at-a-time order would, so blocks and slicing change nothing.
+ *     block k    draw every rejection-path slot's first attempt
+ *                (column + coin, or an epsilon item), prefetch
+ *                its alias entry                                (draw)
+ *     block k-1  resolve the alias entries, prefetch the
+ *                support item ids                               (resolve)
+ *     block k-2  check the items against the positives, write
+ *                them and the rows' flags                       (check)
+ * so every fetch has a block of other work to arrive in.  User ids that
+ * form one contiguous range skip the hash table (the dense index is the
+ * offset).  A slot whose first draw hits a positive continues alone
+ * (retries, then the residual path); uniform and residual (row, part)s are
+ * sampled outright when drawn, one draw and binary searches a slot.  The
+ * binary searches step by masks, not branches.  Every slot reads the same
+ * stream values as the one-slot-at-a-time order would, so block sizes and
+ * slicing change nothing; no allocation happens after the resolve stage
+ * (it reserves the residual scratch), so a failing row leaves every row
+ * before it complete.
  */
 #include <math.h>
 #include <stdlib.h>
