@@ -57,7 +57,6 @@
  * (it reserves the residual scratch), so a failing row leaves every row
  * before it complete.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
