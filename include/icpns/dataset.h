@@ -276,7 +276,18 @@ void icpns_interactions_free(int64_t *users, int64_t *items);
 uint32_t icpns_shard_of(int64_t user, uint32_t shards);
 
 /*
- * Reads a whole file into a new NUL-terminated buffer (*ret, *ret_len).
+ * Opens @path for reading without blocking (a FIFO would wait for a writer
+ * forever) and checks that it is a regular file: 0 with *@ret_fd (blocking
+ * again) and, if @ret_st is not NULL, its stat; ICPNS_EIO naming what it
+ * is otherwise ("a FIFO, not a regular file").
+ */
+struct stat;
+int icpns_file_open_regular(const char *path, int *ret_fd, struct stat *ret_st,
+                            icpns_error_t *err);
+
+/*
+ * Reads a whole file into a new NUL-terminated buffer (*ret, *ret_len);
+ * only regular files (icpns_file_open_regular).
  * Refuses files above @max_bytes (ICPNS_ELIMIT).
  */
 int icpns_file_read(const char *path, size_t max_bytes, char **ret,

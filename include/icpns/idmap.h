@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "icpns/rng.h"
 
 typedef struct icpns_idmap {
     uint32_t n;
@@ -27,6 +28,14 @@ int icpns_idmap_build(icpns_idmap_t *m, int64_t *ids, size_t n);
 
 /* Frees @m's arrays.  Accepts an empty map. */
 void icpns_idmap_free(icpns_idmap_t *m);
+
+/* The hash of @id: the table is probed from icpns_idmap_hash(id) & mask
+ * on.  The sampler computes it once per request row, for the lookup and
+ * for the row's random stream key (icpns_rng_user_key_hashed). */
+static inline uint64_t icpns_idmap_hash(int64_t id)
+{
+    return icpns_mix64((uint64_t)id);
+}
 
 /* The dense index of @id, or ICPNS_NONE. */
 uint32_t icpns_idmap_find(const icpns_idmap_t *m, int64_t id);

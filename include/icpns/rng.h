@@ -1,10 +1,29 @@
 /*
  * icpns/rng.h - counter-based random numbers.
  *
- * A stream is a 64-bit key derived from (seed, row, slot) and a counter.
- * Output k of a stream is a bijective mix of key + k * golden-ratio (the
- * SplitMix64 construction), so a negative depends only on (seed, row, slot),
- * never on which thread computed it or on what was drawn before.
+ * A stream is a 64-bit key and a counter.  Output k of a stream is a
+ * bijective mix of key + k * golden-ratio (the SplitMix64 construction), so
+ * what a stream gives depends only on its key, never on which thread
+ * computed it or on what was drawn before.
+ *
+ * The stream of negative `slot` of a request row is keyed on the seed, the
+ * row's external user id, the user's occurrence index in the request (0 for
+ * the first row with that id, 1 for the second, ...) and the slot:
+ *
+ *     seed key  k0 = mix64(seed + gamma)
+ *     user      k1 = mix64(k0 ^ mix64(user))
+ *     occurrence k2 = mix64(k1 ^ mix64(occ + c_occ))     (the row key)
+ *     slot      key = mix64(k2 ^ slot * c_slot)
+ *
+ * Every step is a bijection of its new input for a fixed state, so under
+ * one seed no two (user, occurrence) pairs share a row key, and tuples that
+ * differ anywhere give keys that agree only by 64-bit chance (no structural
+ * collision such as (user + 1, occ - 1)).  The row's position in the
+ * request is not an input: rows of different users are independent under
+ * any seed, and a user repeated in a request gets independent rows.
+ *
+ * icpns_rng_init(seed, stream, slot) is the plain (seed, stream, slot) key
+ * of the generator and the k-means seeding; negatives never use it.
  */
 #ifndef ICPNS_RNG_H
 #define ICPNS_RNG_H
@@ -26,12 +45,41 @@ static inline uint64_t icpns_mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-/* The part of a stream's key that depends on (seed, row) only: computed
- * once per row, it leaves one mix per slot. */
+/* The key of (seed, stream) for icpns_rng_init: computed once per
+ * stream, it leaves one mix per slot.  Not the key of a request row. */
 static inline uint64_t icpns_rng_row_key(uint64_t seed, uint64_t row)
 {
     uint64_t k = icpns_mix64(seed + ICPNS_RNG_GAMMA);
     return icpns_mix64(k ^ (row * UINT64_C(0xd1b54a32d192ed03)));
+}
+
+/* The part of a request row's key that depends on the seed only. */
+static inline uint64_t icpns_rng_seed_key(uint64_t seed)
+{
+    return icpns_mix64(seed + ICPNS_RNG_GAMMA);
+}
+
+/*
+ * The row key of (seed, user, occurrence) from icpns_rng_seed_key(seed) and
+ * the user's hash icpns_mix64((uint64_t)user), which the sampler computes
+ * anyway for the id map lookup (icpns_idmap_hash).
+ */
+#define ICPNS_RNG_OCC UINT64_C(0x632be59bd9b4e019)
+#define ICPNS_RNG_OCC0 UINT64_C(0x6db6ca64564daeaa) /* icpns_mix64(ICPNS_RNG_OCC) */
+
+static inline uint64_t icpns_rng_user_key_hashed(uint64_t seed_key, uint64_t user_hash,
+                                                 uint32_t occ)
+{
+    uint64_t k = icpns_mix64(seed_key ^ user_hash);
+    /* The first occurrence, most rows, has a constant term. */
+    uint64_t o = occ ? icpns_mix64((uint64_t)occ + ICPNS_RNG_OCC) : ICPNS_RNG_OCC0;
+    return icpns_mix64(k ^ o);
+}
+
+/* The key of request row (seed, external user id, occurrence index). */
+static inline uint64_t icpns_rng_user_key(uint64_t seed, int64_t user, uint32_t occ)
+{
+    return icpns_rng_user_key_hashed(icpns_rng_seed_key(seed), icpns_mix64((uint64_t)user), occ);
 }
 
 /* Starts the stream of (row key, slot). */
@@ -41,7 +89,7 @@ static inline void icpns_rng_init_slot(icpns_rng_t *r, uint64_t row_key, uint64_
     r->ctr = 0;
 }
 
-/* Starts the stream of (seed, row, slot). */
+/* Starts the stream of (seed, stream, slot) (generator, k-means). */
 static inline void icpns_rng_init(icpns_rng_t *r, uint64_t seed, uint64_t row,
                                   uint64_t slot)
 {

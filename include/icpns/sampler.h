@@ -1,5 +1,5 @@
 /*
- * icpns/sampler.h - drawing negatives for one user.
+ * icpns/sampler.h - drawing negatives for the rows of a request.
  *
  * For user u of community c the ICPNS distribution is
  *     P(i | u) = w_c(i) [i not in Pos(u)] / sum_j w_c(j) [j not in Pos(u)],
@@ -61,22 +61,112 @@ typedef struct icpns_sample_stats {
 } icpns_sample_stats_t;
 
 /*
- * Draws @count items for dense user @user (ICPNS_NONE when unknown) with
- * strategy @strategy into @ret_items (dense item indices), slots
- * @slot0 .. @slot0 + count - 1 of row @row under @seed, and, if @ret_probs is
- * not NULL, the exact P(i | u) of each.  @w must be weights over @s (usually
- * s->weights).  *@ret_row_flags gets ICPNS_ROW_* bits; @stats (may be NULL)
- * is added to.
+ * The randomness of a row is keyed on the request's seed, the row's
+ * EXTERNAL user id (also for users the snapshot does not know), the user's
+ * occurrence index in the request (0 for the first row with that id, 1 for
+ * the second, ...) and the slot (icpns/rng.h).  Slots are numbered across
+ * the parts of a strategy mix: part k's slots follow those of parts
+ * 0..k-1.  So the same request, seed and snapshot give the same items;
+ * rows of different users are independent under any seed; a user repeated
+ * in a request gets independent rows; and a row's items do not depend on
+ * its position, on the other rows, on how the request is sliced into calls
+ * or on the thread.
+ */
+
+/* One part of a row: @slots consecutive slots (negatives x candidates)
+ * drawn with @strategy. */
+typedef struct icpns_part {
+    icpns_strategy_t strategy;
+    uint32_t slots;
+} icpns_part_t;
+
+/* A request: rows of users, each given the same parts. */
+typedef struct icpns_rows {
+    const int64_t *users;      /* external id of each row's user */
+    const uint32_t *occ;       /* occurrence index of each row (icpns_occurrences) */
+    uint32_t rows;
+    const icpns_part_t *parts; /* in slot order */
+    uint32_t n_parts;
+    uint64_t seed;
+    unsigned flags;            /* ICPNS_SAMPLE_* */
+} icpns_rows_t;
+
+/* Slots per row of @req: the sum of its parts' slots (0 if above 2^32 - 1,
+ * which icpns_sample_rows refuses). */
+uint32_t icpns_rows_cols(const icpns_rows_t *req);
+
+/*
+ * Writes into @ret_occ[r] how many rows before r have the user of row r
+ * (the occurrence index the row's random stream is keyed on), for all
+ * @rows rows of @users, in expected O(rows) time (a hash table).
+ * Returns 0 or ICPNS_ENOMEM (@ret_occ untouched).
+ */
+int icpns_occurrences(const int64_t *users, uint32_t rows, uint32_t *ret_occ);
+
+/*
+ * Samples rows @first_row .. @first_row + @n_rows - 1 of @req.  Row r's
+ * items go to @ret_items[(r - first_row) * cols + slot] (dense item
+ * indices; cols = icpns_rows_cols(@req)), and, if @ret_probs is not NULL,
+ * the exact P(i | u) of each to @ret_probs at the same index;
+ * @ret_row_flags (may be NULL) gets the ICPNS_ROW_* bits of each row (the
+ * union over its parts) at r - first_row.  @w must be weights over @s
+ * (usually s->weights); @stats (may be NULL) is added to on success.  Any
+ * slicing of a request into calls gives the same results as one call.
+ *
+ * Rows are processed in blocks, with the user lookups, communities and
+ * positives of the coming rows fetched ahead and the first draw of every
+ * slot of a block in flight at once; the result is the same for any block
+ * size.  @work is this thread's scratch.
+ *
+ * Returns 0, or on failure: ICPNS_EUNKNOWN_USER, ICPNS_ENOCOMMUNITY (both
+ * unless ICPNS_SAMPLE_SUBSTITUTE_PNS), ICPNS_EINFEASIBLE or ICPNS_ENOMEM
+ * for the row *@ret_failed_row (absolute index; rows before it are
+ * complete in the outputs, later ones unspecified), or ICPNS_EINVAL (bad
+ * strategy, no parts, more than 2^32 - 1 slots per row, rows outside
+ * @req, NULL arrays) and ICPNS_ENOMEM (scratch) with *@ret_failed_row =
+ * ICPNS_NONE.  @ret_failed_row may be NULL and is only written on failure.
+ */
+int icpns_sample_rows(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                      icpns_work_t *work, const icpns_rows_t *req, uint32_t first_row,
+                      uint32_t n_rows, uint32_t *ret_items, double *ret_probs,
+                      unsigned *ret_row_flags, icpns_sample_stats_t *stats,
+                      uint32_t *ret_failed_row);
+
+/*
+ * The ICPNS_ROW_FALLBACK and ICPNS_ROW_SUBSTITUTED bits that
+ * icpns_sample_rows would report for rows @first_row .. + @n_rows - 1 of
+ * @req, and its errors (same codes, same failed row), without drawing
+ * anything: O(1) per row and part.  A streamed answer knows its header
+ * (how many rows fall back) and its errors before it starts.
+ */
+int icpns_rows_flags(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                     const icpns_rows_t *req, uint32_t first_row, uint32_t n_rows,
+                     unsigned *ret_row_flags, uint32_t *ret_failed_row);
+
+/* Who a single row is for: the user's external id, the index of this row
+ * among the request's rows of that user, and the request's seed. */
+typedef struct icpns_row_id {
+    int64_t user;
+    uint32_t occ;
+    uint64_t seed;
+} icpns_row_id_t;
+
+/*
+ * One row: draws @count items for the row @row names with @strategy,
+ * slots @slot0 .. @slot0 + count - 1, into @ret_items (dense item indices)
+ * and, if @ret_probs is not NULL, the exact P(i | u) of each.  The same
+ * items as the row of icpns_sample_rows whose part with these slots has
+ * @strategy.  *@ret_row_flags (may be NULL) gets ICPNS_ROW_* bits; @stats
+ * (may be NULL) is added to on success.
  *
  * Returns 0, ICPNS_EUNKNOWN_USER, ICPNS_ENOCOMMUNITY (both unless
  * ICPNS_SAMPLE_SUBSTITUTE_PNS), ICPNS_EINFEASIBLE, ICPNS_EINVAL or
  * ICPNS_ENOMEM (scratch growth).  On error the outputs are unspecified.
  */
 int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                     icpns_work_t *work, uint32_t user,
-                     icpns_strategy_t strategy, unsigned flags, uint64_t seed,
-                     uint64_t row, uint32_t slot0, uint32_t count,
-                     uint32_t *ret_items, double *ret_probs,
+                     icpns_work_t *work, icpns_row_id_t row,
+                     icpns_strategy_t strategy, unsigned flags, uint32_t slot0,
+                     uint32_t count, uint32_t *ret_items, double *ret_probs,
                      unsigned *ret_row_flags, icpns_sample_stats_t *stats);
 
 /*

@@ -86,7 +86,7 @@ typedef struct icpns_snapshot {
  * other negatives than before (a change in the sampler or the tables'
  * layout).  Part of every fingerprint.
  */
-#define ICPNS_SAMPLER_REVISION 1
+#define ICPNS_SAMPLER_REVISION 2
 
 /*
  * A 64-bit hash of everything the negatives depend on: the sampler

@@ -761,39 +761,59 @@ static int cmd_sample(int argc, char **argv)
     if ((rc = source_load(&src, "sample", NULL, &s, NULL)))
         goto out;
     uint32_t count = (uint32_t)(n * m);
-    uint32_t *items = malloc(count * sizeof(*items));
-    double *p = malloc(count * sizeof(*p));
+    /* The rows go through icpns_sample_rows in chunks of about 64k
+     * negatives; each row's stream is keyed on its user and the user's
+     * occurrence in the whole list, so chunking changes nothing and the
+     * output equals the daemon's for the same users in the same order. */
+    uint32_t chunk = count < 65536 ? 65536 / count : 1;
+    uint32_t *items = malloc((size_t)chunk * count * sizeof(*items));
+    double *p = malloc((size_t)chunk * count * sizeof(*p));
+    unsigned *rfs = malloc(chunk * sizeof(*rfs));
+    uint32_t *occ = malloc(nusers * sizeof(*occ));
     icpns_work_t *work = icpns_work_new();
-    if (!items || !p || !work) {
+    if (!items || !p || !rfs || !occ || !work || icpns_occurrences(users, (uint32_t)nusers, occ)) {
         fprintf(stderr, "%s sample: out of memory\n", prog);
         rc = 1;
     }
-    for (size_t row = 0; !rc && row < nusers; row++) {
-        uint32_t u = icpns_idmap_find(&s->users, users[row]);
-        unsigned rf;
-        int e = icpns_sample_row(s, s->weights, work, u, (icpns_strategy_t)strategy, flags,
-                                 seed, row, 0, count, items, probs ? p : NULL, &rf, NULL);
+    icpns_part_t part = {(icpns_strategy_t)strategy, count};
+    icpns_rows_t req = {users, occ, (uint32_t)nusers, &part, 1, seed, flags};
+    for (uint32_t first = 0; !rc && first < nusers; first += chunk) {
+        uint32_t rows = (uint32_t)(nusers - first < chunk ? nusers - first : chunk), failed = 0;
+        int e = icpns_sample_rows(s, s->weights, work, &req, first, rows, items,
+                                  probs ? p : NULL, rfs, NULL, &failed);
+        /* Rows before a failed one are complete: print them, then fail. */
+        uint32_t done = e && failed != ICPNS_NONE ? failed - first : e ? 0 : rows;
+        for (uint32_t k = 0; k < done; k++) {
+            size_t row = (size_t)first + k;
+            uint32_t u = icpns_idmap_find(&s->users, users[row]);
+            if (rfs[k] & ICPNS_ROW_FALLBACK)
+                fprintf(stderr, "%s sample: user %lld: community mass exhausted, "
+                                "served by the uniform fallback\n", prog, (long long)users[row]);
+            if (rfs[k] & ICPNS_ROW_SUBSTITUTED)
+                fprintf(stderr, "%s sample: user %lld: served by popularity (%s)\n", prog,
+                        (long long)users[row], u == ICPNS_NONE ? "unknown user" : "no community");
+            const uint32_t *it = items + (size_t)k * count;
+            const double *q = p + (size_t)k * count;
+            for (uint32_t j = 0; j < count; j++) {
+                if (probs)
+                    printf("%lld\t%lld\t%.17g\n", (long long)users[row],
+                           (long long)s->items.ids[it[j]], q[j]);
+                else
+                    printf("%lld\t%lld\n", (long long)users[row], (long long)s->items.ids[it[j]]);
+            }
+        }
         if (e) {
             icpns_error_t err;
-            icpns_error_set(&err, e, NULL, 0, "user", "user %lld (row %zu): %s",
-                            (long long)users[row], row, icpns_strerror(e));
-            rc = fail(&err);
-            break;
-        }
-        if (rf & ICPNS_ROW_FALLBACK)
-            fprintf(stderr, "%s sample: user %lld: community mass exhausted, "
-                            "served by the uniform fallback\n", prog, (long long)users[row]);
-        if (rf & ICPNS_ROW_SUBSTITUTED)
-            fprintf(stderr, "%s sample: user %lld: served by popularity (%s)\n", prog,
-                    (long long)users[row], u == ICPNS_NONE ? "unknown user" : "no community");
-        for (uint32_t j = 0; j < count; j++) {
-            if (probs)
-                printf("%lld\t%lld\t%.17g\n", (long long)users[row],
-                       (long long)s->items.ids[items[j]], p[j]);
+            if (failed != ICPNS_NONE)
+                icpns_error_set(&err, e, NULL, 0, "user", "user %lld (row %u): %s",
+                                (long long)users[failed], failed, icpns_strerror(e));
             else
-                printf("%lld\t%lld\n", (long long)users[row], (long long)s->items.ids[items[j]]);
+                icpns_error_set(&err, e, NULL, 0, NULL, "%s", icpns_strerror(e));
+            rc = fail(&err);
         }
     }
+    free(rfs);
+    free(occ);
     free(items);
     free(p);
     icpns_work_free(work);

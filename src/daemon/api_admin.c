@@ -15,6 +15,7 @@
 #include "registry.h"
 #include "reply.h"
 #include "request.h"
+#include "upload.h"
 
 /* The loop thread: the job is done; its request takes the result, or the
  * job is freed here when the request is gone. */

@@ -2,8 +2,10 @@
  * api_negatives.c - POST /v1/negatives: parse (JSON or a frame), choose the
  * table set and its snapshot (one for the whole request), get the weights
  * (the set's own, or another setting from the cache, perhaps waiting for
- * its build), sample, encode.  Small requests are sampled on the HTTP
- * thread; large ones on the compute pool.
+ * its build), admit the answer within answers_in_flight_bytes, then sample
+ * and encode it (answer.c).  Small answers are made on the HTTP thread,
+ * larger ones on the compute pool, and answers above answer_buffer_bytes
+ * are streamed: drawn a piece at a time as the client reads.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -13,7 +15,9 @@
 #include <time.h>
 
 #include "api.h"
+#include "answer.h"
 #include "frames.h"
+#include "log.h"
 #include "metrics.h"
 #include "pool.h"
 #include "rebuild.h"
@@ -50,206 +54,43 @@ static icpns_work_t *thread_work(void)
     return w;
 }
 
-/* One request's sampling and encoding. */
+/* Streamed answers are produced this many bytes at a time. */
+#define STREAM_PIECE (256 * 1024)
+/* What a streamed answer holds: a piece, a block of draws, its lists. */
+#define STREAM_RESERVE (2 * STREAM_PIECE + 16384 * 12)
+
+/* A whole answer: sampled here or on the compute pool, then sent. */
 typedef struct neg_task {
     icpnsd_task_t task;        /* on the compute pool */
     icpnsd_req_t *r;
-    icpnsd_negreq_t q;         /* owned (users) */
-    icpns_snapshot_t *s;       /* a reference */
-    const icpns_weights_t *w;
-    icpnsd_wentry_t *went;     /* a reference, or NULL */
+    icpnsd_answer_t *a;
     bool frame_out;
-    const char *set_name;      /* valid while r->set is held */
+    uint64_t reserved;         /* bytes taken from answers_in_flight_bytes */
+    uint64_t fingerprint;
     icpnsd_err_t err;
     icpns_buf_t out;
 } neg_task_t;
 
 static void task_free(neg_task_t *t)
 {
-    icpnsd_wentry_unref(t->went);
-    icpns_snapshot_unref(t->s);
-    icpnsd_negreq_free(&t->q);
+    if (t->reserved)
+        icpnsd_inflight_give(t->r->env, t->reserved);
+    icpnsd_answer_free(t->a);
     icpns_buf_free(&t->out);
     free(t);
 }
 
-static icpnsd_code_t sample_code(int e)
-{
-    switch (e) {
-    case ICPNS_EUNKNOWN_USER: return ICPNSD_E_UNKNOWN_USER;
-    case ICPNS_EINFEASIBLE: return ICPNSD_E_INFEASIBLE;
-    case ICPNS_ENOCOMMUNITY: return ICPNSD_E_NO_COMMUNITY;
-    case ICPNS_ENOMEM: return ICPNSD_E_OUT_OF_MEMORY;
-    default: return ICPNSD_E_SAMPLING_FAILED;
-    }
-}
-
-/* The JSON answer of a sampled request. */
-static void encode_json(icpns_buf_t *b, const neg_task_t *t, const uint32_t *items,
-                        const double *probs, const uint32_t *fallbacks, uint32_t nfb,
-                        const uint32_t *substituted, uint32_t nsub)
-{
-    const icpnsd_negreq_t *q = &t->q;
-    const icpns_snapshot_t *s = t->s;
-    const int64_t *ids = s->items.ids;
-    uint64_t cols = (uint64_t)q->n * q->m;
-    icpns_buf_reserve(b, 256 + (size_t)q->rows * cols * 8);
-    icpnsd_json_snapshot_head(b, s);
-    icpns_buf_lit(b, ",\"tables\":");
-    icpnsd_json_str(b, t->set_name);
-    icpns_buf_printf(b, ",\"alpha\":%s,\"epsilon\":%s,\"beta\":%s", icpnsd_dnum(t->w->params.alpha).s,
-                     icpnsd_dnum(t->w->params.epsilon).s, icpnsd_dnum(t->w->params.beta).s);
-    icpns_buf_lit(b, ",\"strategy\":");
-    if (q->mixed) {
-        icpns_buf_lit(b, "[");
-        for (int k = 0; k < q->nparts; k++) {
-            icpns_buf_puts(b, k ? ",{\"strategy\":" : "{\"strategy\":");
-            icpnsd_json_str(b, icpns_strategy_name(q->parts[k].strategy));
-            icpns_buf_lit(b, ",\"n\":");
-            icpns_buf_u64(b, q->parts[k].n);
-            icpns_buf_lit(b, "}");
-        }
-        icpns_buf_lit(b, "]");
-    } else {
-        icpnsd_json_str(b, icpns_strategy_name(q->parts[0].strategy));
-    }
-    icpns_buf_lit(b, ",\"n\":");
-    icpns_buf_u64(b, q->n);
-    icpns_buf_lit(b, ",\"candidates\":");
-    icpns_buf_u64(b, q->m);
-    icpns_buf_lit(b, ",\"seed\":");
-    icpns_buf_i64(b, (int64_t)q->seed);
-    icpns_buf_lit(b, ",\"negatives\":[");
-    for (uint32_t row = 0; row < q->rows; row++) {
-        icpns_buf_puts(b, row ? ",[" : "[");
-        for (uint64_t j = 0; j < cols; j++) {
-            if (j)
-                icpns_buf_lit(b, ",");
-            icpns_buf_i64(b, ids[items[(size_t)row * cols + j]]);
-        }
-        icpns_buf_lit(b, "]");
-    }
-    icpns_buf_lit(b, "]");
-    if (probs) {
-        icpns_buf_lit(b, ",\"probabilities\":[");
-        for (uint32_t row = 0; row < q->rows; row++) {
-            icpns_buf_puts(b, row ? ",[" : "[");
-            for (uint64_t j = 0; j < cols; j++)
-                icpns_buf_printf(b, j ? ",%.9g" : "%.9g", probs[(size_t)row * cols + j]);
-            icpns_buf_lit(b, "]");
-        }
-        icpns_buf_lit(b, "]");
-    }
-    icpns_buf_lit(b, ",\"fallbacks\":[");
-    for (uint32_t k = 0; k < nfb; k++) {
-        if (k)
-            icpns_buf_lit(b, ",");
-        icpns_buf_u64(b, fallbacks[k]);
-    }
-    icpns_buf_lit(b, "],\"substituted\":[");
-    for (uint32_t k = 0; k < nsub; k++) {
-        if (k)
-            icpns_buf_lit(b, ",");
-        icpns_buf_u64(b, substituted[k]);
-    }
-    icpns_buf_lit(b, "]}");
-}
-
-/* The ICPR answer of a sampled request. */
-static void encode_frame(icpns_buf_t *b, const neg_task_t *t, const uint32_t *items,
-                         const double *probs, const uint32_t *fallbacks, uint32_t nfb,
-                         uint32_t nsub)
-{
-    const icpnsd_negreq_t *q = &t->q;
-    uint32_t cols = q->n * q->m;
-    size_t cells = (size_t)q->rows * cols;
-    size_t bytes = icpnsd_frame_negatives_size(q->rows, cols, probs != NULL, nfb);
-    if (!icpns_buf_reserve(b, bytes))
-        return;
-    unsigned char *p = (unsigned char *)b->p;
-    icpnsd_frame_negatives_header(p, t->s->version, q->rows, cols, probs != NULL, nfb, nsub);
-    unsigned char *o = p + ICPNSD_FRAME_RESP_HEADER;
-    o = icpnsd_frame_put_items(o, items, cells, t->s->items.ids);
-    if (probs)
-        o = icpnsd_frame_put_probs(o, probs, cells);
-    icpnsd_frame_put_u32(o, fallbacks, nfb);
-    b->len = bytes;
-}
-
-/* Samples and encodes the answer of @t (any thread). */
+/* Samples and encodes the whole answer of @t (any thread). */
 static void run_task(neg_task_t *t)
 {
-    const icpnsd_negreq_t *q = &t->q;
-    const icpns_snapshot_t *s = t->s;
-    uint64_t cols = (uint64_t)q->n * q->m;
     icpns_work_t *work = thread_work();
-    size_t cells = (size_t)q->rows * cols;
-    uint32_t *items = malloc((cells ? cells : 1) * sizeof(*items));
-    double *probs = q->probs ? malloc((cells ? cells : 1) * sizeof(*probs)) : NULL;
-    uint32_t *fallbacks = malloc((q->rows ? q->rows : 1) * sizeof(*fallbacks));
-    uint32_t *substituted = malloc((q->rows ? q->rows : 1) * sizeof(*substituted));
-    if (!work || !items || (q->probs && !probs) || !fallbacks || !substituted) {
-        icpnsd_err_set(&t->err, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for %zu negatives",
-                       cells);
-        goto out;
-    }
-    icpns_sample_stats_t stats = {0};
-    uint32_t nfb = 0, nsub = 0;
-    uint64_t per_strategy[3] = {0};
-    for (uint32_t row = 0; row < q->rows; row++) {
-        uint32_t u = icpns_idmap_find(&s->users, q->users[row]);
-        uint32_t slot = 0;
-        unsigned rf_row = 0;
-        for (int k = 0; k < q->nparts; k++) {
-            uint32_t count = q->parts[k].n * q->m;
-            unsigned rf = 0;
-            size_t off = (size_t)row * cols + slot;
-            int e = icpns_sample_row(s, t->w, work, u, q->parts[k].strategy, q->flags, q->seed, row,
-                                     slot, count, items + off, probs ? probs + off : NULL, &rf,
-                                     &stats);
-            if (e) {
-                long long id = (long long)q->users[row];
-                const char *msg =
-                    e == ICPNS_EUNKNOWN_USER
-                        ? "user %lld is not in the tables (set \"unknown_users\": \"popularity\" "
-                          "to serve it by PNS)"
-                    : e == ICPNS_EINFEASIBLE
-                        ? "user %lld has interacted with every item: it has no negatives"
-                    : e == ICPNS_ENOCOMMUNITY
-                        ? "user %lld has no community (set \"unknown_users\": \"popularity\" to "
-                          "serve it by PNS)"
-                        : "user %lld: sampling failed";
-                char text[256];
-                snprintf(text, sizeof(text), msg, id);
-                icpnsd_err_set(&t->err, sample_code(e), "users", row, "%s", text);
-                goto out;
-            }
-            rf_row |= rf;
-            per_strategy[q->parts[k].strategy] += count;
-            slot += count;
-        }
-        if (rf_row & ICPNS_ROW_FALLBACK)
-            fallbacks[nfb++] = row;
-        if (rf_row & ICPNS_ROW_SUBSTITUTED)
-            substituted[nsub++] = row;
-    }
-    for (int k = 0; k < 3; k++)
-        atomic_fetch_add_explicit(&icpnsd_metrics.negatives[k], per_strategy[k], memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.draws, stats.draws, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.rejections, stats.rejections, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.residual_rows, stats.residual_rows, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.fallback_rows, nfb, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.substituted_rows, nsub, memory_order_relaxed);
-    icpns_buf_init(&t->out, 0);
-    if (t->frame_out)
-        encode_frame(&t->out, t, items, probs, fallbacks, nfb, nsub);
-    else
-        encode_json(&t->out, t, items, probs, fallbacks, nfb, substituted, nsub);
-out:
-    free(items);
-    free(probs);
-    free(fallbacks);
-    free(substituted);
+    int rc = work ? icpnsd_answer_next(t->a, work, &t->out, SIZE_MAX) : ICPNS_ENOMEM;
+    if (rc != 0)
+        icpnsd_err_set(&t->err, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for the answer");
+    /* The answer's scratch is no longer needed; its bytes stay reserved
+     * until the response is freed (the encoded answer is most of them). */
+    icpnsd_answer_free(t->a);
+    t->a = NULL;
 }
 
 /* Sends what run_task produced (the connection's thread). */
@@ -260,9 +101,11 @@ static enum MHD_Result finish_task(icpnsd_req_t *r, neg_task_t *t)
         ret = icpnsd_reply_err(r, &t->err);
     } else {
         r->has_fingerprint = true;
-        r->fingerprint = t->s->fingerprint;
-        ret = t->frame_out ? icpnsd_reply(r, 200, ICPNSD_CT_FRAME, &t->out)
-                           : icpnsd_reply_json(r, 200, &t->out);
+        r->fingerprint = t->fingerprint;
+        /* The reservation goes with the buffer: released when it is freed. */
+        ret = icpnsd_reply_reserved(r, 200, t->frame_out ? ICPNSD_CT_FRAME : ICPNSD_CT_JSON,
+                                    &t->out, t->reserved);
+        t->reserved = 0;
     }
     task_free(t);
     return ret;
@@ -293,6 +136,74 @@ static void pool_cancel(icpnsd_task_t *task)
                    "the daemon is shutting down; retry on another replica");
     if (!icpnsd_req_done(t->r))
         task_free(t);
+}
+
+/* ---- streamed answers ---------------------------------------------------------- */
+
+typedef struct neg_stream {
+    icpnsd_env_t *env;
+    icpnsd_answer_t *a;
+    icpns_buf_t piece;
+    size_t off;                /* bytes of piece already sent */
+    bool done;
+} neg_stream_t;
+
+/* libmicrohttpd asks for the next bytes (the connection's thread): the
+ * next piece is drawn and encoded only when the last one was sent, so a
+ * client that reads slowly holds one piece, whatever the answer's size. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    neg_stream_t *st = cls;
+    (void)pos;
+    if (st->off == st->piece.len) {
+        if (st->done)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        st->piece.len = 0;
+        st->off = 0;
+        icpns_work_t *work = thread_work();
+        int rc = work ? icpnsd_answer_next(st->a, work, &st->piece, STREAM_PIECE) : ICPNS_ENOMEM;
+        if (rc < 0) {
+            /* Too late for an error answer: the connection is closed, so
+             * the client sees a cut answer, never a wrong one. */
+            log_warn("a streamed answer stopped: %s", icpns_strerror(rc));
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        st->done = rc == 0;
+        if (st->piece.len == 0)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    size_t n = st->piece.len - st->off < max ? st->piece.len - st->off : max;
+    memcpy(buf, st->piece.p + st->off, n);
+    st->off += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    neg_stream_t *st = cls;
+    icpnsd_answer_free(st->a);
+    icpns_buf_free(&st->piece);
+    icpnsd_inflight_give(st->env, STREAM_RESERVE);
+    free(st);
+}
+
+static enum MHD_Result stream(icpnsd_req_t *r, icpnsd_answer_t *a, bool frame_out)
+{
+    neg_stream_t *st = calloc(1, sizeof(*st));
+    if (!st) {
+        icpnsd_answer_free(a);
+        icpnsd_inflight_give(r->env, STREAM_RESERVE);
+        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory for the answer");
+    }
+    st->env = r->env;
+    st->a = a;
+    icpns_buf_init(&st->piece, 4 * STREAM_PIECE);
+    atomic_fetch_add(&icpnsd_metrics.answers_streamed, 1);
+    r->has_fingerprint = true;
+    r->fingerprint = icpnsd_answer_snapshot(a)->fingerprint;
+    uint64_t size = icpnsd_answer_size(a);
+    return icpnsd_reply_stream(r, 200, frame_out ? ICPNSD_CT_FRAME : ICPNSD_CT_JSON,
+                               size ? size : MHD_SIZE_UNKNOWN, stream_read, st, stream_free);
 }
 
 /* Wakes a request that waited for a weight setting (any thread). */
@@ -356,6 +267,8 @@ static int get_weights(icpnsd_req_t *r, icpns_snapshot_t *s, const icpnsd_negreq
         return icpnsd_err_set(e, ICPNSD_E_WEIGHTS_FAILED, NULL, -1, "%s", msg);
     case ICPNSD_WGET_NOMEM:
         return icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for weights");
+    case ICPNSD_WGET_BUDGET:
+        return icpnsd_err_set(e, ICPNSD_E_MEMORY_BUDGET_EXCEEDED, "alpha", -1, "%s", msg);
     default:
         return icpnsd_err_set(e, ICPNSD_E_WEIGHTS_BUILDING, NULL, -1, "%s", msg);
     }
@@ -381,15 +294,20 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
         icpnsd_negreq_free(&q);
         return icpnsd_reply_err(r, &e);
     }
-    const char *accept = icpnsd_req_header(r, "Accept");
-    bool frame_out = (accept && strstr(accept, ICPNSD_CT_FRAME)) ||
-                     (frame_in && !(accept && strstr(accept, ICPNSD_CT_JSON)));
-    uint64_t cols = (uint64_t)q.n * q.m;
-    if ((uint64_t)q.rows * cols > cfg->max_negatives) {
+    int choice = icpnsd_accept_choice(icpnsd_req_header(r, "Accept"), frame_in);
+    if (choice < 0) {
+        icpnsd_negreq_free(&q);
+        return icpnsd_reply_error(r, ICPNSD_E_NOT_ACCEPTABLE, NULL,
+                                  "the Accept header refuses both " ICPNSD_CT_JSON " and "
+                                  ICPNSD_CT_FRAME);
+    }
+    bool frame_out = choice == 1;
+    uint64_t cells = (uint64_t)q.rows * q.n * q.m;
+    if (cells > cfg->max_negatives) {
         icpnsd_negreq_free(&q);
         return icpnsd_reply_error(r, ICPNSD_E_LIMIT_EXCEEDED, "users",
                                   "%llu negatives in one request, above the limit of %llu",
-                                  (unsigned long long)((uint64_t)q.rows * cols),
+                                  (unsigned long long)cells,
                                   (unsigned long long)cfg->max_negatives);
     }
     /* The table set: the body's "tables" (or ?tables=). */
@@ -417,25 +335,52 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
         icpnsd_negreq_free(&q);
         return icpnsd_reply_err(r, &e);
     }
-    neg_task_t *t = calloc(1, sizeof(*t));
-    if (!t) {
+    /* Admission: what the answer will hold, before anything is allocated.
+     * Answers above answer_buffer_bytes are streamed (a piece at a time
+     * as the client reads) and hold little. */
+    uint64_t need = icpnsd_answer_estimate(&q, s, frame_out);
+    bool streamed = need > cfg->answer_buffer_bytes;
+    uint64_t take = streamed ? STREAM_RESERVE : need;
+    if (!icpnsd_inflight_take(env, take)) {
         icpnsd_wentry_unref(went);
         icpns_snapshot_unref(s);
         icpnsd_negreq_free(&q);
+        atomic_fetch_add(&icpnsd_metrics.answers_refused, 1);
+        return icpnsd_reply_error(r, ICPNSD_E_ANSWERS_IN_FLIGHT, NULL,
+                                  "the answers in flight hold %llu of answers_in_flight_bytes = "
+                                  "%llu; this one needs %llu: retry shortly",
+                                  (unsigned long long)atomic_load(&env->answer_bytes),
+                                  (unsigned long long)cfg->answers_in_flight_bytes,
+                                  (unsigned long long)take);
+    }
+    icpnsd_answer_t *a = icpnsd_answer_new(&q, s, w, went, icpnsd_set_name(r->set), frame_out,
+                                           !streamed, &e);
+    uint64_t fingerprint = s->fingerprint;
+    icpns_snapshot_unref(s);
+    if (!a) {
+        icpnsd_inflight_give(env, take);
+        return icpnsd_reply_err(r, &e);
+    }
+    if (streamed) {
+        icpns_buf_free(&r->body); /* parsed: the answer has what it needs */
+        return stream(r, a, frame_out);
+    }
+    neg_task_t *t = calloc(1, sizeof(*t));
+    if (!t) {
+        icpnsd_answer_free(a);
+        icpnsd_inflight_give(env, take);
         return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
     }
     t->r = r;
-    t->q = q;
-    t->s = s;
-    t->w = w;
-    t->went = went;
+    t->a = a;
     t->frame_out = frame_out;
-    t->set_name = icpnsd_set_name(r->set);
+    t->reserved = take;
+    t->fingerprint = fingerprint;
     icpnsd_err_clear(&t->err);
     icpns_buf_init(&t->out, 0);
     /* Large requests go to the compute pool, so that two connections that
      * happen to share an HTTP thread still use two cores. */
-    if ((uint64_t)q.rows * cols >= OFFLOAD_MIN_NEGATIVES && icpnsd_pool_threads(env->pool)) {
+    if (cells >= OFFLOAD_MIN_NEGATIVES && icpnsd_pool_threads(env->pool)) {
         r->work = t;
         t->task.fn = pool_run;
         t->task.cancel = pool_cancel;

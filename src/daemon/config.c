@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "icpns.h"
 #include "log.h"
 
 void icpnsd_config_default(icpnsd_config_t *c)
@@ -28,6 +29,8 @@ void icpnsd_config_default(icpnsd_config_t *c)
     c->max_connections_per_ip = 256;
     c->shutdown_timeout = 10;
     c->watch_settle_ms = 2000;
+    c->answer_buffer_bytes = 32u << 20;
+    c->answers_in_flight_bytes = UINT64_C(1) << 30;
     c->weights_cache_size = 8;
     c->weights_wait = true;
     icpns_params_default(&c->default_params);
@@ -94,6 +97,7 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
     STR(admin_listen)
     STR(tables)
     STR(admin_token_file)
+    STR(api_token_file)
     NUM(threads, 1, 256)
     NUM(default_n, 1, 1000000)
     NUM(max_body_bytes, 1024, UINT64_C(1) << 40)
@@ -108,6 +112,8 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
     NUM(shutdown_timeout, 0, 3600)
     NUM(watch_settle_ms, 50, 600000)
     NUM(memory_budget, 0, UINT64_C(1) << 50)
+    NUM(answer_buffer_bytes, 65536, UINT64_C(1) << 40)
+    NUM(answers_in_flight_bytes, 0, UINT64_C(1) << 50)
     NUM(weights_cache_size, 0, 1024)
     NUM(cluster_threads, 0, 256)
 #undef STR
@@ -135,6 +141,19 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
             return -1;
         }
         c->default_params = p;
+        return 0;
+    }
+    if (!strcmp(key, "metrics_auth")) {
+        if (!strcmp(v, "none"))
+            c->metrics_auth = ICPNSD_METRICS_OPEN;
+        else if (!strcmp(v, "api"))
+            c->metrics_auth = ICPNSD_METRICS_API;
+        else if (!strcmp(v, "admin"))
+            c->metrics_auth = ICPNSD_METRICS_ADMIN;
+        else {
+            snprintf(eb, es, "metrics_auth: expected none, api or admin, got '%s'", v);
+            return -1;
+        }
         return 0;
     }
     if (!strcmp(key, "watch"))
@@ -239,20 +258,11 @@ int icpnsd_config_parse(icpnsd_config_t *c, const char *buf, size_t len, const c
 
 int icpnsd_config_load(icpnsd_config_t *c, const char *path, char *eb, size_t es)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(eb, es, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    enum { MAX_CONFIG = 1 << 20 };
-    char *buf = malloc(MAX_CONFIG + 1);
-    size_t len = buf ? fread(buf, 1, MAX_CONFIG + 1, f) : 0;
-    int err = ferror(f);
-    fclose(f);
-    if (!buf || err || len > MAX_CONFIG) {
-        snprintf(eb, es, "%s: %s", path,
-                 !buf ? "out of memory" : err ? "read error" : "larger than 1 MiB");
-        free(buf);
+    char *buf;
+    size_t len;
+    icpns_error_t err;
+    if (icpns_file_read(path, 1 << 20, &buf, &len, &err)) {
+        icpns_error_format(&err, eb, es);
         return -1;
     }
     int rc = icpnsd_config_parse(c, buf, len, path, eb, es);

@@ -22,6 +22,8 @@ typedef struct icpnsd_config {
     char admin_listen[256];    /* optional separate listener for /admin */
     char tables[1024];         /* table directory; empty = built-in dataset */
     char admin_token_file[1024];
+    char api_token_file[1024]; /* tokens for the v1 routes, one a line; empty: open */
+    int metrics_auth;          /* ICPNSD_METRICS_*: who may read /metrics */
     unsigned threads;
     int log_level;
     bool watch;                /* reload when the table directory changes */
@@ -42,6 +44,8 @@ typedef struct icpnsd_config {
     icpnsd_set_conf_t sets[ICPNSD_MAX_SETS];
     unsigned n_sets;
     uint64_t memory_budget;        /* bytes of snapshots + weight caches; 0 = none */
+    uint64_t answer_buffer_bytes;  /* answers larger than this are streamed */
+    uint64_t answers_in_flight_bytes; /* all answers being made or sent; 0 = no cap */
     uint32_t weights_cache_size;   /* per-request (alpha, epsilon, beta) settings kept per set */
     bool weights_wait;             /* a request for a setting being built waits (else 503) */
     unsigned cluster_threads;      /* k-means threads for POST /admin/cluster; 0 = online CPUs */
@@ -49,6 +53,8 @@ typedef struct icpnsd_config {
      * them (default_alpha, default_epsilon, default_beta). */
     icpns_params_t default_params;
 } icpnsd_config_t;
+
+enum { ICPNSD_METRICS_OPEN, ICPNSD_METRICS_API, ICPNSD_METRICS_ADMIN };
 
 /* Whether @name is a valid table-set name: 1..63 of [A-Za-z0-9._-]. */
 bool icpnsd_set_name_ok(const char *name);

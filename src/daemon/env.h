@@ -29,6 +29,26 @@ typedef struct icpnsd_env {
     atomic_uint_fast64_t seeds;      /* fresh seeds for requests without one */
     atomic_uint_fast64_t request_ids;
     atomic_uint connections;         /* open on the main listener */
+    atomic_uint_fast64_t answer_bytes; /* held by answers in flight */
 } icpnsd_env_t;
+
+/* Takes @bytes of answers_in_flight_bytes; false (nothing taken) when they
+ * are not there.  Any thread. */
+static inline bool icpnsd_inflight_take(icpnsd_env_t *env, uint64_t bytes)
+{
+    uint64_t cap = env->cfg->answers_in_flight_bytes;
+    uint_fast64_t cur = atomic_load(&env->answer_bytes);
+    do {
+        if (cap && cur + bytes > cap && cur > 0)
+            return false; /* one answer alone may pass the cap: it is admitted */
+    } while (!atomic_compare_exchange_weak(&env->answer_bytes, &cur, cur + bytes));
+    return true;
+}
+
+/* Gives back what icpnsd_inflight_take took. */
+static inline void icpnsd_inflight_give(icpnsd_env_t *env, uint64_t bytes)
+{
+    atomic_fetch_sub(&env->answer_bytes, bytes);
+}
 
 #endif

@@ -37,11 +37,13 @@
     X(UNAUTHORIZED, "unauthorized")                              \
     X(FORBIDDEN, "forbidden")                                    \
     X(ADMIN_DISABLED, "admin_disabled")                          \
+    X(TOO_MANY_AUTH_FAILURES, "too_many_auth_failures")          \
     X(NOT_FOUND, "not_found")                                    \
     X(NO_SUCH_USER, "unknown_user")                              \
     X(NO_SUCH_COMMUNITY, "unknown_community")                    \
     X(UNKNOWN_TABLES, "unknown_tables")                          \
     X(METHOD_NOT_ALLOWED, "method_not_allowed")                  \
+    X(NOT_ACCEPTABLE, "not_acceptable")                          \
     X(READ_ONLY_TABLES, "read_only_tables")                      \
     X(TABLES_EXIST, "tables_exist")                              \
     X(LAST_TABLES, "last_tables")                                \
@@ -50,6 +52,7 @@
     X(POPULARITY_FROM_FILE, "popularity_from_file")              \
     X(INCOMPLETE_ASSIGNMENT, "incomplete_assignment")            \
     X(BODY_TOO_LARGE, "body_too_large")                          \
+    X(URI_TOO_LONG, "uri_too_long")                              \
     X(LIMIT_EXCEEDED, "limit_exceeded")                          \
     X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")          \
     X(UNKNOWN_USER, "unknown_user")                              \
@@ -70,6 +73,7 @@
     X(OUT_OF_MEMORY, "out_of_memory")                            \
     X(NOT_READY, "not_ready")                                    \
     X(SHUTTING_DOWN, "shutting_down")                            \
+    X(ANSWERS_IN_FLIGHT, "answers_in_flight")                    \
     X(MEMORY_BUDGET_EXCEEDED, "memory_budget_exceeded")          \
     X(STORAGE_FAILED, "storage_failed")
 

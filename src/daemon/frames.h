@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "request.h"
+#include "upload.h"
 
 #define ICPNSD_FRAME_REQ_MAGIC "ICPQ"
 #define ICPNSD_FRAME_RESP_MAGIC "ICPR"

@@ -16,6 +16,7 @@
 #include "error.h"
 #include "icpns.h"
 #include "request.h"
+#include "upload.h"
 
 typedef enum icpnsd_job_kind {
     ICPNSD_JOB_RELOAD,

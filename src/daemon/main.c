@@ -39,6 +39,7 @@ static const char help[] =
     "                             with \"tables\": NAME or ?tables=NAME)\n"
     "  -j, --threads N            HTTP worker threads (default 2)\n"
     "      --admin-token-file F   enables /admin/* with the bearer token in F\n"
+    "      --api-token-file F     /v1/* need a bearer token of F (one a line)\n"
     "      --log-level L          error|warn|info|debug (default info)\n"
     "      --watch                reload when the table directory changes\n"
     "      --check-config         load the configuration, token and tables, then exit\n"
@@ -53,12 +54,13 @@ static const char help[] =
  * stopped.  Both are part of the stop's budget (docs/operations.md:
  * TimeoutStopSec must exceed shutdown_timeout + 4 s). */
 #define CANCEL_GRACE 2.0
+#define IDLE_GRACE 1.0
 #define HARD_EXIT_MS 2000
 
 typedef struct app {
     icpnsd_config_t cfg;
     icpnsd_env_t env;
-    icpnsd_auth_t auth;
+    icpnsd_auth_t *auth;
     icpnsd_registry_t *reg;
     icpnsd_pool_t *pool;
     icpnsd_server_t *srv;
@@ -71,40 +73,18 @@ typedef struct app {
     double drain_started;
 } app_t;
 
-static int read_token(const char *path, char *out, size_t size, char *err, size_t es)
-{
-    struct stat st;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, es, "admin token file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
-        log_warn("admin token file %s is readable by group or others (mode %03o); chmod 600 it",
-                 path, st.st_mode & 0777);
-    size_t n = fread(out, 1, size - 1, f);
-    fclose(f);
-    out[n] = '\0';
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
-        out[--n] = '\0';
-    if (n == 0 || !strcmp(out, "disabled")) {
-        /* An empty file, or the word "disabled" (the unit's fallback
-         * credential), means that no token was provisioned. */
-        log_warn("admin token file %s holds no token: /admin/* is disabled (403)", path);
-        out[0] = '\0';
-        return 0;
-    }
-    if (n < 16) {
-        snprintf(err, es, "admin token file %s: the token must have at least 16 characters", path);
-        return -1;
-    }
-    return 0;
-}
-
+/* SIGHUP: the token files again (rotation: a bad file keeps the tokens in
+ * use), then every table set. */
 static void on_sighup(uv_signal_t *h, int sig)
 {
     (void)sig;
     app_t *a = h->data;
+    char err[1024];
+    if (icpnsd_auth_load(a->auth, a->cfg.admin_token_file, a->cfg.api_token_file, err,
+                         sizeof(err)))
+        log_error("reload: the token files are refused, the tokens in use stay: %s", err);
+    else
+        log_info("reload: token files read");
     icpnsd_registry_reload_all(a->reg, "SIGHUP");
 }
 
@@ -139,7 +119,8 @@ static int teardown(app_t *a, int rc)
     uv_run(&a->loop, UV_RUN_DEFAULT);
     icpnsd_registry_free(a->reg);
     a->reg = NULL;
-    icpnsd_auth_clear(&a->auth);
+    icpnsd_auth_free(a->auth);
+    a->auth = NULL;
     int lc = uv_loop_close(&a->loop);
     if (lc)
         log_warn("event loop closed with handles open: %s", uv_strerror(lc));
@@ -175,6 +156,11 @@ static void on_drain(uv_timer_t *t)
     unsigned sleeping, active = icpnsd_server_active(a->srv, &sleeping);
     double now = icpns_now();
     if (active > 0 && now - a->drain_started < a->cfg.shutdown_timeout)
+        return;
+    /* No request is running.  Connections accepted just before the stop
+     * get a moment to send theirs; idle keep-alive ones are then closed. */
+    if (active == 0 && icpnsd_server_connections(a->srv) > 0 &&
+        now - a->drain_started < IDLE_GRACE)
         return;
     if (active > 0 && !a->cancel_started) {
         a->cancel_started = now;
@@ -254,7 +240,7 @@ int main(int argc, char **argv)
         mallopt(M_ARENA_MAX, 2);
     icpnsd_config_default(&a->cfg);
     char err[1400];
-    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_LOG, O_WATCH, O_VERSION, O_CHECK };
+    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_API_TOKEN, O_LOG, O_WATCH, O_VERSION, O_CHECK };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -262,6 +248,7 @@ int main(int argc, char **argv)
         {"tables", required_argument, NULL, 't'},
         {"threads", required_argument, NULL, 'j'},
         {"admin-token-file", required_argument, NULL, O_TOKEN},
+        {"api-token-file", required_argument, NULL, O_API_TOKEN},
         {"log-level", required_argument, NULL, O_LOG},
         {"watch", no_argument, NULL, O_WATCH},
         {"help", no_argument, NULL, 'h'},
@@ -308,6 +295,7 @@ int main(int argc, char **argv)
         }
         case 'j': key = "threads"; break;
         case O_TOKEN: key = "admin_token_file"; break;
+        case O_API_TOKEN: key = "api_token_file"; break;
         case O_LOG: key = "log_level"; break;
         case O_WATCH: a->cfg.watch = true; continue;
         case O_CHECK: check_only = true; continue;
@@ -325,20 +313,19 @@ int main(int argc, char **argv)
         return 2;
     }
     icpnsd_log_level = a->cfg.log_level;
-    char token[512] = "";
-    if (a->cfg.admin_token_file[0] &&
-        read_token(a->cfg.admin_token_file, token, sizeof(token), err, sizeof(err))) {
-        log_error("%s", err);
+    a->auth = icpnsd_auth_new();
+    if (!a->auth || icpnsd_auth_load(a->auth, a->cfg.admin_token_file, a->cfg.api_token_file,
+                                     err, sizeof(err))) {
+        log_error("%s", a->auth ? err : "out of memory");
+        icpnsd_auth_free(a->auth);
         return 1;
     }
     uv_loop_init(&a->loop);
     log_info("icpnsd %s starting: %u table set(s), threads=%u", ICPNS_VERSION_STRING,
              a->cfg.n_sets + (a->cfg.tables[0] || !a->cfg.n_sets), a->cfg.threads);
-    icpnsd_auth_set_admin(&a->auth, token);
-    memset(token, 0, sizeof(token));
     a->env = (icpnsd_env_t){
         .cfg = &a->cfg,
-        .auth = &a->auth,
+        .auth = a->auth,
         .admin_separate = a->cfg.admin_listen[0] != '\0',
         .default_strategy = icpns_strategy_parse(a->cfg.default_strategy),
         .started = icpns_now(),

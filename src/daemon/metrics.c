@@ -130,6 +130,13 @@ void icpnsd_metrics_render(icpns_buf_t *out, const icpnsd_metrics_snapshot_t *sn
     COUNTER("response_bytes_total", "Response body bytes sent.", bytes_out);
     COUNTER("connections_refused_total", "Connections refused at max_connections or the per-IP cap.", connections_refused);
     COUNTER("accept_errors_total", "Connections not accepted for lack of file descriptors.", accept_errors);
+    COUNTER("answers_streamed_total", "Answers above answer_buffer_bytes, produced as the client read them.", answers_streamed);
+    icpns_buf_printf(b, "# HELP icpnsd_auth_failures_total Requests with a missing or wrong bearer token, by kind of token.\n"
+           "# TYPE icpnsd_auth_failures_total counter\n"
+           "icpnsd_auth_failures_total{kind=\"admin\"} %llu\nicpnsd_auth_failures_total{kind=\"api\"} %llu\n",
+       (unsigned long long)ld(&m->auth_failures_admin), (unsigned long long)ld(&m->auth_failures_api));
+    COUNTER("auth_throttled_total", "Requests answered 429 because their address failed too often.", auth_throttled);
+    COUNTER("answers_refused_total", "Requests refused because answers_in_flight_bytes was reached (503).", answers_refused);
 #undef COUNTER
     icpns_buf_printf(b, "# HELP icpnsd_snapshot_version Version of the serving snapshot.\n"
            "# TYPE icpnsd_snapshot_version gauge\nicpnsd_snapshot_version %llu\n",

@@ -236,6 +236,13 @@ static size_t budget_left(void *ctx, const void *self, uint64_t *others, uint64_
     return *others >= *budget ? 1 : (size_t)(*budget - *others);
 }
 
+static uint64_t weights_room(void *ctx)
+{
+    icpnsd_registry_t *reg = ctx;
+    uint64_t budget = reg->cfg->memory_budget, used = icpnsd_registry_bytes(reg);
+    return used >= budget ? 0 : budget - used;
+}
+
 static void prepare_snapshot(void *ctx, icpns_snapshot_t *s)
 {
     icpnsd_registry_t *reg = ctx;
@@ -738,6 +745,10 @@ icpnsd_registry_t *icpnsd_registry_new(uv_loop_t *loop, const icpnsd_config_t *c
     reg->loop = loop;
     reg->cfg = cfg;
     icpnsd_wbuilder_init(&reg->wbuilder, loop);
+    if (cfg->memory_budget) {
+        reg->wbuilder.room = weights_room;
+        reg->wbuilder.room_ctx = reg;
+    }
     uv_async_init(loop, &reg->aasync, admin_async);
     reg->aasync.data = reg;
     return reg;

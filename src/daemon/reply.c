@@ -38,6 +38,8 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_FORBIDDEN:
     case ICPNSD_E_ADMIN_DISABLED:
         return 403;
+    case ICPNSD_E_TOO_MANY_AUTH_FAILURES:
+        return 429;
     case ICPNSD_E_NOT_FOUND:
     case ICPNSD_E_NO_SUCH_USER:
     case ICPNSD_E_NO_SUCH_COMMUNITY:
@@ -45,6 +47,8 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
         return 404;
     case ICPNSD_E_METHOD_NOT_ALLOWED:
         return 405;
+    case ICPNSD_E_NOT_ACCEPTABLE:
+        return 406;
     case ICPNSD_E_READ_ONLY_TABLES:
     case ICPNSD_E_TABLES_EXIST:
     case ICPNSD_E_LAST_TABLES:
@@ -56,6 +60,8 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_BODY_TOO_LARGE:
     case ICPNSD_E_LIMIT_EXCEEDED:
         return 413;
+    case ICPNSD_E_URI_TOO_LONG:
+        return 414;
     case ICPNSD_E_UNSUPPORTED_MEDIA_TYPE:
         return 415;
     case ICPNSD_E_UNKNOWN_USER:
@@ -78,6 +84,7 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_OUT_OF_MEMORY:
     case ICPNSD_E_NOT_READY:
     case ICPNSD_E_SHUTTING_DOWN:
+    case ICPNSD_E_ANSWERS_IN_FLIGHT:
         return 503;
     case ICPNSD_E_MEMORY_BUDGET_EXCEEDED:
     case ICPNSD_E_STORAGE_FAILED:
@@ -88,24 +95,25 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     return 500;
 }
 
-/* Queues @len bytes at @p (freed with the response when @owned). */
-static enum MHD_Result queue(icpnsd_req_t *r, unsigned status, const char *ctype, char *p,
-                             size_t len, bool owned)
+/* Adds the headers every answer has and queues @resp. */
+static enum MHD_Result send_response(icpnsd_req_t *r, unsigned status, const char *ctype,
+                                     struct MHD_Response *resp, size_t len)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, p ? p : (void *)"", p && owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!resp) {
-        if (owned)
-            free(p);
-        return MHD_NO;
-    }
     MHD_add_response_header(resp, "Content-Type", ctype);
     if (status == 405 && r->allow[0])
         MHD_add_response_header(resp, "Allow", r->allow);
-    if (status == 401)
-        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"icpnsd-admin\"");
+    if (status == 401) {
+        char v[64];
+        snprintf(v, sizeof(v), "Bearer realm=\"%s\"", r->auth_realm ? r->auth_realm : "icpnsd");
+        MHD_add_response_header(resp, "WWW-Authenticate", v);
+    }
     if (status == 503)
         MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 429) {
+        char v[16];
+        snprintf(v, sizeof(v), "%u", r->retry_after ? r->retry_after : 1);
+        MHD_add_response_header(resp, "Retry-After", v);
+    }
     MHD_add_response_header(resp, "X-Request-Id", r->rid);
     /* Stopping: keep-alive clients go elsewhere for their next request. */
     if (atomic_load(&r->env->quiescing))
@@ -121,6 +129,75 @@ static enum MHD_Result queue(icpnsd_req_t *r, unsigned status, const char *ctype
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+/* Queues @len bytes at @p (freed with the response when @owned). */
+static enum MHD_Result queue(icpnsd_req_t *r, unsigned status, const char *ctype, char *p,
+                             size_t len, bool owned)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, p ? p : (void *)"", p && owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        if (owned)
+            free(p);
+        return MHD_NO;
+    }
+    return send_response(r, status, ctype, resp, len);
+}
+
+/* A buffer whose bytes are reserved in answers_in_flight_bytes until
+ * libmicrohttpd frees it. */
+typedef struct reserved {
+    icpnsd_env_t *env;
+    uint64_t bytes;
+    char *p;
+} reserved_t;
+
+static void free_reserved(void *cls)
+{
+    reserved_t *rs = cls;
+    icpnsd_inflight_give(rs->env, rs->bytes);
+    free(rs->p);
+    free(rs);
+}
+
+enum MHD_Result icpnsd_reply_reserved(icpnsd_req_t *r, unsigned status, const char *ctype,
+                                      icpns_buf_t *b, uint64_t reserved)
+{
+    if (b->failed || !reserved) {
+        if (reserved)
+            icpnsd_inflight_give(r->env, reserved);
+        return icpnsd_reply(r, status, ctype, b);
+    }
+    reserved_t *rs = malloc(sizeof(*rs));
+    size_t len;
+    char *p = icpns_buf_steal(b, &len);
+    if (!rs) {
+        free(p);
+        icpnsd_inflight_give(r->env, reserved);
+        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory for the answer");
+    }
+    *rs = (reserved_t){r->env, reserved, p};
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        len, p ? p : (void *)"", free_reserved, rs);
+    if (!resp) {
+        free_reserved(rs);
+        return MHD_NO;
+    }
+    return send_response(r, status, ctype, resp, len);
+}
+
+enum MHD_Result icpnsd_reply_stream(icpnsd_req_t *r, unsigned status, const char *ctype,
+                                    uint64_t size, MHD_ContentReaderCallback read, void *cls,
+                                    MHD_ContentReaderFreeCallback free_cb)
+{
+    struct MHD_Response *resp = MHD_create_response_from_callback(size, 64 * 1024, read, cls,
+                                                                  free_cb);
+    if (!resp) {
+        free_cb(cls);
+        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory for the answer");
+    }
+    return send_response(r, status, ctype, resp, size == MHD_SIZE_UNKNOWN ? 0 : size);
 }
 
 enum MHD_Result icpnsd_reply(icpnsd_req_t *r, unsigned status, const char *ctype, icpns_buf_t *b)

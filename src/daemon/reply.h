@@ -30,6 +30,18 @@ unsigned icpnsd_code_status(icpnsd_code_t code);
 enum MHD_Result icpnsd_reply(icpnsd_req_t *r, unsigned status, const char *ctype,
                              icpns_buf_t *b);
 
+/* icpnsd_reply of a buffer holding @reserved bytes of answers_in_flight_bytes:
+ * given back when libmicrohttpd frees it (or on failure). */
+enum MHD_Result icpnsd_reply_reserved(icpnsd_req_t *r, unsigned status, const char *ctype,
+                                      icpns_buf_t *b, uint64_t reserved);
+
+/* Answers with bytes @read produces as the client reads (@size, or
+ * MHD_SIZE_UNKNOWN: chunked); @free_cb(@cls) runs when the answer ends,
+ * also when this fails. */
+enum MHD_Result icpnsd_reply_stream(icpnsd_req_t *r, unsigned status, const char *ctype,
+                                    uint64_t size, MHD_ContentReaderCallback read, void *cls,
+                                    MHD_ContentReaderFreeCallback free_cb);
+
 /* Answers @status with the JSON document in @b (a newline is added). */
 enum MHD_Result icpnsd_reply_json(icpnsd_req_t *r, unsigned status, icpns_buf_t *b);
 

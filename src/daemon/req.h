@@ -43,6 +43,8 @@ struct icpnsd_req {
     bool cancelled;                      /* resumed by the shutdown */
     struct icpnsd_req *live_prev, *live_next; /* the server's list of requests */
     icpnsd_env_t *env;
+    bool begun;                          /* its headers are in (on_request ran) */
+    size_t query_bytes, query_params;    /* of a query string too large to parse */
     struct MHD_Connection *conn;
     const char *method, *url;            /* valid for the request's life */
     const struct icpnsd_route *route;    /* NULL: no route for the method and path */
@@ -58,6 +60,8 @@ struct icpnsd_req {
     bool too_large;                      /* the body passed its limit (and was dropped) */
     bool answered;
     unsigned status;                     /* of the answer, for metrics */
+    const char *auth_realm;              /* of a 401's WWW-Authenticate */
+    unsigned retry_after;                /* of a 429 */
     bool has_fingerprint;                /* send Icpns-Fingerprint */
     uint64_t fingerprint;
     struct icpnsd_set *set;              /* a reference, or NULL */

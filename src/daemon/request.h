@@ -87,38 +87,13 @@ void icpnsd_negreq_free(icpnsd_negreq_t *q);
  */
 int icpnsd_negreq_query(icpnsd_negreq_t *q, const char *key, const char *value, icpnsd_err_t *e);
 
-/* ---- POST /admin/cluster ------------------------------------------------- */
-
-typedef struct icpnsd_clusterreq {
-    icpns_embeddings_t emb; /* ids NULL (.npy): row r is the r-th user by ascending id */
-    icpns_kmeans_opts_t ko;
-    bool replace;           /* users not in the upload lose their community */
-    bool dry_run;           /* cluster and report; change nothing */
-    bool async;             /* answer 202 with a job to poll */
-    char tables[ICPNSD_SET_NAME]; /* the set, from the body or the query */
-} icpnsd_clusterreq_t;
-
-void icpnsd_clusterreq_init(icpnsd_clusterreq_t *q);
-void icpnsd_clusterreq_free(icpnsd_clusterreq_t *q);
-
 /*
- * Sets one option ("k", "seed", "restarts", "max_iter", "tol", "replace",
- * "dry_run", "async", "tables") from text (a query-string value).  Unknown
- * keys and bad values are errors.
+ * Which encoding the Accept header @accept (NULL: none) asks for: 1 the
+ * frame, 0 JSON, -1 neither (both have q = 0, or neither is named nor
+ * matched by a wildcard).  Ties, and no header, follow the request's
+ * encoding (@frame_in).
  */
-int icpnsd_clusterreq_opt(icpnsd_clusterreq_t *q, const char *key, const char *value,
-                          icpnsd_err_t *e);
-
-/* {"users":[...], "embeddings":[[...],...], "k":8, "seed":..., ...} */
-int icpnsd_clusterreq_parse_json(const char *body, size_t len, icpnsd_clusterreq_t *q,
-                                 icpnsd_err_t *e);
-
-/* A .npy body (options come from the query string). */
-int icpnsd_clusterreq_parse_npy(const char *body, size_t len, icpnsd_clusterreq_t *q,
-                                icpnsd_err_t *e);
-
-/* Checks the options against the rows (k <= rows, finite values). */
-int icpnsd_clusterreq_check(const icpnsd_clusterreq_t *q, icpnsd_err_t *e);
+int icpnsd_accept_choice(const char *accept, bool frame_in);
 
 /* ---- admin updates and table sets ---------------------------------------- */
 

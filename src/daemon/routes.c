@@ -13,19 +13,26 @@
 #include "reply.h"
 #include "routes.h"
 
-enum { ADMIN = ICPNSD_ROUTE_ADMIN, SET = ICPNSD_ROUTE_SET, UPLOAD = ICPNSD_ROUTE_UPLOAD };
+enum {
+    ADMIN = ICPNSD_ROUTE_ADMIN,
+    SET = ICPNSD_ROUTE_SET,
+    UPLOAD = ICPNSD_ROUTE_UPLOAD,
+    API = ICPNSD_ROUTE_API,
+    METRICS = ICPNSD_ROUTE_METRICS,
+};
 
 const icpnsd_route_t icpnsd_routes[] = {
-    {"POST", "/v1/negatives", 0, "tables,alpha,epsilon,beta", "negatives", icpnsd_api_negatives},
-    {"GET", "/v1/users/{}", SET, "tables", "user", icpnsd_api_user},
-    {"GET", "/v1/communities", SET, "tables", "communities", icpnsd_api_communities},
-    {"GET", "/v1/communities/{}/items", SET, "tables,top", "community_items",
+    {"POST", "/v1/negatives", API, "tables,alpha,epsilon,beta", "negatives",
+     icpnsd_api_negatives},
+    {"GET", "/v1/users/{}", API | SET, "tables", "user", icpnsd_api_user},
+    {"GET", "/v1/communities", API | SET, "tables", "communities", icpnsd_api_communities},
+    {"GET", "/v1/communities/{}/items", API | SET, "tables,top", "community_items",
      icpnsd_api_community_items},
-    {"GET", "/v1/items", SET, "tables", "items", icpnsd_api_items},
-    {"GET", "/v1/tables", 0, "", "tables", icpnsd_api_tables},
+    {"GET", "/v1/items", API | SET, "tables", "items", icpnsd_api_items},
+    {"GET", "/v1/tables", API, "", "tables", icpnsd_api_tables},
     {"GET", "/healthz", 0, "", "healthz", icpnsd_api_healthz},
     {"GET", "/readyz", 0, "", "readyz", icpnsd_api_readyz},
-    {"GET", "/metrics", 0, "", "metrics", icpnsd_api_metrics},
+    {"GET", "/metrics", METRICS, "", "metrics", icpnsd_api_metrics},
     {"POST", "/admin/reload", ADMIN | SET, "tables", "admin_reload", icpnsd_api_reload},
     {"POST", "/admin/interactions", ADMIN, "tables", "admin_interactions", icpnsd_api_interactions},
     {"PUT", "/admin/communities", ADMIN, "tables", "admin_communities",
@@ -95,23 +102,34 @@ uint64_t icpnsd_route_body_limit(const icpnsd_route_t *route, const icpnsd_confi
     return route && (route->flags & UPLOAD) ? cfg->max_upload_bytes : cfg->max_body_bytes;
 }
 
-/* 0 if the admin token is right, else -1 with @e. */
-static int check_admin(icpnsd_req_t *r, icpnsd_err_t *e)
+/* 0 if the request holds a token of @kind, else -1 with @e (and, when
+ * throttled, r->retry_after). */
+static int check_token(icpnsd_req_t *r, icpnsd_auth_kind_t kind, icpnsd_err_t *e)
 {
-    const icpnsd_auth_t *a = r->env->auth;
-    if (!icpnsd_auth_admin_enabled(a))
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    unsigned retry = 0;
+    const char *who = kind == ICPNSD_AUTH_ADMIN ? "admin" : "API";
+    switch (icpnsd_auth_check(r->env->auth, kind, icpnsd_req_header(r, "Authorization"),
+                              ci ? ci->client_addr : NULL, r->url, &retry)) {
+    case ICPNSD_AUTH_OK:
+        return 0;
+    case ICPNSD_AUTH_DISABLED:
         return icpnsd_err_set(e, ICPNSD_E_ADMIN_DISABLED, NULL, -1,
                               "admin endpoints are disabled: start icpnsd with --admin-token-file");
-    const char *h = icpnsd_req_header(r, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7))
+    case ICPNSD_AUTH_MISSING:
+        r->auth_realm = kind == ICPNSD_AUTH_ADMIN ? "icpnsd-admin" : "icpnsd";
         return icpnsd_err_set(e, ICPNSD_E_UNAUTHORIZED, NULL, -1,
-                              "admin endpoints need 'Authorization: Bearer TOKEN'");
-    const char *t = h + 7;
-    while (*t == ' ')
-        t++;
-    if (!icpnsd_auth_admin_ok(a, t, strlen(t)))
-        return icpnsd_err_set(e, ICPNSD_E_FORBIDDEN, NULL, -1, "wrong admin token");
-    return 0;
+                              "%s needs 'Authorization: Bearer TOKEN' with an %s token", r->url,
+                              who);
+    case ICPNSD_AUTH_WRONG:
+        return icpnsd_err_set(e, ICPNSD_E_FORBIDDEN, NULL, -1, "wrong %s token", who);
+    case ICPNSD_AUTH_THROTTLED:
+        r->retry_after = retry;
+        return icpnsd_err_set(e, ICPNSD_E_TOO_MANY_AUTH_FAILURES, NULL, -1,
+                              "too many failed attempts from this address; retry in %u s", retry);
+    }
+    return -1;
 }
 
 /* Whether @key is one of the comma-separated @list. */
@@ -160,7 +178,15 @@ enum MHD_Result icpnsd_route_dispatch(icpnsd_req_t *r)
                                   (unsigned long long)icpnsd_route_body_limit(rt, r->env->cfg));
     icpnsd_err_t e;
     icpnsd_err_clear(&e);
-    if ((rt->flags & ADMIN) && check_admin(r, &e))
+    const icpnsd_config_t *cfg = r->env->cfg;
+    if ((rt->flags & ADMIN) && check_token(r, ICPNSD_AUTH_ADMIN, &e))
+        return icpnsd_reply_err(r, &e);
+    if ((rt->flags & API) && icpnsd_auth_api_required(r->env->auth) &&
+        check_token(r, ICPNSD_AUTH_API, &e))
+        return icpnsd_reply_err(r, &e);
+    if ((rt->flags & METRICS) && cfg->metrics_auth != ICPNSD_METRICS_OPEN &&
+        check_token(r, cfg->metrics_auth == ICPNSD_METRICS_ADMIN ? ICPNSD_AUTH_ADMIN
+                                                                 : ICPNSD_AUTH_API, &e))
         return icpnsd_reply_err(r, &e);
     if (icpnsd_req_query_each(r, check_param, (void *)rt, &e))
         return icpnsd_reply_err(r, &e);

@@ -21,6 +21,8 @@ enum icpnsd_route_flags {
                                       the set resolve it themselves) */
     ICPNSD_ROUTE_UPLOAD = 1u << 2, /* the body may reach max_upload_bytes, not
                                       max_body_bytes */
+    ICPNSD_ROUTE_API = 1u << 3,    /* needs an API token when api_token_file is set */
+    ICPNSD_ROUTE_METRICS = 1u << 4, /* needs the token metrics_auth names */
 };
 
 typedef struct icpnsd_route {

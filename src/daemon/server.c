@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <limits.h>
+#include <strings.h>
 #include <pthread.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -61,14 +63,75 @@ static void set_request_id(icpnsd_req_t *r, const char *h)
         snprintf(r->rid, sizeof(r->rid), "%llu", (unsigned long long)r->id);
 }
 
-/* A new request: its route, its id, and its body limit checked. */
+typedef struct hdr_count {
+    unsigned lengths;
+    bool lengths_differ, bad_length, transfer_encoding, content_encoding;
+    unsigned long long length;
+} hdr_count_t;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    hdr_count_t *h = cls;
+    (void)kind;
+    if (!strcasecmp(key, "Content-Length")) {
+        char *end;
+        errno = 0;
+        unsigned long long n = value && *value >= '0' && *value <= '9'
+                                   ? strtoull(value, &end, 10) : 0;
+        bool bad = !value || !(*value >= '0' && *value <= '9') || errno || *end;
+        if (h->lengths && (n != h->length || bad))
+            h->lengths_differ = true;
+        h->bad_length |= bad;
+        h->length = bad ? ULLONG_MAX : n;
+        h->lengths++;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        h->transfer_encoding = true;
+    } else if (!strcasecmp(key, "Content-Encoding") && value && strcasecmp(value, "identity")) {
+        h->content_encoding = true;
+    }
+    return MHD_YES;
+}
+
+/* A new request: its route, its id, its framing and body limit checked. */
+/* Query strings beyond these are refused (414) before libmicrohttpd parses
+ * them: libmicrohttpd 0.9.75 runs out of its per-connection memory on a
+ * few thousand parameters and then never answers (the connection hangs
+ * until its timeout). */
+#define MAX_QUERY_BYTES 8192
+#define MAX_QUERY_PARAMS 256
+
+/*
+ * libmicrohttpd's URI callback, before it parses the query string: a
+ * query string over the limits is emptied in place (the parser then finds
+ * no parameter) and the request remembers to refuse it.  The request is
+ * created here; its pointer is what libmicrohttpd hands on_request.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    listener_t *l = cls;
+    icpnsd_req_t *r = icpnsd_req_new(l->srv->env, conn);
+    if (!r)
+        return NULL;
+    char *q = strchr(uri, '?');
+    if (q) {
+        size_t bytes = strlen(q + 1), params = 1;
+        for (const char *p = q + 1; *p; p++)
+            params += *p == '&';
+        if (bytes > MAX_QUERY_BYTES || params > MAX_QUERY_PARAMS) {
+            r->query_bytes = bytes;
+            r->query_params = params;
+            q[1] = '\0'; /* writable: the connection's own read buffer */
+        }
+    }
+    return r;
+}
+
 static enum MHD_Result begin(listener_t *l, struct MHD_Connection *conn, const char *url,
-                             const char *method, void **con_cls)
+                             const char *method, icpnsd_req_t *r)
 {
     icpnsd_server_t *srv = l->srv;
-    icpnsd_req_t *r = icpnsd_req_new(srv->env, conn);
-    if (!r)
-        return MHD_NO;
+    r->begun = true;
     r->url = url;
     r->method = method;
     r->admin_listener = l->admin;
@@ -81,7 +144,6 @@ static enum MHD_Result begin(listener_t *l, struct MHD_Connection *conn, const c
                               : srv->other_metric;
     uint64_t limit = icpnsd_route_body_limit(r->route ? r->route : r->path_route, srv->env->cfg);
     icpns_buf_init(&r->body, (size_t)limit);
-    *con_cls = r;
     pthread_mutex_lock(&srv->live_lock);
     r->live_next = srv->live;
     if (srv->live)
@@ -89,14 +151,30 @@ static enum MHD_Result begin(listener_t *l, struct MHD_Connection *conn, const c
     srv->live = r;
     srv->n_live++;
     pthread_mutex_unlock(&srv->live_lock);
+    if (r->query_bytes)
+        return icpnsd_reply_error(r, ICPNSD_E_URI_TOO_LONG, NULL,
+                                  "the query string has %zu parameters in %zu bytes; the limits are "
+                                  "%d and %d", r->query_params, r->query_bytes, MAX_QUERY_PARAMS,
+                                  MAX_QUERY_BYTES);
+    /* Framing the HTTP way (RFC 9110, 9112): one length, not both, and no
+     * content coding the daemon would misread as the body. */
+    hdr_count_t h = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &h);
+    if (h.lengths > 1 && h.lengths_differ)
+        return icpnsd_reply_error(r, ICPNSD_E_BAD_REQUEST, "Content-Length",
+                                  "the request has several different Content-Length headers");
+    if (h.lengths && h.transfer_encoding)
+        return icpnsd_reply_error(r, ICPNSD_E_BAD_REQUEST, "Content-Length",
+                                  "the request has both Content-Length and Transfer-Encoding");
+    if (h.content_encoding)
+        return icpnsd_reply_error(r, ICPNSD_E_UNSUPPORTED_MEDIA_TYPE, "Content-Encoding",
+                                  "Content-Encoding is not supported: send the body as is");
     /* Refuse an announced oversize body before reading any of it. */
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl) {
-        unsigned long long n = strtoull(cl, NULL, 10);
-        if (n > limit)
+    if (h.lengths) {
+        if (h.bad_length || h.length > limit)
             return icpnsd_reply_error(r, ICPNSD_E_BODY_TOO_LARGE, NULL,
-                                      "Content-Length %llu is above the limit of %llu bytes", n,
-                                      (unsigned long long)limit);
+                                      "Content-Length %llu is above the limit of %llu bytes",
+                                      (unsigned long long)h.length, (unsigned long long)limit);
     }
     return MHD_YES;
 }
@@ -124,8 +202,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     listener_t *l = cls;
     icpnsd_req_t *r = *con_cls;
     (void)version;
-    if (!r)
-        return begin(l, conn, url, method, con_cls);
+    if (!r) {
+        /* The URI callback could not allocate: refuse without a body. */
+        return MHD_NO;
+    }
+    if (!r->begun)
+        return begin(l, conn, url, method, r);
     if (r->answered) {
         *upload_data_size = 0; /* discard the rest of a refused body */
         return MHD_YES;
@@ -163,6 +245,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     icpnsd_req_t *r = *con_cls;
     if (!r)
         return;
+    *con_cls = NULL;
+    if (!r->begun) {
+        /* Refused by libmicrohttpd before its headers were in. */
+        icpnsd_req_unref(r);
+        return;
+    }
     if (r->status)
         icpnsd_metrics_request(r->metric, r->status, icpns_now() - r->t0);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -180,7 +268,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     pthread_mutex_unlock(&srv->live_lock);
     icpnsd_req_gone(r);
     icpnsd_req_unref(r);
-    *con_cls = NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -228,7 +315,7 @@ static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, unsigne
     const icpnsd_config_t *cfg = srv->env->cfg;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
-    struct MHD_OptionItem opts[12];
+    struct MHD_OptionItem opts[16];
     int k = 0;
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
     if (threads > 1)
@@ -239,6 +326,7 @@ static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, unsigne
                                         cfg->max_connections_per_ip, NULL};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, l};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, l};
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, l};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 128 * 1024, NULL};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,

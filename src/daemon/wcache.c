@@ -38,6 +38,7 @@ struct icpnsd_wentry {
     /* While building: */
     icpns_snapshot_t *snap;  /* a reference */
     icpnsd_wstats_t *stats;  /* a reference */
+    uint64_t reserved;       /* bytes counted for it while it is built */
     uv_work_t work;
     icpnsd_wentry_t *next;   /* in the registry's build queue */
 };
@@ -147,6 +148,7 @@ static void wbuild_done(uv_work_t *w, int status)
     icpnsd_waiter_t *wt = e->waiters;
     e->waiters = NULL;
     pthread_mutex_unlock(&c->lock);
+    atomic_fetch_sub(&c->bytes, e->reserved);
     if (e->w) {
         atomic_fetch_add(&c->bytes, e->w->bytes);
         atomic_fetch_add(&e->stats->builds, 1);
@@ -208,6 +210,9 @@ int icpnsd_weights_get(icpnsd_wbuilder_t *b, icpnsd_wstats_t *stats, icpns_snaps
         free(waiter);
         return ICPNSD_WGET_DISABLED;
     }
+    /* What the memory budget leaves (asked before taking the cache's lock:
+     * the answer reads every cache). */
+    uint64_t room = b->room ? b->room(b->room_ctx) : UINT64_MAX;
     pthread_mutex_lock(&c->lock);
     icpnsd_wentry_t *e = NULL;
     for (uint32_t k = 0; k < c->n; k++)
@@ -246,7 +251,34 @@ int icpnsd_weights_get(icpnsd_wbuilder_t *b, icpnsd_wstats_t *stats, icpns_snaps
                  p->alpha, p->epsilon, p->beta);
         return ICPNSD_WGET_BUSY;
     }
-    /* A miss: make room (least recently used among the finished entries). */
+    /* A miss.  Under the memory budget the new setting (about the size of
+     * the snapshot's own weights) must fit beside everything the sets hold:
+     * evict finished entries, least recently used first, until it does. */
+    uint64_t need = s->weights->bytes;
+    while (need > room) {
+        int victim = -1;
+        for (uint32_t k = 0; k < c->n; k++)
+            if (c->e[k]->state != W_BUILDING && (victim < 0 || c->e[k]->used < c->e[victim]->used))
+                victim = (int)k;
+        if (victim < 0) {
+            pthread_mutex_unlock(&c->lock);
+            free(waiter);
+            snprintf(msg, msgsize, "the weights for alpha=%g epsilon=%g beta=%g need %llu bytes; "
+                     "memory_budget leaves %llu beside the sets' snapshots and caches",
+                     p->alpha, p->epsilon, p->beta, (unsigned long long)need,
+                     (unsigned long long)room);
+            return ICPNSD_WGET_BUDGET;
+        }
+        icpnsd_wentry_t *old = c->e[victim];
+        c->e[victim] = c->e[--c->n];
+        uint64_t freed = old->w ? old->w->bytes : 0;
+        atomic_fetch_sub(&c->bytes, freed);
+        room += freed;
+        atomic_fetch_add(&stats->evictions, 1);
+        icpnsd_wentry_unref(old);
+    }
+    /* Make room in the cache (least recently used among the finished
+     * entries). */
     if (c->n == c->cap) {
         int victim = -1;
         for (uint32_t k = 0; k < c->n; k++)
@@ -273,6 +305,8 @@ int icpnsd_weights_get(icpnsd_wbuilder_t *b, icpnsd_wstats_t *stats, icpns_snaps
         return ICPNSD_WGET_NOMEM;
     }
     atomic_init(&e->refs, 2); /* the cache's and the build's */
+    e->reserved = need; /* counted now, so that concurrent misses see it */
+    atomic_fetch_add(&c->bytes, need);
     e->p = *p;
     e->state = W_BUILDING;
     e->used = ++c->tick;

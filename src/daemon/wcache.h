@@ -35,6 +35,9 @@ typedef struct icpnsd_wentry icpnsd_wentry_t;
 /* Hands weight builds to the loop thread, which queues them on libuv's
  * thread pool. */
 typedef struct icpnsd_wbuilder {
+    /* What the memory budget leaves for a new setting (NULL: no budget). */
+    uint64_t (*room)(void *ctx);
+    void *room_ctx;
     uv_loop_t *loop;
     pthread_mutex_t lock;
     icpnsd_wentry_t *queue;
@@ -61,6 +64,7 @@ enum {
     ICPNSD_WGET_FAILED = -2,
     ICPNSD_WGET_NOMEM = -3,
     ICPNSD_WGET_DISABLED = -4,
+    ICPNSD_WGET_BUDGET = -5,
 };
 
 /*
@@ -68,7 +72,9 @@ enum {
  * (icpnsd_wentry_weights, then icpnsd_wentry_unref).  Otherwise the setting
  * is being built: with @waiter the caller is woken once it is ready
  * (WAITING); without, BUSY (with a message).  FAILED copies the build's
- * error into @msg; DISABLED: the snapshot has no cache.  @resumed: a
+ * error into @msg; DISABLED: the snapshot has no cache; BUDGET: the setting
+ * does not fit in memory_budget even after evicting the cache's finished
+ * settings (with a message).  @resumed: a
  * request that waited looks again (not counted as a hit).
  */
 int icpnsd_weights_get(icpnsd_wbuilder_t *b, icpnsd_wstats_t *stats, icpns_snapshot_t *s,

@@ -11,18 +11,49 @@
 
 #include "icpns/dataset.h"
 
-int icpns_file_read(const char *path, size_t max_bytes, char **ret,
-                    size_t *ret_len, icpns_error_t *err)
+static const char *file_kind(mode_t m)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device"
+           : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+int icpns_file_open_regular(const char *path, int *ret_fd, struct stat *ret_st, icpns_error_t *err)
+{
+    /* Non-blocking: opening a FIFO for reading would otherwise wait for a
+     * writer, forever. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "cannot open: %s",
                                strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
         close(fd);
-        return icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "not a regular file");
+        return icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "cannot stat: %s", strerror(e));
     }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return icpns_error_set(err, ICPNS_EIO, path, 0, NULL,
+                               "%s, not a regular file: table, token and configuration files "
+                               "must be regular files", file_kind(st.st_mode));
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *ret_fd = fd;
+    if (ret_st)
+        *ret_st = st;
+    return 0;
+}
+
+int icpns_file_read(const char *path, size_t max_bytes, char **ret,
+                    size_t *ret_len, icpns_error_t *err)
+{
+    int fd;
+    struct stat st;
+    int rc = icpns_file_open_regular(path, &fd, &st, err);
+    if (rc)
+        return rc;
     if ((uint64_t)st.st_size > max_bytes) {
         close(fd);
         return icpns_error_set(err, ICPNS_ELIMIT, path, 0, NULL,
@@ -145,10 +176,19 @@ int icpns_file_append_sync(const char *path, const void *data, size_t len,
 {
     struct stat st;
     bool created = stat(path, &st) < 0;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    /* Non-blocking: opening a FIFO for writing would wait for a reader. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
     if (fd < 0)
         return icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "cannot open: %s",
                                strerror(errno));
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "%s, not a regular file",
+                               file_kind(st.st_mode));
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     int e = 0;
     off_t before = fstat(fd, &st) == 0 ? st.st_size : -1;
     if (before < 0 || write_all(fd, data, len) < 0 || fdatasync(fd) < 0) {
@@ -174,13 +214,14 @@ int icpns_version_record_read(const char *dir, uint64_t *version, uint64_t *fing
 {
     char path[1100], text[128];
     snprintf(path, sizeof(path), "%s/" ICPNS_VERSION_FILE, dir);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return errno == ENOENT ? 1
-                               : icpns_error_set(err, ICPNS_EIO, path, 0, NULL, "%s", strerror(errno));
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = 0;
+    if (access(path, F_OK) < 0 && errno == ENOENT)
+        return 1;
+    int fd, rc = icpns_file_open_regular(path, &fd, NULL, err);
+    if (rc)
+        return rc;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    text[n > 0 ? n : 0] = 0;
     unsigned long long v, h;
     char end;
     if (sscanf(text, "%llu %16llx%c", &v, &h, &end) != 3 || end != '\n' || v == 0)

@@ -41,7 +41,7 @@ int icpns_idmap_build(icpns_idmap_t *m, int64_t *ids, size_t n)
         slots[k] = ICPNS_NONE;
     uint32_t mask = (uint32_t)(cap - 1);
     for (uint32_t k = 0; k < u; k++) {
-        uint32_t h = (uint32_t)icpns_mix64((uint64_t)ids[k]) & mask;
+        uint32_t h = (uint32_t)icpns_idmap_hash(ids[k]) & mask;
         while (slots[h] != ICPNS_NONE)
             h = (h + 1) & mask;
         slots[h] = k;
@@ -71,7 +71,7 @@ uint32_t icpns_idmap_find(const icpns_idmap_t *m, int64_t id)
 {
     if (!m->slots)
         return ICPNS_NONE;
-    uint32_t h = (uint32_t)icpns_mix64((uint64_t)id) & m->mask;
+    uint32_t h = (uint32_t)icpns_idmap_hash(id) & m->mask;
     for (;;) {
         uint32_t k = m->slots[h];
         if (k == ICPNS_NONE || m->ids[k] == id)

@@ -5,6 +5,7 @@
 #include "testutil.h"
 #include "frames.h"
 #include "request.h"
+#include "upload.h"
 
 static icpnsd_config_t cfg;
 

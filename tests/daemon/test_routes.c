@@ -8,7 +8,13 @@
 #include "reply.h"
 #include "routes.h"
 
-enum { A = ICPNSD_ROUTE_ADMIN, S = ICPNSD_ROUTE_SET, U = ICPNSD_ROUTE_UPLOAD };
+enum {
+    A = ICPNSD_ROUTE_ADMIN,
+    S = ICPNSD_ROUTE_SET,
+    U = ICPNSD_ROUTE_UPLOAD,
+    V = ICPNSD_ROUTE_API,
+    M = ICPNSD_ROUTE_METRICS,
+};
 
 /* Every endpoint of proto/openapi.yaml: method, a concrete path, the
  * handler, the flags, the metric label, the parameter. */
@@ -18,15 +24,15 @@ static const struct {
     unsigned flags;
     const char *metric, *param;
 } expected[] = {
-    {"POST", "/v1/negatives", icpnsd_api_negatives, 0, "negatives", ""},
-    {"GET", "/v1/users/42", icpnsd_api_user, S, "user", "42"},
-    {"GET", "/v1/communities", icpnsd_api_communities, S, "communities", ""},
-    {"GET", "/v1/communities/3/items", icpnsd_api_community_items, S, "community_items", "3"},
-    {"GET", "/v1/items", icpnsd_api_items, S, "items", ""},
-    {"GET", "/v1/tables", icpnsd_api_tables, 0, "tables", ""},
+    {"POST", "/v1/negatives", icpnsd_api_negatives, V, "negatives", ""},
+    {"GET", "/v1/users/42", icpnsd_api_user, V | S, "user", "42"},
+    {"GET", "/v1/communities", icpnsd_api_communities, V | S, "communities", ""},
+    {"GET", "/v1/communities/3/items", icpnsd_api_community_items, V | S, "community_items", "3"},
+    {"GET", "/v1/items", icpnsd_api_items, V | S, "items", ""},
+    {"GET", "/v1/tables", icpnsd_api_tables, V, "tables", ""},
     {"GET", "/healthz", icpnsd_api_healthz, 0, "healthz", ""},
     {"GET", "/readyz", icpnsd_api_readyz, 0, "readyz", ""},
-    {"GET", "/metrics", icpnsd_api_metrics, 0, "metrics", ""},
+    {"GET", "/metrics", icpnsd_api_metrics, M, "metrics", ""},
     {"POST", "/admin/reload", icpnsd_api_reload, A | S, "admin_reload", ""},
     {"POST", "/admin/interactions", icpnsd_api_interactions, A, "admin_interactions", ""},
     {"PUT", "/admin/communities", icpnsd_api_communities_update, A, "admin_communities", ""},
@@ -67,6 +73,10 @@ static void test_every_route(void **state)
                          strstr(rt->path, "/admin/communities") ||
                          strstr(rt->path, "/admin/cluster") || !strcmp(rt->path, "/v1/negatives");
         assert_int_equal(about_set, strstr(rt->params, "tables") != NULL);
+        /* Every /v1 route, and only they, take an API token; every
+         * /admin route, and only they, the admin token. */
+        assert_int_equal(!strncmp(rt->path, "/v1/", 4), (rt->flags & V) != 0);
+        assert_int_equal(!strncmp(rt->path, "/admin/", 7), (rt->flags & A) != 0);
         /* GET routes answer HEAD too; no route answers another method. */
         if (!strcmp(expected[k].method, "GET"))
             assert_ptr_equal(match("HEAD", expected[k].path, param, allow, &by_path), rt);

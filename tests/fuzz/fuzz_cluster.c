@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "frames.h"
+#include "upload.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

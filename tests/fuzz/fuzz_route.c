@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "request.h"
+#include "upload.h"
 #include "routes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

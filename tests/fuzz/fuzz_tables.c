@@ -2,10 +2,11 @@
  * Fuzz the table loaders: the first byte picks the file kind (interactions
  * in each format, communities, popularity, items, the journal); accepted
  * tables are indexed and sampled from, checking that no positive is ever
- * returned.  The first byte's value modulo 9 picks the kind (0-4: the
- * formats auto, pairs (with min_rating 3), recbole, adjacency, lists; 5
- * communities; 6 popularity; 7 items; 8 journal); values from 9 on also
- * ignore extra pairs columns.
+ * returned and that the block API gives what row-by-row sampling gives.
+ * The first byte's value modulo 9 picks the kind (0-4: the formats auto,
+ * pairs (with min_rating 3), recbole, adjacency, lists; 5 communities; 6
+ * popularity; 7 items; 8 journal); values from 9 on also ignore extra
+ * pairs columns.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -64,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint32_t nu = s->users.n < 64 ? s->users.n : 64;
         for (uint32_t u = 0; u < nu; u++)
             for (int st = 0; st < ICPNS_STRATEGY_COUNT; st++) {
-                if (icpns_sample_row(s, s->weights, w, u, (icpns_strategy_t)st, 0, 1, u, 0, 8, items,
-                                     NULL, NULL, NULL))
+                if (icpns_sample_row(s, s->weights, w, (icpns_row_id_t){s->users.ids[u], 0, 1},
+                                     (icpns_strategy_t)st, 0, 0, 8, items, NULL, NULL, NULL))
                     continue;
                 const uint32_t *pos = s->pos + s->pos_off[u];
                 for (int j = 0; j < 8; j++) {
@@ -76,6 +77,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             abort();
                 }
             }
+        /* The block API over all these users (every one twice, plus an
+         * unknown id), a mix of every strategy, equals row by row. */
+        int64_t ids[129];
+        uint32_t occ[129], n = 0;
+        for (uint32_t u = 0; u < nu; u++)
+            ids[n++] = s->users.ids[u];
+        for (uint32_t u = 0; u < nu; u++)
+            ids[n++] = s->users.ids[u];
+        ids[n++] = INT64_MIN;
+        icpns_part_t parts[3] = {{ICPNS_STRATEGY_ICPNS, 3}, {ICPNS_STRATEGY_UNIFORM, 1},
+                                 {ICPNS_STRATEGY_POPULARITY, 2}};
+        icpns_rows_t req = {ids, occ, n, parts, 3, 5, ICPNS_SAMPLE_SUBSTITUTE_PNS};
+        uint32_t block[129 * 6], row[6], failed = ICPNS_NONE;
+        if (icpns_occurrences(ids, n, occ))
+            abort();
+        int rb = icpns_sample_rows(s, s->weights, w, &req, 0, n, block, NULL, NULL, NULL, &failed);
+        for (uint32_t r = 0; r < n; r++) {
+            uint32_t slot = 0;
+            int rr = 0;
+            for (int k = 0; k < 3 && !rr; slot += parts[k].slots, k++)
+                rr = icpns_sample_row(s, s->weights, w, (icpns_row_id_t){ids[r], occ[r], 5},
+                                      parts[k].strategy, req.flags, slot, parts[k].slots,
+                                      row + slot, NULL, NULL, NULL);
+            if (rr) { /* the block call failed at the first such row */
+                if (!rb || failed > r)
+                    abort();
+                break;
+            }
+            if (rb && failed == r)
+                abort();
+            if (memcmp(row, block + (size_t)r * 6, sizeof(row)))
+                abort();
+        }
         icpns_work_free(w);
         icpns_snapshot_unref(s);
     }

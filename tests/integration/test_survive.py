@@ -226,5 +226,221 @@ class ConnectionCap(unittest.TestCase):
             self.assertGreater(metric(d, "icpnsd_connections_refused_total"), 0)
 
 
+def frame_request(users, n, probs=False, seed=3, strategy=2, candidates=1):
+    head = struct.pack("<4sHHIIB3sIQQ", b"ICPQ", 1, 1 if probs else 0, n, candidates, strategy,
+                       b"\0\0\0", len(users), seed, 0)
+    return head + struct.pack("<%dq" % len(users), *users)
+
+
+class Answers(unittest.TestCase):
+    """Large answers are streamed, the bytes in flight are capped."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.src = tempfile.mkdtemp(prefix="icpnsd-answers-")
+        gen_tables(cls.src, users=3000, items=5000, communities=8, interactions=90000)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.src, ignore_errors=True)
+
+    def test_streamed_answers_are_the_same_bytes(self):
+        """With answer_buffer_bytes = 64 KiB every answer here is streamed
+        (chunked JSON, frames with their exact length); the bytes equal
+        those of the whole answers of a default daemon."""
+        users = list(range(1, 3001)) + [7, 7, 7]
+        mix = [{"strategy": "icpns", "n": 3}, {"strategy": "uniform", "n": 1},
+               {"strategy": "popularity", "n": 2}]
+        reqs = [
+            ("json", {"users": users, "n": 6, "seed": 5, "probabilities": True}),
+            ("json", {"users": users, "strategy": mix, "seed": 9, "candidates": 2,
+                      "probabilities": True}),
+            ("frame", frame_request(users, 8, probs=True)),
+            ("frame", frame_request(users, 4, probs=False, strategy=1)),
+        ]
+        small = conf(tempfile.mkdtemp(prefix="icpnsd-conf-"), "answer_buffer_bytes = 65536\n")
+        self.addCleanup(shutil.rmtree, os.path.dirname(small), True)
+        with Daemon(tables=self.src) as whole, Daemon("--config", small, tables=self.src) as streamed:
+            for kind, body in reqs:
+                h = {"Content-Type": "application/x-icpns-frame"} if kind == "frame" else {}
+                a = whole.request("POST", "/v1/negatives", body, h, raw=True)
+                b = streamed.request("POST", "/v1/negatives", body, h, raw=True)
+                self.assertEqual(a[0], 200)
+                self.assertEqual(b[0], 200)
+                self.assertGreater(len(a[2]), 65536)
+                self.assertEqual(a[2], b[2], kind)
+                if kind == "json":
+                    self.assertEqual(b[1].get("Transfer-Encoding"), "chunked")
+                else:
+                    self.assertEqual(int(b[1]["Content-Length"]), len(b[2]))
+            self.assertGreaterEqual(metric(streamed, "icpnsd_answers_streamed_total"), 4)
+            self.assertEqual(metric(whole, "icpnsd_answers_streamed_total"), 0)
+
+    def test_clients_that_never_read_hold_little(self):
+        """Four clients ask for 9.6 M negatives with probabilities each
+        (frames of 115 MB, streamed) and never read: the daemon's memory
+        grows by what their requests themselves take (ids, occurrences: a
+        few MB each), not by their answers, and it serves others meanwhile."""
+        from harness import rss_kib
+        with Daemon(tables=self.src) as d:
+            d.negatives(users=[1, 2], n=2)
+            base = rss_kib(d.proc.pid)
+            socks = []
+            body = frame_request(list(range(1, 3001)) * 67, 48, probs=True)
+            for _ in range(4):
+                s = socket.create_connection(("127.0.0.1", d.port))
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.sendall(b"POST /v1/negatives HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/x-icpns-frame\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                socks.append(s)
+            time.sleep(1.5)
+            st, res = d.negatives(users=[1, 2, 3], n=4)
+            self.assertEqual(st, 200)
+            grown = rss_kib(d.proc.pid) - base
+            for s in socks:
+                s.close()
+            # The answers would be 460 MB; each request holds its ids and
+            # occurrences (about 2.4 MB here) and a piece of its answer.
+            self.assertLess(grown, 48 * 1024, "RSS grew %d KiB" % grown)
+            self.assertEqual(metric(d, "icpnsd_answers_streamed_total"), 4)
+
+    def test_bytes_in_flight_are_capped(self):
+        """answers_in_flight_bytes = 3 MB: three 1.3 MB answers held by
+        clients that do not read fill it; the next request is refused with
+        503 answers_in_flight before anything is allocated, and served once
+        the readers are done."""
+        c = conf(tempfile.mkdtemp(prefix="icpnsd-conf-"),
+                 "answers_in_flight_bytes = 3000000\nanswer_buffer_bytes = 2000000\n")
+        self.addCleanup(shutil.rmtree, os.path.dirname(c), True)
+        with Daemon("--config", c, tables=self.src) as d:
+            body = json.dumps({"users": list(range(1, 3001)) * 5, "n": 8, "seed": 2}).encode()
+            socks = []
+            for _ in range(3):
+                s = socket.create_connection(("127.0.0.1", d.port))
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.sendall(b"POST /v1/negatives HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                          % len(body) + body)
+                socks.append(s)
+            ok = wait_until(lambda: d.request("POST", "/v1/negatives", body,
+                                              {"Content-Type": "application/json"})[0] == 503,
+                            timeout=10)
+            self.assertTrue(ok)
+            st, err = d.request("POST", "/v1/negatives", body, {"Content-Type": "application/json"})
+            self.assertEqual((st, err["error"]["code"]), (503, "answers_in_flight"))
+            self.assertGreater(metric(d, "icpnsd_answers_refused_total"), 0)
+            for s in socks:
+                s.close()
+            self.assertTrue(wait_until(lambda: d.request(
+                "POST", "/v1/negatives", body, {"Content-Type": "application/json"})[0] == 200,
+                timeout=35))
+
+
+class Budget(unittest.TestCase):
+    def test_memory_budget_counts_the_weight_caches(self):
+        tables = tempfile.mkdtemp(prefix="icpnsd-budget-")
+        self.addCleanup(shutil.rmtree, tables, True)
+        gen_tables(tables, users=2000, items=3000, communities=8, interactions=60000)
+        with Daemon(tables=tables, token=TOKEN) as d:
+            st, sets = d.request("GET", "/admin/sets", headers=AUTH)
+            snap = sets["bytes"]
+            d.negatives(users=[1], n=2, alpha=0.3)
+            wb = metric(d, "icpnsd_weights_cache_bytes", "default")
+        budget = snap + int(2.5 * wb)
+        c = conf(tables, "memory_budget = %d\n" % budget)
+        with Daemon("--config", c, tables=tables, token=TOKEN) as d:
+            for a in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9):
+                st, body = d.negatives(users=[1], n=2, alpha=a)
+                self.assertEqual(st, 200, body)
+                st, sets = d.request("GET", "/admin/sets", headers=AUTH)
+                self.assertLessEqual(sets["bytes"], budget)
+            self.assertGreater(metric(d, "icpnsd_weights_cache_evictions_total", "default"), 0)
+        c = conf(tables, "memory_budget = %d\n" % (snap + wb // 2))
+        with Daemon("--config", c, tables=tables, token=TOKEN) as d:
+            st, err = d.negatives(users=[1], n=2, alpha=0.3)
+            self.assertEqual((st, err["error"]["code"]), (507, "memory_budget_exceeded"), err)
+
+
+class Strictness(unittest.TestCase):
+    def raw(self, port, data, timeout=5):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.settimeout(timeout)
+        t0 = time.monotonic()
+        s.sendall(data)
+        got = b""
+        while b"\r\n\r\n" not in got or (b"}" not in got):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        status = int(got.split(b" ", 2)[1])
+        body = json.loads(got[got.index(b"{"):got.rindex(b"}") + 1])
+        return status, body, time.monotonic() - t0
+
+    def test_framing_and_query_strings(self):
+        tables = tempfile.mkdtemp(prefix="icpnsd-strict-")
+        self.addCleanup(shutil.rmtree, tables, True)
+        gen_tables(tables)
+        body = b'{"users":[1],"n":2}'
+        post = (b"POST /v1/negatives HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        cases = [
+            (b"GET /v1/communities?" + b"&".join(b"p%d=1" % k for k in range(2000)) +
+             b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+            (post + b"Content-Length: 19\r\nContent-Length: 5\r\n\r\n" + body, 400, "bad_request"),
+            (post + b"Content-Length: 19\r\nTransfer-Encoding: chunked\r\n\r\n13\r\n" + body +
+             b"\r\n0\r\n\r\n", 400, "bad_request"),
+            (post + b"Content-Encoding: gzip\r\nContent-Length: 19\r\n\r\n" + body, 415,
+             "unsupported_media_type"),
+            (post + b"Accept: application/x-icpns-frame;q=0, application/json;q=0\r\n"
+             b"Content-Length: 19\r\n\r\n" + body, 406, "not_acceptable"),
+        ]
+        with Daemon(tables=tables) as d:
+            for data, status, code in cases:
+                st, res, took = self.raw(d.port, data)
+                self.assertEqual((st, res["error"]["code"]), (status, code), res)
+                self.assertLess(took, 1.0)
+            # q=0 for frames, anything else: JSON.
+            st, res, _ = self.raw(d.port, post + b"Accept: application/x-icpns-frame;q=0, */*\r\n"
+                                  b"Content-Length: 19\r\n\r\n" + body)
+            self.assertEqual(st, 200)
+            self.assertIn("negatives", res)
+
+    def test_fifos_never_wedge(self):
+        """A FIFO where a table, token or configuration file should be is
+        refused at once, naming it; set management goes on."""
+        base = tempfile.mkdtemp(prefix="icpnsd-fifo-")
+        self.addCleanup(shutil.rmtree, base, True)
+        good, bad = os.path.join(base, "good"), os.path.join(base, "bad")
+        gen_tables(good)
+        gen_tables(bad)
+        os.remove(os.path.join(bad, "communities.tsv"))
+        os.mkfifo(os.path.join(bad, "communities.tsv"))
+        with Daemon(tables=good, token=TOKEN) as d:
+            t0 = time.monotonic()
+            st, err = d.request("POST", "/admin/sets", {"name": "b", "tables": bad}, AUTH, timeout=10)
+            self.assertEqual((st, err["error"]["code"]), (422, "tables_invalid"), err)
+            self.assertIn("a FIFO", err["error"]["message"])
+            self.assertIn("communities.tsv", err["error"]["message"])
+            self.assertLess(time.monotonic() - t0, 2)
+            copy = os.path.join(base, "copy")
+            shutil.copytree(good, copy)
+            st, res = d.request("POST", "/admin/sets", {"name": "c", "tables": copy}, AUTH, timeout=10)
+            self.assertEqual(st, 201, res)
+            st, res = d.request("DELETE", "/admin/sets/c", headers=AUTH, timeout=10)
+            self.assertEqual(st, 200, res)
+        fifo = os.path.join(base, "fifo")
+        os.mkfifo(fifo)
+        for flag in ("--admin-token-file", "--config"):
+            d = Daemon(flag, fifo, tables=good, check_start=False)
+            rc = d.proc.wait(timeout=10)
+            log = d.stderr()
+            d.proc.stdout.close()
+            d.errlog.close()
+            self.assertEqual(rc, 1, log)
+            self.assertIn("a FIFO", log)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "testutil.h"
 #include "request.h"
+#include "upload.h"
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t m);
@@ -109,9 +110,9 @@ static int engine_run(void)
     uint32_t items[16];
     for (uint32_t u = 0; u < s->users.n && !rc; u++)
         for (unsigned f = 0; f < 2 && !rc; f++) {
-            rc = icpns_sample_row(s, s->weights, w, u, ICPNS_STRATEGY_ICPNS,
-                                  f ? ICPNS_SAMPLE_FORCE_RESIDUAL : 0, 1, u, 0, 16, items, NULL,
-                                  NULL, NULL);
+            rc = icpns_sample_row(s, s->weights, w, (icpns_row_id_t){s->users.ids[u], 0, 1},
+                                  ICPNS_STRATEGY_ICPNS, f ? ICPNS_SAMPLE_FORCE_RESIDUAL : 0, 0,
+                                  16, items, NULL, NULL, NULL);
             if (rc == ICPNS_ENOCOMMUNITY || rc == ICPNS_EINFEASIBLE)
                 rc = 0;
         }

@@ -59,10 +59,11 @@ static void assert_snapshot_equal(const icpns_snapshot_t *a, const icpns_snapsho
     uint32_t x[16], y[16];
     for (uint32_t u = 0; u < nu; u += 7)
         for (int st = 0; st < ICPNS_STRATEGY_COUNT; st++) {
-            int ra = icpns_sample_row(a, wa, w, u, (icpns_strategy_t)st, 0, 11, u, 0, 16, x,
-                                      NULL, NULL, NULL);
-            int rb = icpns_sample_row(b, wb, w, u, (icpns_strategy_t)st, 0, 11, u, 0, 16, y,
-                                      NULL, NULL, NULL);
+            icpns_row_id_t row = {a->users.ids[u], 0, 11};
+            int ra = icpns_sample_row(a, wa, w, row, (icpns_strategy_t)st, 0, 0, 16, x, NULL,
+                                      NULL, NULL);
+            int rb = icpns_sample_row(b, wb, w, row, (icpns_strategy_t)st, 0, 0, 16, y, NULL,
+                                      NULL, NULL);
             assert_int_equal(ra, rb);
             if (!ra)
                 EQ_ARRAY(x, y, 16);

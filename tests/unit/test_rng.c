@@ -130,6 +130,42 @@ static void test_hash64_is_xxh64(void **state)
                 UINT64_C(0x8bb3d413caa7c117));
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The key of a request row: the documented chain, pinned values (a change
+ * here changes every negative and needs ICPNS_SAMPLER_REVISION bumped), and
+ * no collisions over a grid of (seed, user, occurrence), neighbours in
+ * every coordinate included. */
+static void test_row_keys(void **state)
+{
+    (void)state;
+    assert_true(ICPNS_RNG_OCC0 == icpns_mix64(ICPNS_RNG_OCC));
+    for (uint32_t occ = 0; occ < 3; occ++) {
+        uint64_t k0 = icpns_mix64(7 + ICPNS_RNG_GAMMA);
+        uint64_t k1 = icpns_mix64(k0 ^ icpns_mix64(42));
+        uint64_t k2 = icpns_mix64(k1 ^ icpns_mix64(occ + ICPNS_RNG_OCC));
+        assert_true(icpns_rng_user_key(7, 42, occ) == k2);
+    }
+    assert_true(icpns_rng_user_key(7, 42, 3) == UINT64_C(0x5a01d8daf88cd486));
+    assert_true(icpns_rng_user_key(7, -5, 0) == UINT64_C(0xec2d2375e12c066f));
+    assert_true(icpns_rng_user_key(0, 0, 0) == UINT64_C(0x08f2d907ee854906));
+    enum { SEEDS = 32, USERS = 256, OCCS = 16, N = SEEDS * USERS * OCCS };
+    uint64_t *k = malloc(N * sizeof(*k));
+    size_t n = 0;
+    for (uint64_t s = 0; s < SEEDS; s++)
+        for (int64_t u = -USERS / 2; u < USERS / 2; u++)
+            for (uint32_t o = 0; o < OCCS; o++)
+                k[n++] = icpns_rng_user_key(s, u, o);
+    qsort(k, n, sizeof(*k), cmp_u64);
+    for (size_t j = 1; j < n; j++)
+        assert_true(k[j] != k[j - 1]);
+    free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_double_range_and_mean),
         cmocka_unit_test(test_chi2_helper_has_power),
         cmocka_unit_test(test_hash64_is_xxh64),
+        cmocka_unit_test(test_row_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
