@@ -134,6 +134,29 @@ class TestInstall(unittest.TestCase):
             self.assertIn(must, read(self.installed_unit()))
 
 
+    def test_systemd_unit_relations(self):
+        """What tests/systemd/run.sh verified under a real systemd, kept
+        true statically: the stop timeout covers the daemon's own drain,
+        setpriority is allowed after @resources is denied, and the reload
+        needs no /bin/kill."""
+        unit = read(self.path("lib", "systemd", "system", "icpnsd.service"))
+        conf = read(self.path(self.opts["sysconfdir"], "icpnsd", "icpnsd.conf"))
+        m = re.search(r"^TimeoutStopSec=(\d+)s$", unit, re.M)
+        self.assertIsNotNone(m, "TimeoutStopSec= in seconds")
+        timeout_stop = int(m.group(1))
+        m = re.search(r"^shutdown_timeout\s*=\s*(\d+)", conf, re.M)
+        self.assertIsNotNone(m, "shutdown_timeout in the installed config")
+        # The drain, then closing connections and ending a build: 10 s margin at least.
+        self.assertGreaterEqual(timeout_stop, int(m.group(1)) + 10)
+        filters = re.findall(r"^SystemCallFilter=(.*)$", unit, re.M)
+        self.assertEqual(filters[0], "@system-service")
+        deny = [k for k, f in enumerate(filters) if f.startswith("~") and "@resources" in f]
+        allow = [k for k, f in enumerate(filters) if f == "setpriority"]
+        self.assertTrue(deny and allow and allow[0] > deny[-1], filters)
+        reload = re.findall(r"^ExecReload=(.*)$", unit, re.M)
+        self.assertEqual(reload, ["/bin/sh -c 'kill -HUP \"$$MAINPID\" && exec sleep 0.5'"])
+
+
 class TestSocketActivation(unittest.TestCase):
     def test_restart_refuses_no_connection(self):
         sock = socket.socket()

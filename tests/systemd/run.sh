@@ -64,6 +64,10 @@ prepare_root() {
       >"$cache/debootstrap.log" 2>&1; then
     tail -n 30 "$cache/debootstrap.log" >&2
     rm -rf "$tmp"
+    if grep -q -e 'Failed getting release file' -e "Couldn't download" -e 'Failure trying to run: .*wget' \
+        "$cache/debootstrap.log"; then
+      skip "cannot download Debian's packages from $mirror (set ICPNSD_DEBIAN_MIRROR)"
+    fi
     say "FAILED: debootstrap (log: $cache/debootstrap.log)"
     exit 1
   fi
@@ -111,7 +115,11 @@ for t in json.load(sys.stdin):
     if t["installed"]:
         print(os.path.join(t["defined_in"].rsplit("/meson.build", 1)[0], t["name"]))' |
   sed "s|^$src/||")
-meson compile -C "$build" "${targets[@]}" >/dev/null
+if ! out=$(meson compile -C "$build" "${targets[@]}" 2>&1); then
+  echo "$out" >&2
+  say "FAILED: the build"
+  exit 1
+fi
 say "built in $build ($((SECONDS - t_start)) s)"
 
 # The container's root: the cached root under an overlay, so each run starts
@@ -157,16 +165,22 @@ ln -sf ../icpnsd-check.service "$merged/etc/systemd/system/multi-user.target.wan
 
 # Boot.  The container has its own network namespace (loopback only: port
 # 8470 is its own), and exits with the checks' status (SuccessAction=exit).
+# Without systemd on the host (this project's VMs, CI) nspawn must neither
+# register with machined nor ask systemd for a scope: it stays in the
+# caller's cgroup.  On a host that runs systemd, nspawn gets its own scope.
+nspawn_host=(--register=no)
+[ -d /run/systemd/system ] || nspawn_host+=(--keep-unit)
 limit=${ICPNSD_SYSTEMD_TIMEOUT:-600}
 say "booting systemd in a container (systemd-nspawn, at most $limit s)"
 t_boot=$SECONDS
 set +e
-timeout -k 30 "$limit" systemd-nspawn --quiet --register=no --keep-unit --private-network \
+timeout -k 30 "$limit" systemd-nspawn --quiet "${nspawn_host[@]}" --private-network \
   --machine="icpnsd-test-$$" --directory="$merged" --bind="$work/out:/icpnsd-check-out" \
   --console=read-only --boot -- systemd.show_status=false ${ICPNSD_SYSTEMD_INIT_ARGS:-} </dev/null 2>&1 | tee "$work/out/console.log"
 rc=${PIPESTATUS[0]}
 set -e
 say "container exited with $rc after $((SECONDS - t_boot)) s"
+[ "$rc" = 124 ] && say "FAILED: the container did not finish within $limit s (ICPNSD_SYSTEMD_TIMEOUT)"
 if [ ! -f "$work/out/result" ]; then
   say "FAILED: the checks did not run to the end (no result); the console is above"
   [ -f "$work/out/journal.txt" ] && tail -n 80 "$work/out/journal.txt" >&2
@@ -181,4 +195,5 @@ if [ "$rc" != 0 ] || grep -q '^FAILED' "$work/out/result"; then
   KEEP=1
   exit 1
 fi
-say "$(head -n1 "$work/out/result") in $((SECONDS - t_start)) s"
+say "all checks passed in $((SECONDS - t_start)) s"
+echo "systemd: $(head -n1 "$work/out/result")"
