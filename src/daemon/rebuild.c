@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +21,27 @@
 void icpnsd_background_thread(void)
 {
     static _Thread_local bool done;
+    static atomic_flag warned = ATOMIC_FLAG_INIT;
     if (done)
         return;
     done = true;
-    /* Per-thread nice on Linux; raising it needs no privilege. */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0)
-        log_debug("cannot lower the priority of a build thread: %s", strerror(errno));
+    /* Per-thread nice on Linux; raising it needs no privilege.  It fails
+     * only when something forbids the system call, typically a seccomp
+     * filter (systemd's SystemCallFilter= denying @resources): then builds
+     * compete with the request threads for the CPU and latency suffers
+     * during every rebuild, which the operator must hear about, once per
+     * process rather than once per pool thread. */
+    long tid = syscall(SYS_gettid);
+    if (setpriority(PRIO_PROCESS, (id_t)tid, 10) < 0) {
+        int e = errno;
+        if (!atomic_flag_test_and_set(&warned))
+            log_warn("cannot lower the priority of build threads to nice +10: %s; rebuilds "
+                     "and k-means now compete with requests for the CPU (under systemd, "
+                     "allow setpriority in SystemCallFilter=, see docs/operations.md)",
+                     strerror(e));
+        else
+            log_debug("cannot lower the priority of build thread %ld: %s", tid, strerror(e));
+    }
 }
 
 static unsigned test_delay_ms;

@@ -3,6 +3,7 @@ exposure), socket activation across a restart, and replicas behind nginx
 with one replica killed mid-traffic.
 """
 import os
+import platform
 import re
 import shutil
 import signal
@@ -11,10 +12,12 @@ import subprocess
 import tempfile
 import threading
 import unittest
+import unittest.mock
 import http.client
 import json
 
-from harness import Daemon, free_port, wait_until
+import harness
+from harness import Daemon, free_port, gen_tables, wait_until
 
 BUILD = os.environ.get("BUILD_DIR", "")
 SOURCE = os.environ.get("SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -131,6 +134,29 @@ class TestInstall(unittest.TestCase):
             self.assertIn(must, read(self.installed_unit()))
 
 
+    def test_systemd_unit_relations(self):
+        """What tests/systemd/run.sh verified under a real systemd, kept
+        true statically: the stop timeout covers the daemon's own drain,
+        setpriority is allowed after @resources is denied, and the reload
+        needs no /bin/kill."""
+        unit = read(self.path("lib", "systemd", "system", "icpnsd.service"))
+        conf = read(self.path(self.opts["sysconfdir"], "icpnsd", "icpnsd.conf"))
+        m = re.search(r"^TimeoutStopSec=(\d+)s$", unit, re.M)
+        self.assertIsNotNone(m, "TimeoutStopSec= in seconds")
+        timeout_stop = int(m.group(1))
+        m = re.search(r"^shutdown_timeout\s*=\s*(\d+)", conf, re.M)
+        self.assertIsNotNone(m, "shutdown_timeout in the installed config")
+        # The drain, then closing connections and ending a build: 10 s margin at least.
+        self.assertGreaterEqual(timeout_stop, int(m.group(1)) + 10)
+        filters = re.findall(r"^SystemCallFilter=(.*)$", unit, re.M)
+        self.assertEqual(filters[0], "@system-service")
+        deny = [k for k, f in enumerate(filters) if f.startswith("~") and "@resources" in f]
+        allow = [k for k, f in enumerate(filters) if f == "setpriority"]
+        self.assertTrue(deny and allow and allow[0] > deny[-1], filters)
+        reload = re.findall(r"^ExecReload=(.*)$", unit, re.M)
+        self.assertEqual(reload, ["/bin/sh -c 'kill -HUP \"$$MAINPID\" && exec sleep 0.5'"])
+
+
 class TestSocketActivation(unittest.TestCase):
     def test_restart_refuses_no_connection(self):
         sock = socket.socket()
@@ -173,6 +199,93 @@ class TestSocketActivation(unittest.TestCase):
         b.__exit__(None, None, None)
         self.assertEqual(failures, [])
         self.assertGreater(ok[0], before + 50)
+
+
+# Runs the daemon under a seccomp filter that refuses setpriority with EPERM,
+# the way systemd's SystemCallFilter=~@resources did: no_new_privs, then a
+# classic BPF program over seccomp_data (nr at offset 0, arch at offset 4).
+SECCOMP_WRAPPER = r"""#!/usr/bin/python3
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def stmt(code, k, jt=0, jf=0):
+    return struct.pack("HBBI", code, jt, jf, k)
+LD_W_ABS, JEQ_K, RET_K = 0x20, 0x15, 0x06
+ALLOW, ERRNO_EPERM = 0x7fff0000, 0x00050000 | 1
+prog = b"".join([
+    stmt(LD_W_ABS, 4), stmt(JEQ_K, 0xC000003E, 1, 0), stmt(RET_K, ALLOW),  # x86_64 only
+    stmt(LD_W_ABS, 0), stmt(JEQ_K, 141, 0, 1),                            # __NR_setpriority
+    stmt(RET_K, ERRNO_EPERM), stmt(RET_K, ALLOW)])
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+fp = Fprog(len(prog) // 8, prog)
+if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(fp), 0, 0):
+    sys.exit("seccomp: " + os.strerror(ctypes.get_errno()))
+os.execv(os.environ["ICPNSD_REAL"], [os.environ["ICPNSD_REAL"]] + sys.argv[1:])
+"""
+
+
+def task_nices(pid):
+    """{tid: nice} of every thread of @pid (field 19 of /proc/PID/task/TID/stat)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            stat = read("/proc/%d/task/%s/stat" % (pid, tid))
+        except OSError:
+            continue
+        out[int(tid)] = int(stat.rsplit(")", 1)[1].split()[16])
+    return out
+
+
+@unittest.skipUnless(platform.machine() == "x86_64" and os.path.isdir("/proc/self/task"),
+                     "needs Linux on x86_64 (the seccomp program names x86_64 syscall numbers)")
+class TestBuildPriority(unittest.TestCase):
+    """Build threads run at nice +10; when a sandbox forbids that, one WARN."""
+
+    WARN = "WARN cannot lower the priority of build threads to nice +10"
+    DEBUG = "cannot lower the priority of build thread "
+
+    def setUp(self):
+        if os.getpriority(os.PRIO_PROCESS, 0) >= 10:
+            self.skipTest("the tests already run at nice >= 10")
+        self.tmp = tempfile.mkdtemp(prefix="icpnsd-nice-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.sets = []
+        for name in ("a", "b"):
+            d = os.path.join(self.tmp, name)
+            os.mkdir(d)
+            gen_tables(d, users=300, items=200, interactions=6000)
+            self.sets += ["--tables", "%s=%s" % (name, d)]
+
+    def test_nice_applied(self):
+        with Daemon(*self.sets) as d:
+            os.kill(d.proc.pid, signal.SIGHUP)
+            self.assertTrue(wait_until(lambda: 10 in task_nices(d.proc.pid).values(), timeout=20),
+                            task_nices(d.proc.pid))
+            nices = task_nices(d.proc.pid)
+            # The main thread (control loop) and request threads keep nice 0.
+            self.assertEqual(nices[d.proc.pid], os.getpriority(os.PRIO_PROCESS, 0))
+            self.assertNotIn("cannot lower the priority", d.stderr())
+
+    def test_refused_warns_once_per_process(self):
+        wrapper = os.path.join(self.tmp, "icpnsd-seccomp")
+        with open(wrapper, "w") as f:
+            f.write(SECCOMP_WRAPPER)
+        os.chmod(wrapper, 0o755)
+        env = {"ICPNSD_REAL": os.path.abspath(harness.ICPNSD)}
+        with unittest.mock.patch.object(harness, "ICPNSD", wrapper):
+            d = Daemon(*self.sets, env=env)
+        with d:
+            # Both sets rebuild at once on the libuv pool: two threads.
+            # Until a second thread has failed too (each thread tries once).
+            for _ in range(40):
+                os.kill(d.proc.pid, signal.SIGHUP)
+                if wait_until(lambda: self.DEBUG in d.stderr(), timeout=1):
+                    break
+            log = d.stderr()
+            self.assertTrue(self.DEBUG in log, log[-3000:])
+            self.assertEqual(log.count(self.WARN), 1, log[-3000:])
+            self.assertIn("Operation not permitted", log)
+            self.assertNotIn(10, task_nices(d.proc.pid).values())
 
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
