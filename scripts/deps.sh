@@ -4,12 +4,12 @@
 # everything is present.  Uses sudo when not root.
 set -euo pipefail
 PKGS=(meson ninja-build pkg-config gcc libc6-dev
-      libmicrohttpd-dev libjansson-dev libuv1-dev libcmocka-dev
+      libmicrohttpd-dev libjansson-dev libuv1-dev libcmocka-dev libgnutls28-dev
       python3 python3-numpy curl)
 # The tests also validate responses against proto/ (jsonschema), build the
 # man pages (scdoc), check the systemd units (systemd-analyze), put replicas
 # behind nginx, and compare k-means with scikit-learn.
-TEST_PKGS=(python3-jsonschema scdoc systemd nginx-light python3-sklearn python3-pip python3-setuptools
+TEST_PKGS=(python3-jsonschema openssl scdoc systemd nginx-light python3-sklearn python3-pip python3-setuptools
            python3-torch python3-matplotlib)
 [ "${1:-}" = --test ] && PKGS+=("${TEST_PKGS[@]}")
 missing=()

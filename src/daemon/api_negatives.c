@@ -62,6 +62,7 @@ static icpns_work_t *thread_work(void)
 /* A whole answer: sampled here or on the compute pool, then sent. */
 typedef struct neg_task {
     icpnsd_task_t task;        /* on the compute pool */
+    icpnsd_env_t *env;         /* (the request may be gone when the task ends) */
     icpnsd_req_t *r;
     icpnsd_answer_t *a;
     bool frame_out;
@@ -74,7 +75,7 @@ typedef struct neg_task {
 static void task_free(neg_task_t *t)
 {
     if (t->reserved)
-        icpnsd_inflight_give(t->r->env, t->reserved);
+        icpnsd_inflight_give(t->env, t->reserved);
     icpnsd_answer_free(t->a);
     icpns_buf_free(&t->out);
     free(t);
@@ -371,6 +372,7 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
         icpnsd_inflight_give(env, take);
         return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
     }
+    t->env = env;
     t->r = r;
     t->a = a;
     t->frame_out = frame_out;

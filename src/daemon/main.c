@@ -26,6 +26,7 @@
 #include "pool.h"
 #include "registry.h"
 #include "server.h"
+#include "tls.h"
 
 static const char help[] =
     "Usage: icpnsd [OPTIONS]\n"
@@ -40,6 +41,8 @@ static const char help[] =
     "  -j, --threads N            HTTP worker threads (default 2)\n"
     "      --admin-token-file F   enables /admin/* with the bearer token in F\n"
     "      --api-token-file F     /v1/* need a bearer token of F (one a line)\n"
+    "      --tls-cert FILE        serve HTTPS with this PEM certificate chain...\n"
+    "      --tls-key FILE         ...and this key (re-read on SIGHUP)\n"
     "      --log-level L          error|warn|info|debug (default info)\n"
     "      --watch                reload when the table directory changes\n"
     "      --check-config         load the configuration, token and tables, then exit\n"
@@ -85,6 +88,12 @@ static void on_sighup(uv_signal_t *h, int sig)
         log_error("reload: the token files are refused, the tokens in use stay: %s", err);
     else
         log_info("reload: token files read");
+    if (a->cfg.tls_cert[0]) {
+        if (icpnsd_tls_load(a->cfg.tls_cert, a->cfg.tls_key, err, sizeof(err)))
+            log_error("reload: the TLS certificate is refused, the one in use stays: %s", err);
+        else
+            log_info("reload: TLS certificate %s read", a->cfg.tls_cert);
+    }
     icpnsd_registry_reload_all(a->reg, "SIGHUP");
 }
 
@@ -121,6 +130,7 @@ static int teardown(app_t *a, int rc)
     a->reg = NULL;
     icpnsd_auth_free(a->auth);
     a->auth = NULL;
+    icpnsd_tls_free();
     int lc = uv_loop_close(&a->loop);
     if (lc)
         log_warn("event loop closed with handles open: %s", uv_strerror(lc));
@@ -240,7 +250,7 @@ int main(int argc, char **argv)
         mallopt(M_ARENA_MAX, 2);
     icpnsd_config_default(&a->cfg);
     char err[1400];
-    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_API_TOKEN, O_LOG, O_WATCH, O_VERSION, O_CHECK };
+    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_API_TOKEN, O_TLS_CERT, O_TLS_KEY, O_LOG, O_WATCH, O_VERSION, O_CHECK };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -249,6 +259,8 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, 'j'},
         {"admin-token-file", required_argument, NULL, O_TOKEN},
         {"api-token-file", required_argument, NULL, O_API_TOKEN},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"log-level", required_argument, NULL, O_LOG},
         {"watch", no_argument, NULL, O_WATCH},
         {"help", no_argument, NULL, 'h'},
@@ -296,6 +308,8 @@ int main(int argc, char **argv)
         case 'j': key = "threads"; break;
         case O_TOKEN: key = "admin_token_file"; break;
         case O_API_TOKEN: key = "api_token_file"; break;
+        case O_TLS_CERT: key = "tls_cert"; break;
+        case O_TLS_KEY: key = "tls_key"; break;
         case O_LOG: key = "log_level"; break;
         case O_WATCH: a->cfg.watch = true; continue;
         case O_CHECK: check_only = true; continue;
@@ -313,6 +327,14 @@ int main(int argc, char **argv)
         return 2;
     }
     icpnsd_log_level = a->cfg.log_level;
+    if (!a->cfg.tls_cert[0] != !a->cfg.tls_key[0]) {
+        log_error("TLS needs both tls_cert and tls_key (--tls-cert, --tls-key)");
+        return 1;
+    }
+    if (a->cfg.tls_cert[0] && icpnsd_tls_load(a->cfg.tls_cert, a->cfg.tls_key, err, sizeof(err))) {
+        log_error("%s", err);
+        return 1;
+    }
     a->auth = icpnsd_auth_new();
     if (!a->auth || icpnsd_auth_load(a->auth, a->cfg.admin_token_file, a->cfg.api_token_file,
                                      err, sizeof(err))) {

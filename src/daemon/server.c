@@ -30,6 +30,7 @@
 #include "reply.h"
 #include "routes.h"
 #include "server.h"
+#include "tls.h"
 
 typedef struct listener {
     icpnsd_server_t *srv;
@@ -317,6 +318,13 @@ static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, unsigne
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
     struct MHD_OptionItem opts[16];
     int k = 0;
+    if (icpnsd_tls_enabled()) {
+        /* HTTPS on both listeners; the certificate is asked for at every
+         * handshake, so a reload's new one serves at once. */
+        flags |= MHD_USE_TLS;
+        opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+                                            icpnsd_tls_callback()};
+    }
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
     if (threads > 1)
         opts[k++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};

@@ -237,11 +237,15 @@ def read_communities(path):
     return out
 
 
-def metric(d, name, tables=None):
+def metric(d, name, tables=None, **labels):
     """The value of a Prometheus series of daemon @d (labelled by table set
-    when @tables is given), or None."""
+    when @tables is given, and by the other @labels), or None."""
     st, text = d.request("GET", "/metrics")
-    key = name if tables is None else '%s{tables="%s"}' % (name, tables)
+    if tables is not None:
+        labels = dict({"tables": tables}, **labels)
+    key = name
+    if labels:
+        key += "{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
     for line in text.decode().splitlines():
         if line.startswith(key + " "):
             return float(line.split()[-1])

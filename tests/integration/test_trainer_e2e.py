@@ -36,8 +36,8 @@ except ImportError:  # pragma: no cover
 
 # Configuration keys (icpnsd.conf) of the new features.
 API_TOKEN_FILE = "api_token_file"
-TLS_CERT_FILE = "tls_cert_file"
-TLS_KEY_FILE = "tls_key_file"
+TLS_CERT_FILE = "tls_cert"
+TLS_KEY_FILE = "tls_key"
 
 TOKEN = "e2e-admin-token-0123456789"
 API_TOKEN = "e2e-api-token-0123456789"
