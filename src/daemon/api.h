@@ -28,6 +28,9 @@ enum MHD_Result icpnsd_api_interactions(icpnsd_req_t *r);
 enum MHD_Result icpnsd_api_communities_update(icpnsd_req_t *r);
 enum MHD_Result icpnsd_api_cluster(icpnsd_req_t *r);
 enum MHD_Result icpnsd_api_snapshot(icpnsd_req_t *r);
+enum MHD_Result icpnsd_api_jobs(icpnsd_req_t *r);
+enum MHD_Result icpnsd_api_job(icpnsd_req_t *r);
+enum MHD_Result icpnsd_api_job_cancel(icpnsd_req_t *r);
 
 /* api_sets.c */
 enum MHD_Result icpnsd_api_sets_list(icpnsd_req_t *r);

@@ -15,6 +15,7 @@
 #include "registry.h"
 #include "reply.h"
 #include "request.h"
+#include "tracker.h"
 #include "upload.h"
 
 /* The loop thread: the job is done; its request takes the result, or the
@@ -25,7 +26,35 @@ static void job_done(icpnsd_job_t *j)
         icpnsd_job_free(j);
 }
 
-/* Answers a finished job of a set (reload, update, cluster). */
+/* The answer of a successful job of a set (reload, update, cluster). */
+static void render_result(const icpnsd_job_t *j, icpns_buf_t *b)
+{
+    icpns_buf_lit(b, "{\"version\":");
+    icpns_buf_u64(b, j->out.version);
+    icpns_buf_printf(b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)j->out.fingerprint);
+    const icpnsd_job_update_t *up = icpnsd_job_update((icpnsd_job_t *)j);
+    if (up) {
+        icpns_buf_lit(b, ",\"accepted\":");
+        icpns_buf_u64(b, up->n);
+    }
+    if (j->kind == ICPNSD_JOB_CLUSTER) {
+        const icpnsd_job_cluster_t *c = &j->u.cluster;
+        icpns_buf_printf(b, ",\"dry_run\":%s,\"k\":%u,\"inertia\":%s,\"iterations\":%u,"
+                             "\"best_restart\":%u,\"converged\":%s,\"cluster_seconds\":%.6f,"
+                             "\"changed\":%u,\"moved\":%u,\"unassigned\":%u,\"sizes\":[",
+                         c->dry_run ? "true" : "false", c->k, icpnsd_dnum(c->inertia).s,
+                         c->iterations, c->best_restart, c->converged ? "true" : "false",
+                         c->seconds, c->changed, c->moved, c->unassigned);
+        for (uint32_t k = 0; k < c->k; k++)
+            icpns_buf_printf(b, k ? ",%u" : "%u", c->sizes[k]);
+        icpns_buf_lit(b, "]");
+    }
+    icpns_buf_printf(b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u}",
+                     j->out.build_seconds, j->out.rebuild[0] ? j->out.rebuild : "none",
+                     j->out.comms_rebuilt);
+}
+
+/* Answers a finished job of a set. */
 static enum MHD_Result finish_job(icpnsd_req_t *r)
 {
     icpnsd_job_t *j = r->work;
@@ -33,37 +62,17 @@ static enum MHD_Result finish_job(icpnsd_req_t *r)
     enum MHD_Result ret;
     if (icpnsd_err_failed(&j->err)) {
         ret = icpnsd_reply_err(r, &j->err);
-        icpnsd_job_free(j);
-        return ret;
+    } else {
+        icpns_buf_t b;
+        icpns_buf_init(&b, 0);
+        render_result(j, &b);
+        ret = icpnsd_reply_json(r, 200, &b);
     }
-    icpns_buf_t b;
-    icpns_buf_init(&b, 0);
-    icpns_buf_lit(&b, "{\"version\":");
-    icpns_buf_u64(&b, j->out.version);
-    icpns_buf_printf(&b, ",\"fingerprint\":\"%016llx\"", (unsigned long long)j->out.fingerprint);
-    const icpnsd_job_update_t *up = icpnsd_job_update(j);
-    if (up) {
-        icpns_buf_lit(&b, ",\"accepted\":");
-        icpns_buf_u64(&b, up->n);
-    }
-    if (j->kind == ICPNSD_JOB_CLUSTER) {
-        const icpnsd_job_cluster_t *c = &j->u.cluster;
-        icpns_buf_printf(&b, ",\"dry_run\":%s,\"k\":%u,\"inertia\":%s,\"iterations\":%u,"
-                             "\"best_restart\":%u,\"converged\":%s,\"cluster_seconds\":%.6f,"
-                             "\"changed\":%u,\"moved\":%u,\"unassigned\":%u,\"sizes\":[",
-                         c->dry_run ? "true" : "false", c->k, icpnsd_dnum(c->inertia).s,
-                         c->iterations, c->best_restart, c->converged ? "true" : "false",
-                         c->seconds, c->changed, c->moved, c->unassigned);
-        for (uint32_t k = 0; k < c->k; k++)
-            icpns_buf_printf(&b, k ? ",%u" : "%u", c->sizes[k]);
-        icpns_buf_lit(&b, "]");
-    }
-    icpns_buf_printf(&b, ",\"build_seconds\":%.6f,\"rebuild\":\"%s\",\"communities_rebuilt\":%u}",
-                     j->out.build_seconds, j->out.rebuild[0] ? j->out.rebuild : "none",
-                     j->out.comms_rebuilt);
     icpnsd_job_free(j);
-    return icpnsd_reply_json(r, 200, &b);
+    return ret;
 }
+
+static enum MHD_Result submit_tracked(icpnsd_req_t *r, icpnsd_job_t *j);
 
 /* Hands @j to the request's set and sleeps until it is done. */
 static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
@@ -168,7 +177,63 @@ enum MHD_Result icpnsd_api_cluster(icpnsd_req_t *r)
         icpnsd_job_free(j);
         return icpnsd_reply_err(r, &e);
     }
+    if (q->async)
+        return submit_tracked(r, j);
     return submit(r, j);
+}
+
+/* The job goes on in the background: 202 with where to poll it. */
+static enum MHD_Result submit_tracked(icpnsd_req_t *r, icpnsd_job_t *j)
+{
+    char id[ICPNSD_JOB_ID];
+    if (!icpnsd_tracker_add(r->env->tracker, j, icpnsd_set_name(r->set), render_result, id)) {
+        icpnsd_job_free(j);
+        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL,
+                                  "no room to track another job (%d run or ended in the last "
+                                  "hour)", ICPNSD_TRACKED);
+    }
+    icpnsd_set_submit(r->set, j);
+    snprintf(r->location, sizeof(r->location), "/admin/jobs/%s", id);
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpns_buf_lit(&b, "{\"job\":");
+    icpnsd_json_str(&b, id);
+    icpns_buf_lit(&b, ",\"kind\":\"cluster\",\"state\":\"queued\",\"tables\":");
+    icpnsd_json_str(&b, icpnsd_set_name(r->set));
+    icpns_buf_lit(&b, ",\"location\":");
+    icpnsd_json_str(&b, r->location);
+    icpns_buf_lit(&b, "}");
+    return icpnsd_reply_json(r, 202, &b);
+}
+
+/* GET /admin/jobs and GET /admin/jobs/{id} */
+enum MHD_Result icpnsd_api_jobs(icpnsd_req_t *r)
+{
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpnsd_tracker_list(r->env->tracker, &b);
+    return icpnsd_reply_json(r, 200, &b);
+}
+
+enum MHD_Result icpnsd_api_job(icpnsd_req_t *r)
+{
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    if (!icpnsd_tracker_show(r->env->tracker, r->param, &b)) {
+        icpns_buf_free(&b);
+        return icpnsd_reply_error(r, ICPNSD_E_NO_SUCH_JOB, "job",
+                                  "no job %.32s (jobs are kept for an hour after they end)",
+                                  r->param);
+    }
+    return icpnsd_reply_json(r, 200, &b);
+}
+
+/* DELETE /admin/jobs/{id}: asks a running k-means to stop. */
+enum MHD_Result icpnsd_api_job_cancel(icpnsd_req_t *r)
+{
+    if (!icpnsd_tracker_cancel(r->env->tracker, r->param))
+        return icpnsd_reply_error(r, ICPNSD_E_NO_SUCH_JOB, "job", "no job %.32s", r->param);
+    return icpnsd_api_job(r);
 }
 
 /* GET /admin/snapshot */

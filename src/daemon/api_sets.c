@@ -9,9 +9,11 @@
 #include <string.h>
 
 #include "api.h"
+#include "frames.h"
 #include "registry.h"
 #include "reply.h"
 #include "request.h"
+#include "upload.h"
 
 /* GET /v1/tables (public) and GET /admin/sets (with paths and caches). */
 static enum MHD_Result list_sets(icpnsd_req_t *r, bool admin)
@@ -102,10 +104,11 @@ static enum MHD_Result finish(icpnsd_req_t *r)
         icpnsd_json_str(&b, j->u.set.name);
         if (j->kind == ICPNSD_JOB_SET_ADD)
             icpns_buf_printf(&b, ",\"added\":true,\"version\":%llu,\"fingerprint\":\"%016llx\","
-                                 "\"bytes\":%llu,\"build_seconds\":%.6f}",
+                                 "\"bytes\":%llu,\"build_seconds\":%.6f,\"stored\":%s}",
                              (unsigned long long)j->out.version,
                              (unsigned long long)j->out.fingerprint,
-                             (unsigned long long)j->u.set.bytes, j->out.build_seconds);
+                             (unsigned long long)j->u.set.bytes, j->out.build_seconds,
+                             j->u.set.upload ? "true" : "false");
         else
             icpns_buf_lit(&b, ",\"removed\":true}");
         ret = icpnsd_reply_json(r, j->kind == ICPNSD_JOB_SET_ADD ? 201 : 200, &b);
@@ -125,21 +128,71 @@ static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
     return MHD_YES;
 }
 
-/* POST /admin/sets {"name": "ml100k-k8", "tables": "/path/to/dir"} */
+static int tableset_param(void *t, const char *key, const char *value, icpnsd_err_t *e)
+{
+    return icpnsd_tableset_opt(t, key, value, e);
+}
+
+static int no_param(void *t, const char *key, const char *value, icpnsd_err_t *e)
+{
+    char shown[ICPNSD_QUOTE_BUF];
+    (void)t;
+    (void)value;
+    return icpnsd_err_set(e, ICPNSD_E_CONFLICTING_PARAMETER, key, -1,
+                          "with a JSON body the set's fields go in the body, not the query "
+                          "string (%s)", icpnsd_quote(key, shown, sizeof(shown)));
+}
+
+/*
+ * POST /admin/sets: {"name", "tables": DIR} loads a directory on this
+ * host; {"name", "interactions", "communities", ...} or an ICPT frame
+ * (?name=...) uploads the data, stored under STATE/sets/NAME first.
+ */
 enum MHD_Result icpnsd_api_sets_add(icpnsd_req_t *r)
 {
-    if (!icpnsd_req_ctype_is(r, ICPNSD_CT_JSON))
+    bool json = icpnsd_req_ctype_is(r, ICPNSD_CT_JSON);
+    if (!json && !icpnsd_req_ctype_is(r, ICPNSD_CT_TABLESET))
         return icpnsd_reply_error(r, ICPNSD_E_UNSUPPORTED_MEDIA_TYPE, NULL,
-                                  "send Content-Type: " ICPNSD_CT_JSON);
+                                  "send Content-Type: " ICPNSD_CT_JSON " or " ICPNSD_CT_TABLESET);
     icpnsd_job_t *j = icpnsd_job_new(ICPNSD_JOB_SET_ADD, "http");
-    if (!j)
+    icpnsd_tableset_t *t = calloc(1, sizeof(*t));
+    if (!j || !t) {
+        icpnsd_job_free(j);
+        free(t);
         return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
+    }
     icpnsd_err_t e;
     icpnsd_err_clear(&e);
-    if (icpnsd_parse_set_add(r->body.p, r->body.len, j->u.set.name, sizeof(j->u.set.name),
-                             j->u.set.dir, sizeof(j->u.set.dir), &e)) {
+    int rc = icpnsd_req_query_each(r, json ? no_param : tableset_param, t, &e);
+    if (!rc)
+        rc = json ? icpnsd_sets_post_parse(r->body.p, r->body.len, t, j->u.set.dir,
+                                           sizeof(j->u.set.dir), &e)
+                  : icpnsd_frame_parse_tableset(r->body.p, r->body.len, t, &e);
+    icpns_buf_free(&r->body);
+    bool upload = !rc && !j->u.set.dir[0];
+    if (upload)
+        rc = icpnsd_tableset_check(t, &e);
+    if (upload && !rc && !r->env->cfg->state_dir[0])
+        rc = icpnsd_err_set(&e, ICPNSD_E_UPLOADS_DISABLED, NULL, -1,
+                            "this daemon keeps no uploaded tables: start it with state_dir "
+                            "(--state-dir DIR), or send {\"name\", \"tables\": DIR} for a "
+                            "directory on its host");
+    if (upload && !rc &&
+        (size_t)snprintf(j->u.set.dir, sizeof(j->u.set.dir), "%s/sets/%s",
+                         r->env->cfg->state_dir, t->name) >= sizeof(j->u.set.dir))
+        rc = icpnsd_err_set(&e, ICPNSD_E_BAD_REQUEST, "name", -1, "state_dir is too long");
+    if (rc) {
+        icpnsd_tableset_free(t);
+        free(t);
         icpnsd_job_free(j);
         return icpnsd_reply_err(r, &e);
+    }
+    snprintf(j->u.set.name, sizeof(j->u.set.name), "%s", t->name);
+    if (upload) {
+        j->u.set.upload = t;
+    } else {
+        icpnsd_tableset_free(t);
+        free(t);
     }
     return submit(r, j);
 }

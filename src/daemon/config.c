@@ -100,6 +100,7 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
     STR(api_token_file)
     STR(tls_cert)
     STR(tls_key)
+    STR(state_dir)
     NUM(threads, 1, 256)
     NUM(default_n, 1, 1000000)
     NUM(max_body_bytes, 1024, UINT64_C(1) << 40)

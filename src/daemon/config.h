@@ -22,9 +22,10 @@ typedef struct icpnsd_config {
     char admin_listen[256];    /* optional separate listener for /admin */
     char tables[1024];         /* table directory; empty = built-in dataset */
     char admin_token_file[1024];
-    char api_token_file[1024];
+    char api_token_file[1024]; /* tokens for the v1 routes, one a line; empty: open */
     char tls_cert[1024];       /* PEM certificate chain: HTTPS on every listener */
-    char tls_key[1024]; /* tokens for the v1 routes, one a line; empty: open */
+    char tls_key[1024];        /* its private key */
+    char state_dir[1024];      /* uploaded table sets go to STATE/sets/NAME; empty: no uploads */
     int metrics_auth;          /* ICPNSD_METRICS_*: who may read /metrics */
     unsigned threads;
     int log_level;

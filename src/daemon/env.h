@@ -16,12 +16,14 @@
 struct icpnsd_registry;
 struct icpnsd_pool;
 struct icpnsd_auth;
+struct icpnsd_tracker;
 
 typedef struct icpnsd_env {
     const icpnsd_config_t *cfg;
     struct icpnsd_registry *reg;
     struct icpnsd_pool *pool;        /* large sampling requests */
-    struct icpnsd_auth *auth;        /* the admin token */
+    struct icpnsd_auth *auth;        /* the tokens */
+    struct icpnsd_tracker *tracker;  /* background jobs clients poll */
     bool admin_separate;             /* admin routes only on admin_listen */
     int default_strategy;            /* icpns_strategy_t */
     double started;                  /* icpns_now() at start */

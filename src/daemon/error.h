@@ -41,6 +41,7 @@
     X(NOT_FOUND, "not_found")                                    \
     X(NO_SUCH_USER, "unknown_user")                              \
     X(NO_SUCH_COMMUNITY, "unknown_community")                    \
+    X(NO_SUCH_JOB, "unknown_job")                                \
     X(UNKNOWN_TABLES, "unknown_tables")                          \
     X(METHOD_NOT_ALLOWED, "method_not_allowed")                  \
     X(NOT_ACCEPTABLE, "not_acceptable")                          \
@@ -51,6 +52,7 @@
     X(TABLES_DIR_IN_USE, "tables_dir_in_use")                    \
     X(POPULARITY_FROM_FILE, "popularity_from_file")              \
     X(INCOMPLETE_ASSIGNMENT, "incomplete_assignment")            \
+    X(UPLOADS_DISABLED, "uploads_disabled")                      \
     X(BODY_TOO_LARGE, "body_too_large")                          \
     X(URI_TOO_LONG, "uri_too_long")                              \
     X(LIMIT_EXCEEDED, "limit_exceeded")                          \

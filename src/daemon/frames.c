@@ -143,6 +143,63 @@ int icpnsd_frame_parse_embeddings(const char *body, size_t len, icpnsd_clusterre
 }
 
 
+/* ---- ICPT --------------------------------------------------------------------- */
+
+int icpnsd_frame_parse_tableset(const char *body, size_t len, icpnsd_tableset_t *t,
+                                icpnsd_err_t *e)
+{
+    const unsigned char *p = (const unsigned char *)body;
+    if (len < ICPNSD_FRAME_SET_HEADER || memcmp(p, ICPNSD_FRAME_SET_MAGIC, 4))
+        return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, NULL, -1,
+                              "a table-set frame starts with a 40-byte header and magic 'ICPT'");
+    if (rd16(p + 4) != 1)
+        return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, "version", -1, "unsupported frame version %u",
+                              rd16(p + 4));
+    if (rd16(p + 6) != 0)
+        return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, "flags", -1, "unknown flag bits 0x%x",
+                              rd16(p + 6));
+    if (rd64(p + 8))
+        return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, "reserved", -1,
+                              "reserved header bytes (8-15) must be 0");
+    uint64_t ni = rd64(p + 16), nc = rd64(p + 24), nt = rd64(p + 32);
+    if (ni > ((uint64_t)1 << 40) || nc > ((uint64_t)1 << 40) || nt > ((uint64_t)1 << 40) ||
+        (uint64_t)len != ICPNSD_FRAME_SET_HEADER + 16 * ni + 16 * nc + 8 * nt)
+        return icpnsd_err_set(e, ICPNSD_E_BAD_FRAME, "interactions", -1,
+                              "the header announces %llu interactions, %llu communities and %llu "
+                              "items but the body has %zu bytes", (unsigned long long)ni,
+                              (unsigned long long)nc, (unsigned long long)nt, len);
+    t->inter = malloc((ni ? ni : 1) * sizeof(*t->inter));
+    t->comm = malloc((nc ? nc : 1) * sizeof(*t->comm));
+    t->items = nt ? malloc(nt * sizeof(*t->items)) : NULL;
+    if (!t->inter || !t->comm || (nt && !t->items))
+        return icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for the table set");
+    const unsigned char *q = p + ICPNSD_FRAME_SET_HEADER;
+    const char *field = "interactions";
+    icpns_pair_t *dst = t->inter;
+    for (uint64_t k = 0; k < ni + nc; k++, q += 16) {
+        if (k == ni) {
+            field = "communities";
+            dst = t->comm;
+        }
+        int64_t a = (int64_t)rd64(q), b = (int64_t)rd64(q + 8);
+        uint64_t row = k < ni ? k : k - ni;
+        if (a < 0 || b < 0)
+            return icpnsd_err_set(e, ICPNSD_E_BAD_PAIR, field, (long long)row,
+                                  "ids are non-negative");
+        dst[row] = (icpns_pair_t){a, b};
+    }
+    for (uint64_t k = 0; k < nt; k++, q += 8) {
+        t->items[k] = (int64_t)rd64(q);
+        if (t->items[k] < 0)
+            return icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "items", (long long)k,
+                                  "item ids are non-negative");
+    }
+    t->n_inter = ni;
+    t->n_comm = nc;
+    t->n_items = nt;
+    return 0;
+}
+
 /* ---- ICPR -------------------------------------------------------------------- */
 
 static void wr32(unsigned char *p, uint32_t v)

@@ -19,6 +19,8 @@
 #define ICPNSD_FRAME_REQ_HEADER 40
 #define ICPNSD_FRAME_RESP_HEADER 32
 #define ICPNSD_FRAME_EMB_HEADER 40
+#define ICPNSD_FRAME_SET_MAGIC "ICPT"
+#define ICPNSD_FRAME_SET_HEADER 40
 
 /* An ICPQ request frame into @q (q->users allocated; free with
  * icpnsd_negreq_free, also on failure).  0 or -1 with @e. */
@@ -28,6 +30,11 @@ int icpnsd_frame_parse_negatives(const icpnsd_config_t *cfg, const char *body, s
 /* An ICPE frame: 40-byte header, int64 users, float32 row-major matrix. */
 int icpnsd_frame_parse_embeddings(const char *body, size_t len, icpnsd_clusterreq_t *q,
                                   icpnsd_err_t *e);
+
+/* An ICPT frame (a table set uploaded whole): 40-byte header, then int64
+ * (user, item) pairs, (user, community) pairs and item ids. */
+int icpnsd_frame_parse_tableset(const char *body, size_t len, icpnsd_tableset_t *t,
+                                icpnsd_err_t *e);
 
 /* Bytes of an ICPR answer. */
 size_t icpnsd_frame_negatives_size(uint32_t rows, uint32_t cols, bool probs, uint32_t nfb);

@@ -32,8 +32,13 @@ void icpnsd_job_free(icpnsd_job_t *j)
         free(j->u.cluster.assign.pairs);
         free(j->u.cluster.sizes);
         break;
-    case ICPNSD_JOB_RELOAD:
     case ICPNSD_JOB_SET_ADD:
+        if (j->u.set.upload) {
+            icpnsd_tableset_free(j->u.set.upload);
+            free(j->u.set.upload);
+        }
+        break;
+    case ICPNSD_JOB_RELOAD:
     case ICPNSD_JOB_SET_REMOVE:
         break;
     }

@@ -66,6 +66,7 @@ typedef struct icpnsd_job_cluster {
 typedef struct icpnsd_job_set {
     char name[ICPNSD_SET_NAME];
     char dir[1024];             /* SET_ADD */
+    icpnsd_tableset_t *upload;  /* SET_ADD of uploaded data: written to dir first; owned */
     uint64_t bytes;             /* SET_ADD: the new set's snapshot */
 } icpnsd_job_set_t;
 
@@ -77,6 +78,7 @@ struct icpnsd_job {
         icpnsd_job_cluster_t cluster;   /* CLUSTER */
         icpnsd_job_set_t set;           /* SET_ADD, SET_REMOVE */
     } u;
+    atomic_bool started;        /* a build thread took it (for job listings) */
     /* The result. */
     bool finished;
     icpnsd_err_t err;

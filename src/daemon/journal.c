@@ -11,6 +11,7 @@
 
 #include "journal.h"
 #include "log.h"
+#include "upload.h"
 
 int icpnsd_journal_cut_tail(const char *dir, icpns_error_t *err)
 {
@@ -175,4 +176,149 @@ void icpnsd_remove_stale_temporaries(const char *dir, const char *file)
             log_warn("removed %s, left by an interrupted write", path);
     }
     closedir(d);
+}
+
+/* Writes @n pairs as "a<TAB>b" lines to DIR/FILE (durably). */
+static int write_pairs(const char *dir, const char *file, const icpns_pair_t *v, size_t n,
+                       const char *header, icpns_error_t *err)
+{
+    icpns_buf_t b;
+    icpns_buf_init(&b, 0);
+    icpns_buf_puts(&b, header);
+    for (size_t k = 0; k < n; k++) {
+        icpns_buf_i64(&b, v[k].a);
+        icpns_buf_lit(&b, "\t");
+        icpns_buf_i64(&b, v[k].b);
+        icpns_buf_lit(&b, "\n");
+    }
+    if (b.failed) {
+        icpns_buf_free(&b);
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    }
+    char path[1400];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    int rc = icpns_file_write_atomic(path, b.p, b.len, err);
+    icpns_buf_free(&b);
+    return rc;
+}
+
+int icpnsd_tableset_store(const char *dir, const char *tmp, const icpnsd_tableset_t *t,
+                          icpns_error_t *err)
+{
+    char parent[1100];
+    snprintf(parent, sizeof(parent), "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash)
+        *slash = '\0';
+    icpnsd_tableset_remove(tmp);
+    if (mkdir(tmp, 0750) < 0)
+        return icpns_error_set(err, ICPNS_EIO, tmp, 0, NULL, "cannot create: %s", strerror(errno));
+    int rc = write_pairs(tmp, "interactions.tsv", t->inter, t->n_inter, "# user\titem\n", err);
+    if (!rc)
+        rc = write_pairs(tmp, "communities.tsv", t->comm, t->n_comm, "# user\tcommunity\n", err);
+    if (!rc && t->n_items) {
+        icpns_buf_t b;
+        icpns_buf_init(&b, 0);
+        icpns_buf_lit(&b, "# item\n");
+        for (size_t k = 0; k < t->n_items; k++) {
+            icpns_buf_i64(&b, t->items[k]);
+            icpns_buf_lit(&b, "\n");
+        }
+        char path[1400];
+        snprintf(path, sizeof(path), "%s/items.tsv", tmp);
+        rc = b.failed ? icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory")
+                      : icpns_file_write_atomic(path, b.p, b.len, err);
+        icpns_buf_free(&b);
+    }
+    if (!rc) {
+        icpns_buf_t b;
+        icpns_buf_init(&b, 0);
+        icpns_buf_lit(&b, "{\"format\": \"pairs\"");
+        if (t->n_items)
+            icpns_buf_lit(&b, ", \"items\": \"items.tsv\"");
+        if (t->has_alpha)
+            icpns_buf_printf(&b, ", \"alpha\": %.17g", t->alpha);
+        if (t->has_epsilon)
+            icpns_buf_printf(&b, ", \"epsilon\": %.17g", t->epsilon);
+        if (t->has_beta)
+            icpns_buf_printf(&b, ", \"beta\": %.17g", t->beta);
+        icpns_buf_lit(&b, ", \"_origin\": \"uploaded to icpnsd (POST /admin/sets)\"}\n");
+        char path[1400];
+        snprintf(path, sizeof(path), "%s/tables.json", tmp);
+        rc = b.failed ? icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory")
+                      : icpns_file_write_atomic(path, b.p, b.len, err);
+        icpns_buf_free(&b);
+    }
+    if (!rc && rename(tmp, dir) < 0)
+        rc = icpns_error_set(err, ICPNS_EIO, dir, 0, NULL, "cannot rename %s into place: %s", tmp,
+                             strerror(errno));
+    if (rc) {
+        icpnsd_tableset_remove(tmp);
+        return rc;
+    }
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return 0;
+}
+
+void icpnsd_tableset_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char path[1400];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (unlink(path) < 0)
+            log_warn("cannot remove %s: %s", path, strerror(errno));
+    }
+    closedir(d);
+    if (rmdir(dir) < 0)
+        log_warn("cannot remove %s: %s", dir, strerror(errno));
+}
+
+/* mkdir DIR unless it is a directory already. */
+static int ensure_dir(const char *dir, char *err, size_t es)
+{
+    struct stat st;
+    if (mkdir(dir, 0750) < 0 && (errno != EEXIST || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))) {
+        snprintf(err, es, "state_dir: cannot create %s: %s", dir,
+                 errno == EEXIST ? "a file of that name is in the way" : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int icpnsd_uploads_prepare(const char *state, char *sets, size_t sets_size, char *err, size_t es)
+{
+    struct stat st;
+    if (stat(state, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, es, "state_dir %s: %s", state,
+                 stat(state, &st) < 0 ? strerror(errno) : "not a directory");
+        return -1;
+    }
+    char tmp[1100];
+    snprintf(sets, sets_size, "%s/sets", state);
+    snprintf(tmp, sizeof(tmp), "%s/sets.tmp", state);
+    if (ensure_dir(sets, err, es) || ensure_dir(tmp, err, es))
+        return -1;
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char path[1400];
+        snprintf(path, sizeof(path), "%s/%s", tmp, e->d_name);
+        log_warn("removing %s: an upload that never finished", path);
+        icpnsd_tableset_remove(path);
+    }
+    if (d)
+        closedir(d);
+    return 0;
 }

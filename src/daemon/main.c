@@ -27,6 +27,7 @@
 #include "registry.h"
 #include "server.h"
 #include "tls.h"
+#include "tracker.h"
 
 static const char help[] =
     "Usage: icpnsd [OPTIONS]\n"
@@ -43,6 +44,9 @@ static const char help[] =
     "      --api-token-file F     /v1/* need a bearer token of F (one a line)\n"
     "      --tls-cert FILE        serve HTTPS with this PEM certificate chain...\n"
     "      --tls-key FILE         ...and this key (re-read on SIGHUP)\n"
+    "      --state-dir DIR        keep table sets uploaded over HTTP in DIR/sets\n"
+    "                             (POST /admin/sets with the data; they load again\n"
+    "                             at start)\n"
     "      --log-level L          error|warn|info|debug (default info)\n"
     "      --watch                reload when the table directory changes\n"
     "      --check-config         load the configuration, token and tables, then exit\n"
@@ -65,6 +69,7 @@ typedef struct app {
     icpnsd_env_t env;
     icpnsd_auth_t *auth;
     icpnsd_registry_t *reg;
+    icpnsd_tracker_t *tracker;
     icpnsd_pool_t *pool;
     icpnsd_server_t *srv;
     uv_loop_t loop;
@@ -128,6 +133,8 @@ static int teardown(app_t *a, int rc)
     uv_run(&a->loop, UV_RUN_DEFAULT);
     icpnsd_registry_free(a->reg);
     a->reg = NULL;
+    icpnsd_tracker_free(a->tracker);
+    a->tracker = NULL;
     icpnsd_auth_free(a->auth);
     a->auth = NULL;
     icpnsd_tls_free();
@@ -250,7 +257,7 @@ int main(int argc, char **argv)
         mallopt(M_ARENA_MAX, 2);
     icpnsd_config_default(&a->cfg);
     char err[1400];
-    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_API_TOKEN, O_TLS_CERT, O_TLS_KEY, O_LOG, O_WATCH, O_VERSION, O_CHECK };
+    enum { O_ADMIN_LISTEN = 1000, O_TOKEN, O_API_TOKEN, O_TLS_CERT, O_TLS_KEY, O_STATE, O_LOG, O_WATCH, O_VERSION, O_CHECK };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -261,6 +268,7 @@ int main(int argc, char **argv)
         {"api-token-file", required_argument, NULL, O_API_TOKEN},
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"state-dir", required_argument, NULL, O_STATE},
         {"log-level", required_argument, NULL, O_LOG},
         {"watch", no_argument, NULL, O_WATCH},
         {"help", no_argument, NULL, 'h'},
@@ -310,6 +318,7 @@ int main(int argc, char **argv)
         case O_API_TOKEN: key = "api_token_file"; break;
         case O_TLS_CERT: key = "tls_cert"; break;
         case O_TLS_KEY: key = "tls_key"; break;
+        case O_STATE: key = "state_dir"; break;
         case O_LOG: key = "log_level"; break;
         case O_WATCH: a->cfg.watch = true; continue;
         case O_CHECK: check_only = true; continue;
@@ -352,10 +361,12 @@ int main(int argc, char **argv)
         .default_strategy = icpns_strategy_parse(a->cfg.default_strategy),
         .started = icpns_now(),
     };
+    a->tracker = icpnsd_tracker_new();
+    a->env.tracker = a->tracker;
     a->reg = icpnsd_registry_new(&a->loop, &a->cfg);
     a->env.reg = a->reg;
-    if (!a->reg || icpnsd_registry_load(a->reg, err, sizeof(err))) {
-        log_error("cannot load the tables: %s", a->reg ? err : "out of memory");
+    if (!a->tracker || !a->reg || icpnsd_registry_load(a->reg, err, sizeof(err))) {
+        log_error("cannot load the tables: %s", a->reg && a->tracker ? err : "out of memory");
         return teardown(a, 1);
     }
     icpnsd_set_t *sets[ICPNSD_MAX_SETS];

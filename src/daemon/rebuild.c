@@ -567,6 +567,8 @@ void icpnsd_rebuild_run(const icpnsd_rebuild_in_t *in, icpnsd_rebuild_out_t *out
         }
     }
     bool changed = reload;
+    for (icpnsd_job_t *j = in->batch; j; j = j->next)
+        atomic_store(&j->started, true);
     for (icpnsd_job_t *j = in->batch; j; j = j->next) {
         if (j->kind == ICPNSD_JOB_RELOAD) {
             icpnsd_job_fail(j, &load_err);

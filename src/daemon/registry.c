@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "journal.h"
 #include "log.h"
 #include "registry.h"
 #include "state.h"
@@ -24,6 +26,8 @@ struct icpnsd_set {
     icpnsd_state_t st;
     icpnsd_registry_t *reg;
     icpnsd_wstats_t *wstats;
+    bool uploaded;           /* its directory is STATE/sets/NAME, written by the daemon */
+    atomic_bool remove_files; /* removed: the directory goes with the last reference */
     /* Loop thread only. */
     bool watching;
     uv_fs_event_t watch;
@@ -78,8 +82,16 @@ void icpnsd_set_unref(icpnsd_set_t *set)
 {
     if (set && atomic_fetch_sub(&set->refs, 1) == 1) {
         /* The loop handles were closed when the set was removed (or by the
-         * final uv_walk at exit): only memory is left. */
+         * final uv_walk at exit): only memory is left, and the files of an
+         * uploaded set that was removed. */
+        char dir[sizeof(set->st.tables)];
+        snprintf(dir, sizeof(dir), "%s", set->st.tables);
+        bool remove = atomic_load(&set->remove_files);
         icpnsd_state_free(&set->st);
+        if (remove) {
+            icpnsd_tableset_remove(dir);
+            log_info("removed the files of table set '%s' (%s)", set->name, dir);
+        }
         icpnsd_wstats_unref(set->wstats);
         free(set);
     }
@@ -446,6 +458,29 @@ static void job_end(icpnsd_job_t *j, icpnsd_code_t code, const char *fmt, ...)
     icpnsd_job_finish(j);
 }
 
+/* Thread pool: writes an uploaded set to STATE/sets/NAME (through
+ * STATE/sets.tmp/NAME).  A directory already there serves no set (the
+ * name was checked free on the loop thread): a removal that failed to
+ * delete it, or a crash between storing and loading. */
+static int store_upload(icpnsd_registry_t *reg, icpnsd_job_t *j)
+{
+    char tmp[1200];
+    snprintf(tmp, sizeof(tmp), "%s/sets.tmp/%s", reg->cfg->state_dir, j->u.set.name);
+    struct stat st;
+    if (stat(j->u.set.dir, &st) == 0) {
+        log_warn("%s serves no table set: replacing it with the upload", j->u.set.dir);
+        icpnsd_tableset_remove(j->u.set.dir);
+    }
+    icpns_error_t err;
+    if (icpnsd_tableset_store(j->u.set.dir, tmp, j->u.set.upload, &err)) {
+        icpnsd_err_set(&j->err, ICPNSD_E_STORAGE_FAILED, "tables", -1,
+                       "cannot store table set '%s' in %s: %s", j->u.set.name, j->u.set.dir,
+                       err.message);
+        return -1;
+    }
+    return 0;
+}
+
 /* Thread pool: load and build the new set, and check the budget. */
 static void add_work(uv_work_t *w)
 {
@@ -460,13 +495,24 @@ static void add_work(uv_work_t *w)
     }
     icpnsd_err_t e;
     icpnsd_err_clear(&e);
+    if (j->u.set.upload && store_upload(reg, j)) {
+        set_discard(set);
+        return;
+    }
     if (set_load(reg, set, j->u.set.dir, &e)) {
         icpnsd_err_set(&j->err,
                        e.code == ICPNSD_E_MEMORY_BUDGET_EXCEEDED || e.code == ICPNSD_E_OUT_OF_MEMORY
                            ? e.code : ICPNSD_E_BUILD_INVALID,
                        "tables", -1, "table set '%s': %s", j->u.set.name, e.message);
         set_discard(set);
+        if (j->u.set.upload)
+            icpnsd_tableset_remove(j->u.set.dir);
         return;
+    }
+    if (j->u.set.upload) {
+        set->uploaded = true;
+        /* Refused below or in add_done: its files go with it. */
+        atomic_store(&set->remove_files, true);
     }
     icpns_snapshot_t *s = icpnsd_state_acquire(&set->st);
     j->u.set.bytes = s->bytes;
@@ -511,6 +557,7 @@ static void add_done(uv_work_t *w, int status)
             else
                 job_end(j, ICPNSD_E_TOO_MANY_TABLES, "at most %d table sets", ICPNSD_MAX_SETS);
         } else {
+            atomic_store(&set->remove_files, false);
             icpnsd_state_start(&set->st);
             watch_set(reg, set);
             log_info("added table set '%s' from %s: version %llu, %llu bytes", set->name,
@@ -558,7 +605,10 @@ static void remove_set(icpnsd_registry_t *reg, icpnsd_job_t *j)
         uv_close((uv_handle_t *)&set->debounce, close_handle);
         set->watching = false;
     }
-    /* Requests holding the set finish on it; it is freed after the last. */
+    /* Requests holding the set finish on it; it is freed after the last
+     * (with its files, when it was uploaded). */
+    if (set->uploaded)
+        atomic_store(&set->remove_files, true);
     icpnsd_state_shutdown(&set->st);
     log_info("removed table set '%s'", j->u.set.name);
     icpnsd_job_finish(j);
@@ -692,8 +742,8 @@ void icpnsd_registry_metrics(icpnsd_registry_t *reg, icpns_buf_t *b)
 
 /* ---- lifetime ---------------------------------------------------------------------------- */
 
-static int add_initial(icpnsd_registry_t *reg, const char *name, const char *dir, char *err,
-                       size_t es)
+static int add_initial(icpnsd_registry_t *reg, const char *name, const char *dir, bool uploaded,
+                       char *err, size_t es)
 {
     char other[ICPNSD_SET_NAME];
     if (dir_in_use(reg, dir, other, sizeof(other))) {
@@ -728,11 +778,50 @@ static int add_initial(icpnsd_registry_t *reg, const char *name, const char *dir
             return -1;
         }
     }
+    set->uploaded = uploaded;
     icpnsd_state_start(&set->st);
     pthread_rwlock_wrlock(&reg->lock);
     reg->sets[reg->n++] = set;
     pthread_rwlock_unlock(&reg->lock);
     return 0;
+}
+
+/* The sets uploaded before the restart (STATE/sets/NAME), in name order. */
+static int load_uploaded(icpnsd_registry_t *reg, char *err, size_t es)
+{
+    char sets[1100];
+    if (icpnsd_uploads_prepare(reg->cfg->state_dir, sets, sizeof(sets), err, es))
+        return -1;
+    struct stat st;
+    struct dirent **names;
+    int n = scandir(sets, &names, NULL, alphasort);
+    if (n < 0) {
+        snprintf(err, es, "state_dir: cannot read %s: %s", sets, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    for (int k = 0; k < n; k++) {
+        const char *name = names[k]->d_name;
+        char path[1400];
+        snprintf(path, sizeof(path), "%s/%s", sets, name);
+        if (rc || !strcmp(name, ".") || !strcmp(name, "..")) {
+        } else if (!icpnsd_set_name_ok(name) || stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            log_warn("ignoring %s: not a table set the daemon stored (a directory named "
+                     "1..63 of [A-Za-z0-9._-])", path);
+        } else if (find_locked(reg, name)) {
+            snprintf(err, es, "the uploaded table set %s has the name of a configured set; "
+                     "rename or remove one of them", path);
+            rc = -1;
+        } else if (reg->n == ICPNSD_MAX_SETS) {
+            snprintf(err, es, "%s: at most %d table sets", path, ICPNSD_MAX_SETS);
+            rc = -1;
+        } else {
+            rc = add_initial(reg, name, path, true, err, es);
+        }
+        free(names[k]);
+    }
+    free(names);
+    return rc;
 }
 
 icpnsd_registry_t *icpnsd_registry_new(uv_loop_t *loop, const icpnsd_config_t *cfg)
@@ -760,12 +849,12 @@ int icpnsd_registry_load(icpnsd_registry_t *reg, char *err, size_t errsize)
     /* The plain "tables" key is the set named "default"; without any
      * table directory the built-in dataset is. */
     if (cfg->tables[0] || cfg->n_sets == 0)
-        if (add_initial(reg, "default", cfg->tables, err, errsize))
+        if (add_initial(reg, "default", cfg->tables, false, err, errsize))
             return -1;
     for (unsigned k = 0; k < cfg->n_sets; k++)
-        if (add_initial(reg, cfg->sets[k].name, cfg->sets[k].dir, err, errsize))
+        if (add_initial(reg, cfg->sets[k].name, cfg->sets[k].dir, false, err, errsize))
             return -1;
-    return 0;
+    return cfg->state_dir[0] ? load_uploaded(reg, err, errsize) : 0;
 }
 
 void icpnsd_registry_free(icpnsd_registry_t *reg)

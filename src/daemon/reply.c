@@ -43,6 +43,7 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_NOT_FOUND:
     case ICPNSD_E_NO_SUCH_USER:
     case ICPNSD_E_NO_SUCH_COMMUNITY:
+    case ICPNSD_E_NO_SUCH_JOB:
     case ICPNSD_E_UNKNOWN_TABLES:
         return 404;
     case ICPNSD_E_METHOD_NOT_ALLOWED:
@@ -56,6 +57,7 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_TABLES_DIR_IN_USE:
     case ICPNSD_E_POPULARITY_FROM_FILE:
     case ICPNSD_E_INCOMPLETE_ASSIGNMENT:
+    case ICPNSD_E_UPLOADS_DISABLED:
         return 409;
     case ICPNSD_E_BODY_TOO_LARGE:
     case ICPNSD_E_LIMIT_EXCEEDED:
@@ -102,6 +104,8 @@ static enum MHD_Result send_response(icpnsd_req_t *r, unsigned status, const cha
     MHD_add_response_header(resp, "Content-Type", ctype);
     if (status == 405 && r->allow[0])
         MHD_add_response_header(resp, "Allow", r->allow);
+    if (r->location[0])
+        MHD_add_response_header(resp, "Location", r->location);
     if (status == 401) {
         char v[64];
         snprintf(v, sizeof(v), "Bearer realm=\"%s\"", r->auth_realm ? r->auth_realm : "icpnsd");

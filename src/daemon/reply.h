@@ -21,6 +21,7 @@
 #define ICPNSD_CT_FRAME "application/x-icpns-frame"
 #define ICPNSD_CT_EMB "application/x-icpns-embeddings"
 #define ICPNSD_CT_NPY "application/x-npy"
+#define ICPNSD_CT_TABLESET "application/x-icpns-tableset"
 #define ICPNSD_CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 
 /* The HTTP status of an error code. */

@@ -52,6 +52,7 @@ struct icpnsd_req {
     unsigned metric;                     /* metrics id of the route (or "other") */
     char param[256];                     /* the path parameter, when the route has one */
     char allow[64];                      /* methods of the path, for 405 */
+    char location[64];                   /* of a 202 or 201, when set */
     bool admin_listener;                 /* arrived on the admin listener */
     double t0;
     uint64_t id;

@@ -624,42 +624,6 @@ out:
     return rc;
 }
 
-int icpnsd_parse_set_add(const char *body, size_t len, char *ret_name, size_t name_size,
-                         char *ret_dir, size_t dir_size, icpnsd_err_t *e)
-{
-    json_error_t je;
-    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return icpnsd_err_set(e, ICPNSD_E_BAD_JSON, NULL, -1, "line %d column %d: %s", je.line,
-                              je.column, je.text);
-    int rc = -1;
-    const char *key;
-    json_t *v;
-    json_object_foreach(root, key, v) {
-        if (strcmp(key, "name") && strcmp(key, "tables")) {
-            icpnsd_err_set(e, ICPNSD_E_UNKNOWN_FIELD, key, -1, "unknown field '%s' (name, tables)",
-                           key);
-            goto out;
-        }
-    }
-    json_t *name = json_object_get(root, "name"), *dir = json_object_get(root, "tables");
-    if (!json_is_string(name) || !icpnsd_set_name_ok(json_string_value(name))) {
-        icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "name", -1, "'name' is 1..63 of [A-Za-z0-9._-]");
-        goto out;
-    }
-    if (!json_is_string(dir) || !json_string_value(dir)[0] ||
-        strlen(json_string_value(dir)) >= dir_size) {
-        icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "tables", -1, "'tables' is the table directory to load");
-        goto out;
-    }
-    snprintf(ret_name, name_size, "%s", json_string_value(name));
-    snprintf(ret_dir, dir_size, "%s", json_string_value(dir));
-    rc = 0;
-out:
-    json_decref(root);
-    return rc;
-}
-
 /* The q-value of media range @type in @accept: the most specific match
  * (exact, then type slash star, then star slash star); -1 when none matches. */
 static double accept_q(const char *accept, const char *type)

@@ -108,8 +108,5 @@ int icpnsd_parse_pairs(const char *body, size_t len, const char *key, const char
                        bool communities, icpns_pair_t **ret_pairs, size_t *ret_n,
                        bool *ret_replace, char *ret_tables, size_t tables_size, icpnsd_err_t *e);
 
-/* Parses {"name": NAME, "tables": DIR} of POST /admin/sets. */
-int icpnsd_parse_set_add(const char *body, size_t len, char *ret_name, size_t name_size,
-                         char *ret_dir, size_t dir_size, icpnsd_err_t *e);
 
 #endif

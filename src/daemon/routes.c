@@ -41,8 +41,11 @@ const icpnsd_route_t icpnsd_routes[] = {
     {"POST", "/admin/cluster", ADMIN | UPLOAD,
      "tables,k,seed,restarts,max_iter,tol,replace,dry_run,async", "admin_cluster",
      icpnsd_api_cluster},
+    {"GET", "/admin/jobs", ADMIN, "", "admin_jobs", icpnsd_api_jobs},
+    {"GET", "/admin/jobs/{}", ADMIN, "", "admin_job", icpnsd_api_job},
+    {"DELETE", "/admin/jobs/{}", ADMIN, "", "admin_job", icpnsd_api_job_cancel},
     {"GET", "/admin/sets", ADMIN, "", "admin_sets", icpnsd_api_sets_list},
-    {"POST", "/admin/sets", ADMIN, "", "admin_sets", icpnsd_api_sets_add},
+    {"POST", "/admin/sets", ADMIN | UPLOAD, "name,alpha,epsilon,beta", "admin_sets", icpnsd_api_sets_add},
     {"DELETE", "/admin/sets/{}", ADMIN, "", "admin_set", icpnsd_api_sets_remove},
 };
 const size_t icpnsd_n_routes = sizeof(icpnsd_routes) / sizeof(icpnsd_routes[0]);

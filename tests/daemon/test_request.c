@@ -368,17 +368,101 @@ static void test_pairs_and_sets(void **state)
             fail();
         }
     }
-    char name[64], dir[1024];
+}
+
+/* POST /admin/sets: a directory, the data as JSON, the data as ICPT. */
+static void test_tableset(void **state)
+{
+    (void)state;
+    icpnsd_err_t e;
+    icpnsd_tableset_t t;
+    char dir[1024];
+    memset(&t, 0, sizeof(t));
     static const char add[] = "{\"name\":\"k8\",\"tables\":\"/srv/k8\"}";
-    assert_int_equal(icpnsd_parse_set_add(add, sizeof(add) - 1, name, sizeof(name), dir,
-                                          sizeof(dir), &e), 0);
-    assert_string_equal(name, "k8");
+    assert_int_equal(icpnsd_sets_post_parse(add, sizeof(add) - 1, &t, dir, sizeof(dir), &e), 0);
+    assert_string_equal(t.name, "k8");
     assert_string_equal(dir, "/srv/k8");
     static const char extra[] = "{\"name\":\"k8\",\"tables\":\"/x\",\"path\":1}";
-    assert_int_equal(icpnsd_parse_set_add(extra, sizeof(extra) - 1, name, sizeof(name), dir,
-                                          sizeof(dir), &e), -1);
+    assert_int_equal(icpnsd_sets_post_parse(extra, sizeof(extra) - 1, &t, dir, sizeof(dir), &e),
+                     -1);
     assert_int_equal(e.code, ICPNSD_E_UNKNOWN_FIELD);
     assert_string_equal(e.field, "path");
+
+    memset(&t, 0, sizeof(t));
+    static const char data[] = "{\"name\":\"up\",\"interactions\":[[1,10],[2,11],[1,12]],"
+                               "\"communities\":[[1,0],[2,1]],\"items\":[13],\"alpha\":0.5}";
+    assert_int_equal(icpnsd_sets_post_parse(data, sizeof(data) - 1, &t, dir, sizeof(dir), &e), 0);
+    assert_string_equal(dir, "");
+    assert_int_equal(t.n_inter, 3);
+    assert_int_equal(t.inter[2].a, 1);
+    assert_int_equal(t.inter[2].b, 12);
+    assert_int_equal(t.n_comm, 2);
+    assert_int_equal(t.n_items, 1);
+    assert_true(t.has_alpha && t.alpha == 0.5 && !t.has_beta);
+    assert_int_equal(icpnsd_tableset_check(&t, &e), 0);
+    icpnsd_tableset_free(&t);
+
+    /* The row of the first bad pair, the row of a second community. */
+    memset(&t, 0, sizeof(t));
+    static const char badpair[] = "{\"name\":\"up\",\"interactions\":[[1,10],[2,-1]],"
+                                  "\"communities\":[]}";
+    assert_int_equal(icpnsd_sets_post_parse(badpair, sizeof(badpair) - 1, &t, dir, sizeof(dir),
+                                            &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_BAD_PAIR);
+    assert_string_equal(e.field, "interactions");
+    assert_int_equal(e.row, 1);
+    icpnsd_tableset_free(&t);
+    memset(&t, 0, sizeof(t));
+    static const char twice[] = "{\"name\":\"up\",\"interactions\":[[1,10]],"
+                                "\"communities\":[[1,0],[5,1],[1,0],[1,2]]}";
+    assert_int_equal(icpnsd_sets_post_parse(twice, sizeof(twice) - 1, &t, dir, sizeof(dir), &e),
+                     0);
+    assert_int_equal(icpnsd_tableset_check(&t, &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_CONFLICTING_ASSIGNMENT);
+    assert_int_equal(e.row, 3);
+    icpnsd_tableset_free(&t);
+    memset(&t, 0, sizeof(t));
+    static const char badalpha[] = "{\"name\":\"up\",\"interactions\":[[1,10]],"
+                                   "\"communities\":[[1,0]],\"alpha\":-1}";
+    assert_int_equal(icpnsd_sets_post_parse(badalpha, sizeof(badalpha) - 1, &t, dir,
+                                            sizeof(dir), &e), 0);
+    assert_int_equal(icpnsd_tableset_check(&t, &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_BAD_PARAMETER);
+    icpnsd_tableset_free(&t);
+
+    /* ICPT: 40-byte header, 2 interactions, 1 community, 1 item. */
+    unsigned char f[40 + 16 * 3 + 8];
+    memset(f, 0, sizeof(f));
+    memcpy(f, "ICPT", 4);
+    f[4] = 1;
+    f[16] = 2;
+    f[24] = 1;
+    f[32] = 1;
+    int64_t body[7] = {7, 70, 8, 71, 7, 3, 99};
+    memcpy(f + 40, body, sizeof(body));
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(icpnsd_tableset_opt(&t, "name", "bin", &e), 0);
+    assert_int_equal(icpnsd_frame_parse_tableset((const char *)f, sizeof(f), &t, &e), 0);
+    assert_int_equal(t.n_inter, 2);
+    assert_int_equal(t.inter[1].b, 71);
+    assert_int_equal(t.comm[0].b, 3);
+    assert_int_equal(t.items[0], 99);
+    icpnsd_tableset_free(&t);
+    /* Truncated, a reserved byte set, counts beyond the body. */
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(icpnsd_frame_parse_tableset((const char *)f, sizeof(f) - 1, &t, &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_BAD_FRAME);
+    f[9] = 1;
+    assert_int_equal(icpnsd_frame_parse_tableset((const char *)f, sizeof(f), &t, &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_BAD_FRAME);
+    f[9] = 0;
+    f[23] = 0x80;
+    assert_int_equal(icpnsd_frame_parse_tableset((const char *)f, sizeof(f), &t, &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_BAD_FRAME);
+    icpnsd_tableset_free(&t);
+    assert_int_equal(icpnsd_tableset_opt(&t, "nmae", "x", &e), -1);
+    assert_int_equal(e.code, ICPNSD_E_UNKNOWN_PARAMETER);
+    assert_int_equal(icpnsd_tableset_opt(&t, "alpha", "1e400", &e), -1);
 }
 
 static void test_path_ids(void **state)
@@ -406,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_query_parameters),
         cmocka_unit_test(test_cluster_options),
         cmocka_unit_test(test_pairs_and_sets),
+        cmocka_unit_test(test_tableset),
         cmocka_unit_test(test_path_ids),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -38,8 +38,11 @@ static const struct {
     {"PUT", "/admin/communities", icpnsd_api_communities_update, A, "admin_communities", ""},
     {"GET", "/admin/snapshot", icpnsd_api_snapshot, A | S, "admin_snapshot", ""},
     {"POST", "/admin/cluster", icpnsd_api_cluster, A | U, "admin_cluster", ""},
+    {"GET", "/admin/jobs", icpnsd_api_jobs, A, "admin_jobs", ""},
+    {"GET", "/admin/jobs/0123abcd", icpnsd_api_job, A, "admin_job", "0123abcd"},
+    {"DELETE", "/admin/jobs/0123abcd", icpnsd_api_job_cancel, A, "admin_job", "0123abcd"},
     {"GET", "/admin/sets", icpnsd_api_sets_list, A, "admin_sets", ""},
-    {"POST", "/admin/sets", icpnsd_api_sets_add, A, "admin_sets", ""},
+    {"POST", "/admin/sets", icpnsd_api_sets_add, A | U, "admin_sets", ""},
     {"DELETE", "/admin/sets/k8", icpnsd_api_sets_remove, A, "admin_set", "k8"},
 };
 

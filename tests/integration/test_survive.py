@@ -308,26 +308,28 @@ class Answers(unittest.TestCase):
             self.assertEqual(metric(d, "icpnsd_answers_streamed_total"), 4)
 
     def test_bytes_in_flight_are_capped(self):
-        """answers_in_flight_bytes = 3 MB: three 1.3 MB answers held by
-        clients that do not read fill it; the next request is refused with
-        503 answers_in_flight before anything is allocated, and served once
-        the readers are done."""
+        """answers_in_flight_bytes = 36 MB: two ~14 MB answers held by
+        clients that do not read (more than the kernel's socket buffers
+        can take off the daemon's hands) leave no room for a third; the
+        next request is refused with 503 answers_in_flight before anything
+        is allocated, and served once the readers are done."""
         c = conf(tempfile.mkdtemp(prefix="icpnsd-conf-"),
-                 "answers_in_flight_bytes = 3000000\nanswer_buffer_bytes = 2000000\n")
+                 "answers_in_flight_bytes = 36000000\nanswer_buffer_bytes = 20000000\n")
         self.addCleanup(shutil.rmtree, os.path.dirname(c), True)
         with Daemon("--config", c, tables=self.src) as d:
-            body = json.dumps({"users": list(range(1, 3001)) * 5, "n": 8, "seed": 2}).encode()
+            body = json.dumps({"users": list(range(1, 3001)) * 5, "n": 200, "seed": 2}).encode()
             socks = []
             for _ in range(3):
-                s = socket.create_connection(("127.0.0.1", d.port))
+                s = socket.socket()
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.connect(("127.0.0.1", d.port))
                 s.sendall(b"POST /v1/negatives HTTP/1.1\r\nHost: x\r\n"
                           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                           % len(body) + body)
                 socks.append(s)
             ok = wait_until(lambda: d.request("POST", "/v1/negatives", body,
                                               {"Content-Type": "application/json"})[0] == 503,
-                            timeout=10)
+                            timeout=20)
             self.assertTrue(ok)
             st, err = d.request("POST", "/v1/negatives", body, {"Content-Type": "application/json"})
             self.assertEqual((st, err["error"]["code"]), (503, "answers_in_flight"))

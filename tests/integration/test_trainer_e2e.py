@@ -4,10 +4,8 @@ by the Python client: GET /v1/items and dense ids, the API token of /v1/*
 frames), k-means as a job (POST /admin/cluster?async=true, GET
 /admin/jobs/ID), and the PyTorch dataset over all of it in spawn workers.
 
-NOT registered in tests/meson.build yet: the lead registers it when the
-routes land. test_client.py and test_torch.py test the client side of the
-same contract against stub.py meanwhile. The daemon settings these tests
-need are named once, below: adjust them if the daemon names them otherwise.
+test_client.py and test_torch.py test the client side of the same
+contract against stub.py.
 """
 import json
 import os
@@ -38,6 +36,7 @@ except ImportError:  # pragma: no cover
 API_TOKEN_FILE = "api_token_file"
 TLS_CERT_FILE = "tls_cert"
 TLS_KEY_FILE = "tls_key"
+STATE_DIR = "state_dir"
 
 TOKEN = "e2e-admin-token-0123456789"
 API_TOKEN = "e2e-api-token-0123456789"
@@ -178,7 +177,9 @@ class TestTrainerRoutes(unittest.TestCase):
 
     def test_upload_table_set(self):
         comm = np.array(sorted(self.comm.items()), np.int64)
-        with start(self.tables) as d:
+        state = os.path.join(self.tmp, "state")
+        os.mkdir(state)
+        with start(self.tables, {STATE_DIR: state}) as d:
             c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
             a = c.upload_table_set("json", self.pairs, comm, form="json")
             b = c.upload_table_set("binary", self.pairs, comm, form="binary")
@@ -212,6 +213,80 @@ class TestTrainerRoutes(unittest.TestCase):
             self.assertEqual([t["name"] for t in c.table_sets()], ["default"])
             with self.assertRaises(ic.NotFound):
                 c.remove_table_set("json")
+        # Removed sets take their files with them.
+        self.assertEqual(sorted(os.listdir(os.path.join(state, "sets"))), [])
+
+    def test_uploads_survive_a_restart(self):
+        comm = np.array(sorted(self.comm.items()), np.int64)
+        state = os.path.join(self.tmp, "state")
+        os.mkdir(state)
+        users = sorted(self.comm)[:20]
+        with start(self.tables, {STATE_DIR: state}) as d:
+            c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            up = c.upload_table_set("kept", self.pairs, comm, beta=0.5, form="binary")
+            ref = c.negatives(users, n=3, seed=8, tables="kept").items.tolist()
+            # A refused upload leaves nothing behind.
+            with self.assertRaises(ic.Conflict):
+                c.upload_table_set("kept", self.pairs, comm)
+        self.assertEqual(os.listdir(os.path.join(state, "sets")), ["kept"])
+        # An upload interrupted while being written is cleaned at start.
+        os.makedirs(os.path.join(state, "sets.tmp", "half"))
+        with start(self.tables, {STATE_DIR: state}) as d:
+            c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            sets = {t["name"]: t for t in c.table_sets()}
+            self.assertEqual(sets["kept"]["fingerprint"], up["fingerprint"])
+            self.assertEqual(sets["kept"]["beta"], 0.5)
+            self.assertEqual(c.negatives(users, n=3, seed=8, tables="kept").items.tolist(), ref)
+            self.assertIn("an upload that never finished", d.stderr())
+        self.assertEqual(os.listdir(os.path.join(state, "sets.tmp")), [])
+
+    def test_upload_refusals(self):
+        comm = [[u, c] for u, c in sorted(self.comm.items())]
+        pairs = self.pairs.tolist()
+        # Without state_dir the daemon has nowhere to keep an upload.
+        with start(self.tables) as d:
+            c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            with self.assertRaises(ic.Conflict) as e:
+                c.upload_table_set("x", self.pairs, np.array(comm, np.int64))
+            self.assertEqual(e.exception.code, "uploads_disabled")
+        state = os.path.join(self.tmp, "state")
+        os.mkdir(state)
+        with start(self.tables, {STATE_DIR: state}) as d:
+            c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            cases = [
+                ({"name": "x", "interactions": pairs, "communities": comm + [[comm[0][0], 99]]},
+                 "conflicting_assignment", "communities", len(comm)),
+                ({"name": "x", "interactions": pairs[:5] + [[1, -2]], "communities": comm},
+                 "bad_pair", "interactions", 5),
+                ({"name": "x", "interactions": pairs, "communities": comm, "alpah": 1},
+                 "unknown_field", "alpah", None),
+                ({"name": "x", "interactions": pairs, "communities": comm, "alpha": -1},
+                 "bad_parameter", "alpha", None),
+                ({"name": "x/y", "interactions": pairs, "communities": comm},
+                 "bad_request", "name", None),
+                ({"name": "x", "interactions": [], "communities": comm},
+                 "bad_request", "interactions", None),
+            ]
+            for doc, code, field, row in cases:
+                with self.assertRaises(ic.IcpnsError) as e:
+                    c._json("POST", "/admin/sets", doc, admin=True)
+                self.assertEqual((e.exception.code, e.exception.field), (code, field), doc.keys())
+                if row is not None:
+                    self.assertEqual(e.exception.row, row)
+            # Query parameters belong to the binary form only.
+            with self.assertRaises(ic.IcpnsError) as e:
+                c._json("POST", "/admin/sets?alpha=1",
+                        {"name": "x", "interactions": pairs, "communities": comm}, admin=True)
+            self.assertEqual(e.exception.code, "conflicting_parameter")
+            # A frame whose counts run past the body.
+            head = ic.client._SET.pack(b"ICPT", 1, 0, 0, 0, 10, 10, 0)
+            with self.assertRaises(ic.IcpnsError) as e:
+                c.request("POST", "/admin/sets?name=x", head + b"\0" * 16,
+                          {"Content-Type": "application/x-icpns-tableset"}, admin=True)
+            self.assertEqual(e.exception.code, "bad_frame")
+            # No refusal leaves anything behind.
+            self.assertEqual(os.listdir(os.path.join(state, "sets")), [])
+            self.assertEqual([t["name"] for t in c.table_sets()], ["default"])
 
     def test_cluster_job(self):
         users = sorted(set(self.pos) | set(self.comm))
