@@ -19,6 +19,7 @@
 #include "log.h"
 #include "registry.h"
 #include "state.h"
+#include "watch.h"
 
 struct icpnsd_set {
     atomic_uint refs;
@@ -28,12 +29,7 @@ struct icpnsd_set {
     icpnsd_wstats_t *wstats;
     bool uploaded;           /* its directory is STATE/sets/NAME, written by the daemon */
     atomic_bool remove_files; /* removed: the directory goes with the last reference */
-    /* Loop thread only. */
-    bool watching;
-    uv_fs_event_t watch;
-    uv_timer_t debounce;
-    uint64_t stamp;        /* sizes, times and last bytes of the table files */
-    double unstable_since; /* the files have been changing since (0: settled) */
+    icpnsd_watch_t watch;  /* loop thread only */
 };
 
 struct icpnsd_registry {
@@ -306,112 +302,10 @@ static bool dir_in_use(icpnsd_registry_t *reg, const char *dir, char *other, siz
 
 /* ---- file watch --------------------------------------------------------------- */
 
-#define WATCH_GIVE_UP 60.0
-
-static void submit_reload(icpnsd_set_t *set, const char *origin)
-{
-    icpnsd_job_t *j = icpnsd_job_new(ICPNSD_JOB_RELOAD, origin);
-    if (j)
-        icpnsd_state_submit(&set->st, j);
-}
-
-/* A hash of what the table files look like now: sizes, modification
- * times and whether each ends with a newline (a file being written mostly
- * does not).  Equal stamps a debounce apart: the writer is done. */
-static uint64_t files_stamp(icpnsd_set_t *set, bool *complete)
-{
-    const icpns_table_opts_t *o = &set->st.opts;
-    const char *files[] = {o->interactions, o->communities, o->popularity, o->items};
-    uint64_t h = 0;
-    *complete = true;
-    for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
-        if (!files[k][0])
-            continue;
-        char path[1400];
-        snprintf(path, sizeof(path), "%s/%s", set->st.tables, files[k]);
-        struct stat sb;
-        uint64_t v[4] = {k, 0, 0, 0};
-        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
-            v[1] = (uint64_t)sb.st_size;
-            v[2] = (uint64_t)sb.st_mtim.tv_sec * 1000000000u + (uint64_t)sb.st_mtim.tv_nsec;
-            int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-            char last = '\n';
-            if (fd >= 0) {
-                if (sb.st_size > 0 && pread(fd, &last, 1, sb.st_size - 1) != 1)
-                    last = 0;
-                close(fd);
-            }
-            v[3] = (uint64_t)(unsigned char)last;
-            *complete &= last == '\n';
-        }
-        h = icpns_hash64(v, sizeof(v), h);
-    }
-    return h;
-}
-
-/* The watch's debounce: reload once the files have stopped changing (the
- * same stamp for watch_settle_ms, last lines complete), so a file
- * rewritten in place, chunk by chunk, is not published half-written
- * unless its writer pauses longer than that.  Writers that replace files
- * with rename(2) are never seen half-written (docs/operations.md). */
-static void on_debounce(uv_timer_t *t)
-{
-    icpnsd_set_t *set = t->data;
-    bool complete;
-    uint64_t stamp = files_stamp(set, &complete);
-    double now = icpns_now();
-    bool settled = stamp == set->stamp && complete;
-    if (!settled && now - set->unstable_since < WATCH_GIVE_UP) {
-        if (!set->unstable_since)
-            set->unstable_since = now;
-        set->stamp = stamp;
-        uv_timer_start(&set->debounce, on_debounce, set->reg->cfg->watch_settle_ms, 0);
-        return;
-    }
-    if (!settled)
-        log_warn("tables=%s: the table files have been changing for %.0fs (or end without a "
-                 "newline); reloading now (a half-written file is refused and the old version "
-                 "keeps serving)", set->name, now - set->unstable_since);
-    set->unstable_since = 0;
-    submit_reload(set, "watch");
-}
-
-static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int status)
-{
-    icpnsd_set_t *set = h->data;
-    (void)events;
-    if (status < 0 || !file)
-        return;
-    /* Our own writes (temporaries, the journal, the version record,
-     * communities.tsv rewritten by an update in the last second) do not
-     * trigger reloads. */
-    size_t fl = strlen(file);
-    if (strstr(file, ".tmp.") || !strcmp(file, ICPNS_JOURNAL) ||
-        !strcmp(file, ICPNS_VERSION_FILE) || (fl > 5 && !strcmp(file + fl - 5, ".prev")))
-        return;
-    uint64_t wrote = atomic_load(&set->st.self_write_ms);
-    if (wrote && !strcmp(file, set->st.opts.communities) && icpns_now() * 1000 < (double)wrote + 1000)
-        return;
-    /* Sample the files now; the debounce compares them again later. */
-    bool complete;
-    set->stamp = files_stamp(set, &complete);
-    uv_timer_start(&set->debounce, on_debounce, set->reg->cfg->watch_settle_ms, 0);
-}
-
 static void watch_set(icpnsd_registry_t *reg, icpnsd_set_t *set)
 {
-    if (!reg->cfg->watch || !set->st.tables[0] || set->watching)
-        return;
-    uv_timer_init(reg->loop, &set->debounce);
-    set->debounce.data = set;
-    uv_fs_event_init(reg->loop, &set->watch);
-    set->watch.data = set;
-    set->watching = true;
-    if (uv_fs_event_start(&set->watch, on_fs_event, set->st.tables, 0) == 0)
-        log_info("tables=%s: watching %s for changes", set->name, set->st.tables);
-    else
-        log_warn("tables=%s: cannot watch %s; reload with SIGHUP or POST /admin/reload",
-                 set->name, set->st.tables);
+    if (reg->cfg->watch)
+        icpnsd_watch_start(&set->watch, reg->loop, &set->st, set->name, reg->cfg->watch_settle_ms);
 }
 
 void icpnsd_registry_watch(icpnsd_registry_t *reg)
@@ -435,7 +329,7 @@ void icpnsd_registry_reload_all(icpnsd_registry_t *reg, const char *origin)
     icpnsd_set_t *sets[ICPNSD_MAX_SETS];
     unsigned n = icpnsd_registry_list(reg, sets, ICPNSD_MAX_SETS);
     for (unsigned k = 0; k < n; k++) {
-        submit_reload(sets[k], origin);
+        icpnsd_state_reload(&sets[k]->st, origin);
         icpnsd_set_unref(sets[k]);
     }
 }
@@ -570,11 +464,6 @@ static void add_done(uv_work_t *w, int status)
     admin_next(reg);
 }
 
-static void close_handle(uv_handle_t *h)
-{
-    (void)h;
-}
-
 static void remove_set(icpnsd_registry_t *reg, icpnsd_job_t *j)
 {
     pthread_rwlock_wrlock(&reg->lock);
@@ -600,11 +489,7 @@ static void remove_set(icpnsd_registry_t *reg, icpnsd_job_t *j)
                 j->u.set.name);
         return;
     }
-    if (set->watching) {
-        uv_close((uv_handle_t *)&set->watch, close_handle);
-        uv_close((uv_handle_t *)&set->debounce, close_handle);
-        set->watching = false;
-    }
+    icpnsd_watch_stop(&set->watch);
     /* Requests holding the set finish on it; it is freed after the last
      * (with its files, when it was uploaded). */
     if (set->uploaded)
