@@ -75,6 +75,7 @@
     X(OUT_OF_MEMORY, "out_of_memory")                            \
     X(NOT_READY, "not_ready")                                    \
     X(SHUTTING_DOWN, "shutting_down")                            \
+    X(REGISTRY_BUSY, "registry_busy")                            \
     X(ANSWERS_IN_FLIGHT, "answers_in_flight")                    \
     X(MEMORY_BUDGET_EXCEEDED, "memory_budget_exceeded")          \
     X(STORAGE_FAILED, "storage_failed")

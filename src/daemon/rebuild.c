@@ -62,6 +62,17 @@ void icpnsd_test_delay(void)
     }
 }
 
+void icpnsd_test_stall(const char *dir, atomic_bool *cancel)
+{
+    const char *v = getenv("ICPNSD_TEST_STALL_DIR");
+    if (!v || !v[0] || strncmp(v, dir, strlen(v)))
+        return;
+    for (int k = 0; k < 2400 && !atomic_load(cancel); k++) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* ---- loading ------------------------------------------------------------------ */
 
 static uint64_t fnv1a(const char *p, size_t n)

@@ -101,6 +101,11 @@ void icpnsd_rebuild_load_error(int rc, const icpns_error_t *err, icpnsd_err_t *e
  * tasks. */
 void icpnsd_test_delay(void);
 
+/* Fault injection for the tests of a load that hangs (a slow disk): a set
+ * addition of a directory whose path starts with ICPNSD_TEST_STALL_DIR
+ * sleeps until *@cancel (the shutdown) or 120 s. */
+void icpnsd_test_stall(const char *dir, atomic_bool *cancel);
+
 /* Lowers the calling thread's scheduling priority (nice +10), once per
  * thread: builds yield the CPU to the threads that answer requests. */
 void icpnsd_background_thread(void);

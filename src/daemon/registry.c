@@ -39,15 +39,29 @@ struct icpnsd_registry {
     uv_loop_t *loop;
     const icpnsd_config_t *cfg;
     icpnsd_wbuilder_t wbuilder;
-    /* Set additions and removals, one at a time on the loop thread. */
+    /* Set additions and removals: queued by any thread, taken by the loop
+     * thread; additions then load on the thread pool, at most
+     * MAX_ADDING at a time, so one that hangs (a slow disk) blocks only
+     * its own name and slot, never the registry. */
     pthread_mutex_t alock;
     icpnsd_job_t *aq_head, *aq_tail;
-    bool abusy;
     uv_async_t aasync;
-    uv_work_t awork;
-    icpnsd_job_t *ajob;
-    icpnsd_set_t *anew;
+    struct adding *adding; /* loop thread only */
+    unsigned n_adding;
+    atomic_bool cancel;    /* shutting down: loads in progress give up where they can */
 };
+
+#define MAX_ADDING 2
+
+/* One set being added: loaded on the thread pool, published on the loop. */
+typedef struct adding {
+    uv_work_t work;
+    icpnsd_registry_t *reg;
+    icpnsd_job_t *job;
+    icpnsd_set_t *set;  /* loaded, not serving yet; NULL when the load failed */
+    double started;
+    struct adding *next;
+} adding_t;
 
 /* ---- one set ------------------------------------------------------------------ */
 
@@ -318,6 +332,7 @@ void icpnsd_registry_watch(icpnsd_registry_t *reg)
 
 void icpnsd_registry_cancel(icpnsd_registry_t *reg)
 {
+    atomic_store(&reg->cancel, true);
     pthread_rwlock_rdlock(&reg->lock);
     for (unsigned k = 0; k < reg->n; k++)
         icpnsd_state_cancel(&reg->sets[k]->st);
@@ -375,13 +390,29 @@ static int store_upload(icpnsd_registry_t *reg, icpnsd_job_t *j)
     return 0;
 }
 
+/* Fails @j with memory_budget_exceeded when @bytes more do not fit. */
+static bool over_budget(icpnsd_registry_t *reg, icpnsd_job_t *j, uint64_t bytes)
+{
+    uint64_t budget = reg->cfg->memory_budget, others = icpnsd_registry_bytes(reg);
+    if (!budget || others + bytes <= budget)
+        return false;
+    icpnsd_err_set(&j->err, ICPNSD_E_MEMORY_BUDGET_EXCEEDED, "tables", -1,
+                   "table set '%s' needs %llu bytes; with the %llu bytes the other sets hold "
+                   "that is above memory_budget = %llu",
+                   j->u.set.name, (unsigned long long)bytes, (unsigned long long)others,
+                   (unsigned long long)budget);
+    return true;
+}
+
 /* Thread pool: load and build the new set, and check the budget. */
 static void add_work(uv_work_t *w)
 {
+    adding_t *a = w->data;
+    icpnsd_registry_t *reg = a->reg;
+    icpnsd_job_t *j = a->job;
     icpnsd_background_thread();
     icpnsd_test_delay();
-    icpnsd_registry_t *reg = w->data;
-    icpnsd_job_t *j = reg->ajob;
+    icpnsd_test_stall(j->u.set.dir, &reg->cancel);
     icpnsd_set_t *set = set_new(reg, j->u.set.name);
     if (!set) {
         icpnsd_err_set(&j->err, ICPNSD_E_OUT_OF_MEMORY, "tables", -1, "no memory for a table set");
@@ -414,27 +445,33 @@ static void add_work(uv_work_t *w)
     j->out.fingerprint = s->fingerprint;
     j->out.build_seconds = s->build_seconds;
     icpns_snapshot_unref(s);
-    uint64_t budget = reg->cfg->memory_budget, others = icpnsd_registry_bytes(reg);
-    if (budget && others + j->u.set.bytes > budget) {
-        icpnsd_err_set(&j->err, ICPNSD_E_MEMORY_BUDGET_EXCEEDED, "tables", -1,
-                       "table set '%s' needs %llu bytes; with the %llu bytes the other sets hold "
-                       "that is above memory_budget = %llu",
-                       j->u.set.name, (unsigned long long)j->u.set.bytes,
-                       (unsigned long long)others, (unsigned long long)budget);
+    /* Checked early here, and for good on the loop thread (another
+     * addition may have been published meanwhile). */
+    if (over_budget(reg, j, j->u.set.bytes)) {
         icpnsd_set_unref(set);
         return;
     }
-    reg->anew = set;
+    a->set = set;
 }
 
 static void add_done(uv_work_t *w, int status)
 {
-    icpnsd_registry_t *reg = w->data;
-    icpnsd_job_t *j = reg->ajob;
-    icpnsd_set_t *set = reg->anew;
+    adding_t *a = w->data;
+    icpnsd_registry_t *reg = a->reg;
+    icpnsd_job_t *j = a->job;
+    icpnsd_set_t *set = a->set;
     (void)status;
-    reg->ajob = NULL;
-    reg->anew = NULL;
+    for (adding_t **p = &reg->adding; *p; p = &(*p)->next)
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
+    reg->n_adding--;
+    free(a);
+    if (set && over_budget(reg, j, j->u.set.bytes)) {
+        icpnsd_set_unref(set);
+        set = NULL;
+    }
     if (!set) {
         log_warn("adding table set '%s' failed: %s", j->u.set.name, j->err.message);
         icpnsd_job_finish(j);
@@ -460,7 +497,6 @@ static void add_done(uv_work_t *w, int status)
             icpnsd_job_finish(j);
         }
     }
-    reg->abusy = false;
     admin_next(reg);
 }
 
@@ -499,9 +535,75 @@ static void remove_set(icpnsd_registry_t *reg, icpnsd_job_t *j)
     icpnsd_job_finish(j);
 }
 
+/* The addition of @name or of directory @dir in progress, or NULL. */
+static adding_t *find_adding(icpnsd_registry_t *reg, const char *name, const char *dir)
+{
+    struct stat x, y;
+    bool have_dir = dir[0] && stat(dir, &x) == 0;
+    for (adding_t *a = reg->adding; a; a = a->next) {
+        if (!strcmp(a->job->u.set.name, name) || !strcmp(a->job->u.set.dir, dir))
+            return a;
+        if (have_dir && a->job->u.set.dir[0] && stat(a->job->u.set.dir, &y) == 0 &&
+            x.st_dev == y.st_dev && x.st_ino == y.st_ino)
+            return a;
+    }
+    return NULL;
+}
+
+/* Starts addition @j on the thread pool, or ends it refused. */
+static void add_start(icpnsd_registry_t *reg, icpnsd_job_t *j)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    bool exists = find_locked(reg, j->u.set.name) != NULL;
+    pthread_rwlock_unlock(&reg->lock);
+    if (exists) {
+        job_end(j, ICPNSD_E_TABLES_EXIST, "a table set named '%s' exists", j->u.set.name);
+        return;
+    }
+    char other[ICPNSD_SET_NAME];
+    if (dir_in_use(reg, j->u.set.dir, other, sizeof(other))) {
+        job_end(j, ICPNSD_E_TABLES_DIR_IN_USE,
+                "table set '%s' already serves %s; each set needs its own directory "
+                "(its journal, version record and communities file): copy it",
+                other, j->u.set.dir);
+        return;
+    }
+    adding_t *busy = find_adding(reg, j->u.set.name, j->u.set.dir);
+    if (busy) {
+        job_end(j, ICPNSD_E_TABLES_EXIST,
+                "table set '%s' (%s) is being added (for %.0f s); wait for its answer",
+                busy->job->u.set.name, busy->job->u.set.dir, icpns_now() - busy->started);
+        return;
+    }
+    if (reg->n_adding >= MAX_ADDING) {
+        char names[200] = "";
+        for (adding_t *a = reg->adding; a; a = a->next)
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s'%s' (%.0f s)",
+                     a == reg->adding ? "" : ", ", a->job->u.set.name, icpns_now() - a->started);
+        job_end(j, ICPNSD_E_REGISTRY_BUSY,
+                "%d table sets are being added already: %s; retry when one is done",
+                MAX_ADDING, names);
+        return;
+    }
+    adding_t *a = calloc(1, sizeof(*a));
+    if (!a) {
+        job_end(j, ICPNSD_E_OUT_OF_MEMORY, "no memory");
+        return;
+    }
+    a->reg = reg;
+    a->job = j;
+    a->started = icpns_now();
+    a->work.data = a;
+    a->next = reg->adding;
+    reg->adding = a;
+    reg->n_adding++;
+    uv_queue_work(reg->loop, &a->work, add_work, add_done);
+}
+
+/* Loop thread: runs the queued removals and starts the queued additions. */
 static void admin_next(icpnsd_registry_t *reg)
 {
-    while (!reg->abusy) {
+    for (;;) {
         pthread_mutex_lock(&reg->alock);
         icpnsd_job_t *j = reg->aq_head;
         if (j) {
@@ -512,30 +614,10 @@ static void admin_next(icpnsd_registry_t *reg)
         pthread_mutex_unlock(&reg->alock);
         if (!j)
             return;
-        if (j->kind == ICPNSD_JOB_SET_REMOVE) {
+        if (j->kind == ICPNSD_JOB_SET_REMOVE)
             remove_set(reg, j);
-            continue;
-        }
-        pthread_rwlock_rdlock(&reg->lock);
-        bool exists = find_locked(reg, j->u.set.name) != NULL;
-        pthread_rwlock_unlock(&reg->lock);
-        if (exists) {
-            job_end(j, ICPNSD_E_TABLES_EXIST, "a table set named '%s' exists", j->u.set.name);
-            continue;
-        }
-        char other[ICPNSD_SET_NAME];
-        if (dir_in_use(reg, j->u.set.dir, other, sizeof(other))) {
-            job_end(j, ICPNSD_E_TABLES_DIR_IN_USE,
-                    "table set '%s' already serves %s; each set needs its own directory "
-                    "(its journal, version record and communities file): copy it",
-                    other, j->u.set.dir);
-            continue;
-        }
-        reg->abusy = true;
-        reg->ajob = j;
-        reg->anew = NULL;
-        reg->awork.data = reg;
-        uv_queue_work(reg->loop, &reg->awork, add_work, add_done);
+        else
+            add_start(reg, j);
     }
 }
 

@@ -60,13 +60,15 @@ void icpnsd_registry_names(icpnsd_registry_t *reg, char *buf, size_t size);
 /* Bytes held by every set's serving snapshot and weights cache. */
 uint64_t icpnsd_registry_bytes(icpnsd_registry_t *reg);
 
-/* Queues an addition (ICPNSD_JOB_SET_ADD: job->u.set.name, .dir) or a
- * removal (ICPNSD_JOB_SET_REMOVE); thread-safe; the job ends on the loop
- * thread. */
+/* Queues an addition (ICPNSD_JOB_SET_ADD: job->u.set.name, .dir, .upload)
+ * or a removal (ICPNSD_JOB_SET_REMOVE); thread-safe; the job ends on the
+ * loop thread.  Removals run at once; additions load on the thread pool,
+ * two at a time at most (a third is refused with registry_busy), so a load
+ * that hangs holds only its own name and directory. */
 void icpnsd_registry_submit(icpnsd_registry_t *reg, icpnsd_job_t *job);
 
-/* The shutdown: asks the running k-means of every set to stop (loop
- * thread). */
+/* The shutdown: asks the running k-means of every set, and the loads of
+ * sets being added, to stop (loop thread). */
 void icpnsd_registry_cancel(icpnsd_registry_t *reg);
 
 /* Reloads every set (SIGHUP). */

@@ -87,6 +87,7 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_NOT_READY:
     case ICPNSD_E_SHUTTING_DOWN:
     case ICPNSD_E_ANSWERS_IN_FLIGHT:
+    case ICPNSD_E_REGISTRY_BUSY:
         return 503;
     case ICPNSD_E_MEMORY_BUDGET_EXCEEDED:
     case ICPNSD_E_STORAGE_FAILED:

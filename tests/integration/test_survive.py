@@ -232,6 +232,83 @@ def frame_request(users, n, probs=False, seed=3, strategy=2, candidates=1):
     return head + struct.pack("<%dq" % len(users), *users)
 
 
+class Registry(unittest.TestCase):
+    def test_a_load_that_hangs_wedges_nothing_else(self):
+        """A set whose load hangs (ICPNSD_TEST_STALL_DIR: a slow disk) holds
+        its own name and directory only: listing, removing and adding other
+        sets go on; a second hung load is allowed, a third addition is
+        refused at once (503 registry_busy naming both); at shutdown_timeout
+        after SIGTERM the hung loads are told to stop, both requests are
+        answered, and the daemon exits 0."""
+        root = tempfile.mkdtemp(prefix="icpnsd-wedge-")
+        self.addCleanup(shutil.rmtree, root, True)
+        dirs = {n: gen_tables(os.path.join(root, n), users=60, items=40, communities=2,
+                              interactions=600, seed=3)
+                for n in ("stall-1", "stall-2", "b", "c")}
+        d = Daemon("--config", conf(root, "shutdown_timeout = 2\n"), tables=dirs["c"],
+                   token=TOKEN, env={"ICPNSD_TEST_STALL_DIR": os.path.join(root, "stall-")})
+        hung = []
+
+        def add(name, key):
+            hung.append(d.admin("POST", "/admin/sets", {"name": name, "tables": dirs[key]}))
+        threads = [threading.Thread(target=add, args=("s1", "stall-1")),
+                   threading.Thread(target=add, args=("s2", "stall-2"))]
+        try:
+            for t in threads:
+                t.start()
+                time.sleep(0.3)
+            t0 = time.monotonic()
+            st, doc = d.admin("GET", "/admin/sets")
+            self.assertEqual((st, [x["name"] for x in doc["tables"]]), (200, ["default"]))
+            st, err = d.admin("POST", "/admin/sets", {"name": "b", "tables": dirs["b"]})
+            self.assertEqual((st, err["error"]["code"]), (503, "registry_busy"))
+            self.assertIn("'s1'", err["error"]["message"])
+            self.assertIn("'s2'", err["error"]["message"])
+            # The same name or the same directory as a load in progress.
+            st, err = d.admin("POST", "/admin/sets", {"name": "s1", "tables": dirs["b"]})
+            self.assertEqual((st, err["error"]["code"]), (409, "tables_exist"))
+            self.assertIn("is being added", err["error"]["message"])
+            st, err = d.admin("POST", "/admin/sets", {"name": "x", "tables": dirs["stall-2"]})
+            self.assertEqual((st, err["error"]["code"]), (409, "tables_exist"))
+            self.assertLess(time.monotonic() - t0, 5)
+            self.assertEqual(d.negatives(users=[1], n=1)[0], 200)
+            self.assertEqual(hung, [])
+        finally:
+            t0 = time.monotonic()
+            rc = d.stop(timeout=30)
+            took = time.monotonic() - t0
+            for t in threads:
+                t.join(10)
+            d.errlog.close()
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 2 + 4)
+        self.assertEqual(len(hung), 2)
+        for st, doc in hung:
+            self.assertIn(st, (201, 503), doc)
+
+
+class RegistryConcurrent(unittest.TestCase):
+    def test_additions_run_side_by_side(self):
+        """While one load hangs, another set is added, serves and is
+        removed."""
+        root = tempfile.mkdtemp(prefix="icpnsd-wedge-")
+        self.addCleanup(shutil.rmtree, root, True)
+        dirs = {n: gen_tables(os.path.join(root, n), users=60, items=40, communities=2,
+                              interactions=600, seed=4)
+                for n in ("stall-1", "b", "c")}
+        with Daemon(tables=dirs["c"], token=TOKEN,
+                    env={"ICPNSD_TEST_STALL_DIR": os.path.join(root, "stall-")}) as d:
+            t = threading.Thread(target=d.admin, args=(
+                "POST", "/admin/sets", {"name": "s1", "tables": dirs["stall-1"]}), daemon=True)
+            t.start()
+            time.sleep(0.3)
+            st, doc = d.admin("POST", "/admin/sets", {"name": "b", "tables": dirs["b"]})
+            self.assertEqual((st, doc["added"]), (201, True))
+            self.assertEqual(d.negatives(users=[1], n=1, tables="b")[0], 200)
+            st, doc = d.admin("DELETE", "/admin/sets/b")
+            self.assertEqual((st, doc["removed"]), (200, True))
+
+
 class Answers(unittest.TestCase):
     """Large answers are streamed, the bytes in flight are capped."""
 
