@@ -177,10 +177,6 @@ enum MHD_Result icpnsd_api_sets_add(icpnsd_req_t *r)
                             "this daemon keeps no uploaded tables: start it with state_dir "
                             "(--state-dir DIR), or send {\"name\", \"tables\": DIR} for a "
                             "directory on its host");
-    if (upload && !rc &&
-        (size_t)snprintf(j->u.set.dir, sizeof(j->u.set.dir), "%s/sets/%s",
-                         r->env->cfg->state_dir, t->name) >= sizeof(j->u.set.dir))
-        rc = icpnsd_err_set(&e, ICPNSD_E_BAD_REQUEST, "name", -1, "state_dir is too long");
     if (rc) {
         icpnsd_tableset_free(t);
         free(t);

@@ -27,8 +27,9 @@ struct icpnsd_set {
     icpnsd_state_t st;
     icpnsd_registry_t *reg;
     icpnsd_wstats_t *wstats;
-    bool uploaded;           /* its directory is STATE/sets/NAME, written by the daemon */
+    bool uploaded;           /* its directory is STATE/sets/NAME@GEN, written by the daemon */
     atomic_bool remove_files; /* removed: the directory goes with the last reference */
+    char files[1200];        /* ... that directory (moved to STATE/sets.tmp once removed) */
     icpnsd_watch_t watch;  /* loop thread only */
 };
 
@@ -49,6 +50,7 @@ struct icpnsd_registry {
     struct adding *adding; /* loop thread only */
     unsigned n_adding;
     atomic_bool cancel;    /* shutting down: loads in progress give up where they can */
+    uint64_t upload_gen;   /* the last generation of STATE/sets/NAME@GEN (loop thread) */
 };
 
 #define MAX_ADDING 2
@@ -94,13 +96,11 @@ void icpnsd_set_unref(icpnsd_set_t *set)
         /* The loop handles were closed when the set was removed (or by the
          * final uv_walk at exit): only memory is left, and the files of an
          * uploaded set that was removed. */
-        char dir[sizeof(set->st.tables)];
-        snprintf(dir, sizeof(dir), "%s", set->st.tables);
         bool remove = atomic_load(&set->remove_files);
         icpnsd_state_free(&set->st);
         if (remove) {
-            icpnsd_tableset_remove(dir);
-            log_info("removed the files of table set '%s' (%s)", set->name, dir);
+            icpnsd_tableset_remove(set->files);
+            log_info("removed the files of table set '%s' (%s)", set->name, set->files);
         }
         icpnsd_wstats_unref(set->wstats);
         free(set);
@@ -374,7 +374,9 @@ static void job_end(icpnsd_job_t *j, icpnsd_code_t code, const char *fmt, ...)
 static int store_upload(icpnsd_registry_t *reg, icpnsd_job_t *j)
 {
     char tmp[1200];
-    snprintf(tmp, sizeof(tmp), "%s/sets.tmp/%s", reg->cfg->state_dir, j->u.set.name);
+    const char *base = strrchr(j->u.set.dir, '/');
+    snprintf(tmp, sizeof(tmp), "%s/sets.tmp/%s.part", reg->cfg->state_dir,
+             base ? base + 1 : j->u.set.name);
     struct stat st;
     if (stat(j->u.set.dir, &st) == 0) {
         log_warn("%s serves no table set: replacing it with the upload", j->u.set.dir);
@@ -437,6 +439,7 @@ static void add_work(uv_work_t *w)
     if (j->u.set.upload) {
         set->uploaded = true;
         /* Refused below or in add_done: its files go with it. */
+        snprintf(set->files, sizeof(set->files), "%s", j->u.set.dir);
         atomic_store(&set->remove_files, true);
     }
     icpns_snapshot_t *s = icpnsd_state_acquire(&set->st);
@@ -527,9 +530,20 @@ static void remove_set(icpnsd_registry_t *reg, icpnsd_job_t *j)
     }
     icpnsd_watch_stop(&set->watch);
     /* Requests holding the set finish on it; it is freed after the last
-     * (with its files, when it was uploaded). */
-    if (set->uploaded)
+     * (with its files, when it was uploaded).  The files leave
+     * STATE/sets now: a restart does not bring the set back, and a build
+     * still running for it writes nowhere that matters. */
+    if (set->uploaded) {
+        const char *base = strrchr(set->st.tables, '/');
+        snprintf(set->files, sizeof(set->files), "%s/sets.tmp/%s", reg->cfg->state_dir,
+                 base ? base + 1 : set->st.tables);
+        if (rename(set->st.tables, set->files) < 0) {
+            log_warn("cannot move %s to %s: %s; removing it in place", set->st.tables,
+                     set->files, strerror(errno));
+            snprintf(set->files, sizeof(set->files), "%s", set->st.tables);
+        }
         atomic_store(&set->remove_files, true);
+    }
     icpnsd_state_shutdown(&set->st);
     log_info("removed table set '%s'", j->u.set.name);
     icpnsd_job_finish(j);
@@ -553,6 +567,13 @@ static adding_t *find_adding(icpnsd_registry_t *reg, const char *name, const cha
 /* Starts addition @j on the thread pool, or ends it refused. */
 static void add_start(icpnsd_registry_t *reg, icpnsd_job_t *j)
 {
+    if (j->u.set.upload &&
+        (size_t)snprintf(j->u.set.dir, sizeof(j->u.set.dir), "%s/sets/%s@%llu",
+                         reg->cfg->state_dir, j->u.set.name,
+                         (unsigned long long)++reg->upload_gen) >= sizeof(j->u.set.dir)) {
+        job_end(j, ICPNSD_E_BAD_REQUEST, "state_dir is too long");
+        return;
+    }
     pthread_rwlock_rdlock(&reg->lock);
     bool exists = find_locked(reg, j->u.set.name) != NULL;
     pthread_rwlock_unlock(&reg->lock);
@@ -746,6 +767,8 @@ static int add_initial(icpnsd_registry_t *reg, const char *name, const char *dir
         }
     }
     set->uploaded = uploaded;
+    if (uploaded)
+        snprintf(set->files, sizeof(set->files), "%s", dir);
     icpnsd_state_start(&set->st);
     pthread_rwlock_wrlock(&reg->lock);
     reg->sets[reg->n++] = set;
@@ -753,7 +776,29 @@ static int add_initial(icpnsd_registry_t *reg, const char *name, const char *dir
     return 0;
 }
 
-/* The sets uploaded before the restart (STATE/sets/NAME), in name order. */
+/* "NAME@GENERATION" into @name and @gen; false when @entry is not one. */
+static bool upload_entry(const char *entry, char *name, uint64_t *gen)
+{
+    const char *at = strrchr(entry, '@');
+    if (!at || at == entry || (size_t)(at - entry) >= ICPNSD_SET_NAME || !at[1])
+        return false;
+    snprintf(name, ICPNSD_SET_NAME, "%.*s", (int)(at - entry), entry);
+    char *end;
+    errno = 0;
+    unsigned long long g = strtoull(at + 1, &end, 10);
+    if (*end || errno || at[1] < '0' || at[1] > '9' || !icpnsd_set_name_ok(name))
+        return false;
+    *gen = g;
+    return true;
+}
+
+/*
+ * The sets uploaded before the restart, in name order.  Each lives in
+ * STATE/sets/NAME@GENERATION: a new upload of a name gets a new
+ * generation, so files of a removed set still in use can never be those of
+ * its successor.  Two generations of one name (a crash in between) keep
+ * the newer.
+ */
 static int load_uploaded(icpnsd_registry_t *reg, char *err, size_t es)
 {
     char sets[1100];
@@ -768,13 +813,26 @@ static int load_uploaded(icpnsd_registry_t *reg, char *err, size_t es)
     }
     int rc = 0;
     for (int k = 0; k < n; k++) {
-        const char *name = names[k]->d_name;
-        char path[1400];
-        snprintf(path, sizeof(path), "%s/%s", sets, name);
-        if (rc || !strcmp(name, ".") || !strcmp(name, "..")) {
-        } else if (!icpnsd_set_name_ok(name) || stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-            log_warn("ignoring %s: not a table set the daemon stored (a directory named "
+        const char *entry = names[k]->d_name;
+        char path[1400], name[ICPNSD_SET_NAME], other[ICPNSD_SET_NAME];
+        uint64_t gen = 0, g2;
+        snprintf(path, sizeof(path), "%s/%s", sets, entry);
+        bool newer = false;
+        if (upload_entry(entry, name, &gen)) {
+            if (gen >= reg->upload_gen)
+                reg->upload_gen = gen;
+            for (int i = 0; i < n; i++)
+                newer |= upload_entry(names[i]->d_name, other, &g2) && !strcmp(other, name) &&
+                         g2 > gen;
+        }
+        if (rc || !strcmp(entry, ".") || !strcmp(entry, "..")) {
+        } else if (!upload_entry(entry, name, &gen) || stat(path, &st) < 0 ||
+                   !S_ISDIR(st.st_mode)) {
+            log_warn("ignoring %s: not a table set the daemon stored (a directory NAME@N, NAME "
                      "1..63 of [A-Za-z0-9._-])", path);
+        } else if (newer) {
+            log_warn("removing %s: a newer upload of '%s' is there", path, name);
+            icpnsd_tableset_remove(path);
         } else if (find_locked(reg, name)) {
             snprintf(err, es, "the uploaded table set %s has the name of a configured set; "
                      "rename or remove one of them", path);
@@ -785,8 +843,9 @@ static int load_uploaded(icpnsd_registry_t *reg, char *err, size_t es)
         } else {
             rc = add_initial(reg, name, path, true, err, es);
         }
-        free(names[k]);
     }
+    for (int k = 0; k < n; k++)
+        free(names[k]);
     free(names);
     return rc;
 }

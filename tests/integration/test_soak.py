@@ -1,13 +1,17 @@
 """Soak: mixed traffic (JSON and frames, strategy mixes, per-request alpha,
-two table sets) with reloads, updates and set additions/removals running,
-for SOAK_SECONDS (20 in the suite; docs/reliability.md has the long run).
-Asserts zero failed requests and flat memory: the daemon's RSS over the
-second half stays within 10 % + 16 MB of the first half's.
+two table sets) with reloads, updates, set additions/removals (from a
+directory and uploaded over HTTP) and slow readers (streamed answers read a
+few KB at a time, or dropped half-read) running, for SOAK_SECONDS (20 in the
+suite; docs/reliability.md has the long run).  Asserts zero failed
+requests, every slow reader's answer whole and valid, and flat memory: the
+daemon's RSS over the second half stays within 10 % + 16 MB of the first
+half's.
 """
 import json
 import os
 import random
 import shutil
+import socket
 import statistics
 import struct
 import tempfile
@@ -38,8 +42,15 @@ class TestSoak(unittest.TestCase):
         stop = threading.Event()
         failures, counts = [], {"negatives": 0, "admin": 0}
         lock = threading.Lock()
-        with Daemon("--tables", "a=" + a, "--tables", "b=" + b, "--log-level", "info",
-                    token=TOKEN) as d:
+        state = os.path.join(root, "state")
+        os.mkdir(state)
+        conf = os.path.join(root, "soak.conf")
+        with open(conf, "w") as f:
+            # Answers above 256 KiB are streamed as the client reads.
+            f.write("state_dir = %s\nanswer_buffer_bytes = 262144\n" % state)
+        counts["slow"] = counts["dropped"] = 0
+        with Daemon("--config", conf, "--tables", "a=" + a, "--tables", "b=" + b,
+                    "--log-level", "info", token=TOKEN) as d:
 
             def fail(what):
                 with lock:
@@ -90,20 +101,88 @@ class TestSoak(unittest.TestCase):
                     elif op < 0.8 or not GROWTH and op < 0.6:
                         st, body = d.admin("PUT", "/admin/communities?tables=b",
                                            {"communities": [[rng.randint(1, 900), rng.randint(0, 3)]]})
-                    else:
+                    elif op < 0.9:
                         st, body = d.admin("POST", "/admin/sets", {"name": "c", "tables": extra})
                         if st == 201:
                             time.sleep(0.05)
                             st, body = d.request("DELETE", "/admin/sets/c",
                                                  headers={"Authorization": "Bearer " + TOKEN})
+                    else:
+                        pairs = [[rng.randint(1, 300), rng.randint(1, 500)] for _ in range(400)]
+                        users = sorted({u for u, _ in pairs})
+                        st, body = d.admin("POST", "/admin/sets", {
+                            "name": "up", "interactions": pairs,
+                            "communities": [[u, u % 3] for u in users]})
+                        if st == 201:
+                            st2, _ = d.request("POST", "/v1/negatives?tables=up",
+                                               {"users": users[:8], "n": 2})
+                            if st2 != 200:
+                                fail(("uploaded set", st2))
+                            st, body = d.admin("DELETE", "/admin/sets/up")
+                            if os.listdir(os.path.join(state, "sets")):
+                                fail(("files of a removed upload", os.listdir(state)))
                     if st not in (200, 201):
                         fail(("admin", st, body))
                     with lock:
                         counts["admin"] += 1
                     time.sleep(0.02)
 
+            def slow_reader():
+                """Large answers (about 1.3 MB of JSON, streamed) read 16 KB
+                every 20 ms; every third one dropped half-read."""
+                rng = random.Random(7)
+                body = json.dumps({"users": [rng.randint(1, 900) for _ in range(4000)],
+                                   "n": 32, "seed": 1, "tables": "a"}).encode()
+                k = 0
+                while not stop.is_set():
+                    k += 1
+                    s = socket.socket()
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+                    s.settimeout(30)
+                    try:
+                        s.connect(("127.0.0.1", d.port))
+                        s.sendall(b"POST /v1/negatives HTTP/1.1\r\nHost: x\r\n"
+                                  b"Content-Type: application/json\r\nConnection: close\r\n"
+                                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                        data = b""
+                        while True:
+                            chunk = s.recv(16384)
+                            if not chunk:
+                                break
+                            data += chunk
+                            if k % 3 == 0 and len(data) > 300000:
+                                break
+                            time.sleep(0.02)
+                    except OSError as e:
+                        fail(("slow reader", repr(e)))
+                        continue
+                    finally:
+                        s.close()
+                    if k % 3 == 0:
+                        with lock:
+                            counts["dropped"] += 1
+                        continue
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+                        fail(("slow reader", head[:200]))
+                        continue
+                    text, pos = b"", 0
+                    while True:
+                        eol = rest.index(b"\r\n", pos)
+                        size = int(rest[pos:eol].split(b";")[0], 16)
+                        if size == 0:
+                            break
+                        text += rest[eol + 2:eol + 2 + size]
+                        pos = eol + 2 + size + 2
+                    doc = json.loads(text)
+                    if len(doc["negatives"]) != 4000 or any(len(r) != 32 for r in doc["negatives"]):
+                        fail(("slow reader answer", len(doc["negatives"])))
+                    with lock:
+                        counts["slow"] += 1
+
             threads = [threading.Thread(target=sampler, args=(k,)) for k in range(3)]
             threads.append(threading.Thread(target=admin))
+            threads += [threading.Thread(target=slow_reader) for _ in range(2)]
             for t in threads:
                 t.start()
             samples = []
@@ -117,14 +196,17 @@ class TestSoak(unittest.TestCase):
             self.assertEqual(failures, [])
             self.assertGreater(counts["negatives"], 50)
             self.assertGreater(counts["admin"], 10)
+            self.assertGreater(counts["slow"], 0)
             half = len(samples) // 2
             first, second = statistics.median(samples[1:half]), statistics.median(samples[half:])
             q = max(1, len(samples) // 4)
             quarters = [statistics.median(samples[k * q:(k + 1) * q] or samples[-1:]) / 1024
                         for k in range(4)]
-            print("soak: %.0f s, %d negatives requests, %d admin operations, RSS median %.1f -> %.1f MB, "
+            print("soak: %.0f s, %d negatives requests, %d admin operations, %d slow readers "
+                  "(+%d dropped half-read), RSS median %.1f -> %.1f MB, "
                   "max %.1f MB; by quarter %s MB" % (
-                      SECONDS, counts["negatives"], counts["admin"], first / 1024, second / 1024,
+                      SECONDS, counts["negatives"], counts["admin"], counts["slow"],
+                      counts["dropped"], first / 1024, second / 1024,
                       max(samples) / 1024, " / ".join("%.1f" % x for x in quarters)))
             if os.environ.get("ASAN_OPTIONS") or os.environ.get("ICPNSD_SANITIZER"):
                 # A sanitizer's allocator keeps freed memory in quarantine (up to

@@ -228,9 +228,15 @@ class TestTrainerRoutes(unittest.TestCase):
             # A refused upload leaves nothing behind.
             with self.assertRaises(ic.Conflict):
                 c.upload_table_set("kept", self.pairs, comm)
-        self.assertEqual(os.listdir(os.path.join(state, "sets")), ["kept"])
-        # An upload interrupted while being written is cleaned at start.
+        kept = os.listdir(os.path.join(state, "sets"))
+        self.assertEqual(len(kept), 1)
+        self.assertRegex(kept[0], r"^kept@[0-9]+$")
+        # An upload interrupted while being written is cleaned at start, and
+        # of two generations of a name (a crash between) the newer serves.
         os.makedirs(os.path.join(state, "sets.tmp", "half"))
+        shutil.copytree(os.path.join(state, "sets", kept[0]), os.path.join(state, "sets", "kept@0"))
+        with open(os.path.join(state, "sets", "kept@0", "communities.tsv"), "a") as f:
+            f.write("999999\t0\n")
         with start(self.tables, {STATE_DIR: state}) as d:
             c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
             sets = {t["name"]: t for t in c.table_sets()}
@@ -239,6 +245,7 @@ class TestTrainerRoutes(unittest.TestCase):
             self.assertEqual(c.negatives(users, n=3, seed=8, tables="kept").items.tolist(), ref)
             self.assertIn("an upload that never finished", d.stderr())
         self.assertEqual(os.listdir(os.path.join(state, "sets.tmp")), [])
+        self.assertEqual(os.listdir(os.path.join(state, "sets")), kept)
 
     def test_upload_refusals(self):
         comm = [[u, c] for u, c in sorted(self.comm.items())]
