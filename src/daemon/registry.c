@@ -471,6 +471,15 @@ static void add_done(uv_work_t *w, int status)
         }
     reg->n_adding--;
     free(a);
+    if (set && atomic_load(&reg->cancel)) {
+        /* Stopping: the loop is closing its handles, a new set would
+         * open some.  An upload's files go with it (its client was told
+         * shutting_down). */
+        icpnsd_err_set(&j->err, ICPNSD_E_SHUTTING_DOWN, "tables", -1,
+                       "the daemon stopped before table set '%s' was published", j->u.set.name);
+        icpnsd_set_unref(set);
+        set = NULL;
+    }
     if (set && over_budget(reg, j, j->u.set.bytes)) {
         icpnsd_set_unref(set);
         set = NULL;
