@@ -6,6 +6,10 @@
  *
  * Usage: bench_http PORT {binary|json} USERS N SECONDS CONNS [TOKEN]
  * Prints one markdown table row: negatives/s, requests/s, p50, p99.
+ *
+ * BENCH_USER_RANGE=R spreads the request's users over ids 1..R (default
+ * 1000, the built-in dataset); BENCH_TLS=1 speaks HTTPS (GnuTLS, the
+ * certificate not verified: loopback only).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -18,6 +22,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <gnutls/gnutls.h>
 
 #include "icpns.h"
 
@@ -37,26 +43,70 @@ typedef struct worker {
     int errors;
 } worker_t;
 
-static int connect_lo(void)
+static bool use_tls;
+static gnutls_certificate_credentials_t tls_cred;
+
+/* A connection: a socket, and a TLS session over it with BENCH_TLS. */
+typedef struct conn {
+    int fd;
+    gnutls_session_t tls;
+} conn_t;
+
+static conn_t connect_lo(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    conn_t c = {socket(AF_INET, SOCK_STREAM, 0), NULL};
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         perror("connect");
         exit(1);
     }
-    return fd;
+    if (use_tls) {
+        gnutls_init(&c.tls, GNUTLS_CLIENT);
+        gnutls_set_default_priority(c.tls);
+        gnutls_credentials_set(c.tls, GNUTLS_CRD_CERTIFICATE, tls_cred);
+        gnutls_transport_set_int(c.tls, c.fd);
+        int rc;
+        do
+            rc = gnutls_handshake(c.tls);
+        while (rc < 0 && !gnutls_error_is_fatal(rc));
+        if (rc < 0) {
+            fprintf(stderr, "TLS handshake: %s\n", gnutls_strerror(rc));
+            exit(1);
+        }
+    }
+    return c;
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->tls) {
+        gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+        gnutls_deinit(c->tls);
+        c->tls = NULL;
+    }
+    close(c->fd);
+}
+
+static ssize_t conn_write(conn_t *c, const void *p, size_t n)
+{
+    return c->tls ? gnutls_record_send(c->tls, p, n) : write(c->fd, p, n);
+}
+
+static ssize_t conn_read(conn_t *c, void *p, size_t n)
+{
+    return c->tls ? gnutls_record_recv(c->tls, p, n) : read(c->fd, p, n);
 }
 
 /* Sends @msg and reads one response; returns the status or -1. */
-static int roundtrip(int fd, const char *msg, size_t len, char **buf, size_t *cap, uint64_t *bytes)
+static int roundtrip(conn_t *c, const char *msg, size_t len, char **buf, size_t *cap,
+                     uint64_t *bytes)
 {
     size_t off = 0;
     while (off < len) {
-        ssize_t k = write(fd, msg + off, len - off);
+        ssize_t k = conn_write(c, msg + off, len - off);
         if (k <= 0)
             return -1;
         off += (size_t)k;
@@ -68,7 +118,7 @@ static int roundtrip(int fd, const char *msg, size_t len, char **buf, size_t *ca
             *cap = (*cap ? *cap * 2 : 1 << 20) + have;
             *buf = realloc(*buf, *cap);
         }
-        ssize_t k = read(fd, *buf + have, *cap - have - 1);
+        ssize_t k = conn_read(c, *buf + have, *cap - have - 1);
         if (k <= 0)
             return -1;
         have += (size_t)k;
@@ -97,17 +147,17 @@ static int roundtrip(int fd, const char *msg, size_t len, char **buf, size_t *ca
 static void *work(void *arg)
 {
     worker_t *w = arg;
-    int fd = connect_lo();
+    conn_t c = connect_lo();
     char *buf = NULL;
     size_t cap = 0;
     double end = icpns_now() + seconds;
     while (icpns_now() < end) {
         double t0 = icpns_now();
-        int st = roundtrip(fd, req, req_len, &buf, &cap, &w->bytes);
+        int st = roundtrip(&c, req, req_len, &buf, &cap, &w->bytes);
         if (st != 200) {
             w->errors++;
-            close(fd);
-            fd = connect_lo();
+            conn_close(&c);
+            c = connect_lo();
             continue;
         }
         if (w->nlat == w->cap) {
@@ -116,7 +166,7 @@ static void *work(void *arg)
         }
         w->lat[w->nlat++] = icpns_now() - t0;
     }
-    close(fd);
+    conn_close(&c);
     free(buf);
     return NULL;
 }
@@ -128,15 +178,15 @@ static void *reloader(void *arg)
     int n = snprintf(msg, sizeof(msg),
                      "POST /admin/reload HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer %s\r\n"
                      "Content-Length: 0\r\n\r\n", token);
-    int fd = connect_lo();
+    conn_t c = connect_lo();
     char *buf = NULL;
     size_t cap = 0;
     uint64_t bytes = 0;
     while (!atomic_load(&stop_flag)) {
-        if (roundtrip(fd, msg, (size_t)n, &buf, &cap, &bytes) == 200)
+        if (roundtrip(&c, msg, (size_t)n, &buf, &cap, &bytes) == 200)
             atomic_fetch_add(&reloads, 1);
     }
-    close(fd);
+    conn_close(&c);
     free(buf);
     return NULL;
 }
@@ -159,8 +209,18 @@ int main(int argc, char **argv)
     seconds = atof(argv[5]);
     int conns = atoi(argv[6]);
     token = argc > 7 ? argv[7] : NULL;
+    const char *range_env = getenv("BENCH_USER_RANGE");
+    uint64_t range = range_env ? strtoull(range_env, NULL, 10) : 1000;
+    if (range < 1)
+        range = 1;
+    use_tls = getenv("BENCH_TLS") && !strcmp(getenv("BENCH_TLS"), "1");
+    if (use_tls) {
+        gnutls_global_init();
+        gnutls_certificate_allocate_credentials(&tls_cred);
+    }
 
-    /* The body: users 1..USERS of the built-in dataset (ids 1..1000). */
+    /* The body: USERS ids spread over 1..range (the built-in dataset's
+     * 1..1000 by default). */
     size_t cap = 256 + (size_t)users * 24;
     char *body = malloc(cap);
     size_t blen = 0;
@@ -177,14 +237,15 @@ int main(int argc, char **argv)
         uint64_t seed = 7;
         memcpy(p + 24, &seed, 8);
         for (uint32_t k = 0; k < users; k++) {
-            int64_t id = 1 + (int64_t)(k % 1000);
+            int64_t id = 1 + (int64_t)(((uint64_t)k * 7919) % range);
             memcpy(p + 40 + (size_t)k * 8, &id, 8);
         }
         blen = 40 + (size_t)users * 8;
     } else {
         blen = (size_t)snprintf(body, cap, "{\"n\":%u,\"seed\":7,\"users\":[", n);
         for (uint32_t k = 0; k < users; k++)
-            blen += (size_t)snprintf(body + blen, cap - blen, k ? ",%u" : "%u", 1 + k % 1000);
+            blen += (size_t)snprintf(body + blen, cap - blen, k ? ",%llu" : "%llu",
+                                     (unsigned long long)(1 + ((uint64_t)k * 7919) % range));
         blen += (size_t)snprintf(body + blen, cap - blen, "]}");
     }
     req = malloc(blen + 512);
@@ -221,12 +282,16 @@ int main(int argc, char **argv)
     }
     qsort(all, total, sizeof(double), cmp_d);
     double p50 = total ? all[total / 2] : 0, p99 = total ? all[(size_t)(total * 0.99)] : 0;
-    printf("| %s | %u | %u | %d | %s | %.2f M | %.0f | %.2f ms | %.2f ms | %d | %lu |\n",
-           binary ? "binary" : "JSON", users, n, conns, token ? "yes" : "no",
+    printf("| %s%s | %u | %u | %d | %s | %.2f M | %.0f | %.2f ms | %.2f ms | %d | %lu |\n",
+           binary ? "binary" : "JSON", use_tls ? " (TLS)" : "", users, n, conns, token ? "yes" : "no",
            (double)total * users * n / seconds / 1e6, (double)total / seconds, p50 * 1e3,
            p99 * 1e3, errors, (unsigned long)atomic_load(&reloads));
     free(all);
     free(ws);
     free(req);
+    if (use_tls) {
+        gnutls_certificate_free_credentials(tls_cred);
+        gnutls_global_deinit();
+    }
     return errors ? 1 : 0;
 }
