@@ -32,7 +32,7 @@ typedef struct icpns_alias {
  * an allocation; the caller then owns it and must not call icpns_alias_free.
  */
 ICPNS_EXPORT int icpns_alias_build(icpns_alias_t *a, const double *w, uint32_t n,
-                      icpns_alias_entry_t *storage);
+                                   icpns_alias_entry_t *storage);
 
 /* Frees what icpns_alias_build allocated.  Accepts an empty table. */
 ICPNS_EXPORT void icpns_alias_free(icpns_alias_t *a);

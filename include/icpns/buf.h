@@ -42,7 +42,8 @@ ICPNS_EXPORT void icpns_buf_put(icpns_buf_t *b, const void *s, size_t n);
 ICPNS_EXPORT void icpns_buf_puts(icpns_buf_t *b, const char *s);
 
 /* Appends formatted text. */
-ICPNS_EXPORT void icpns_buf_printf(icpns_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ICPNS_EXPORT void icpns_buf_printf(icpns_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Appends the decimal form of @v (fast: no printf). */
 ICPNS_EXPORT void icpns_buf_i64(icpns_buf_t *b, int64_t v);

@@ -88,7 +88,7 @@ ICPNS_EXPORT void icpns_error_clear(icpns_error_t *err);
  * @path and @field may be NULL.
  */
 ICPNS_EXPORT int icpns_error_set(icpns_error_t *err, int code, const char *path,
-                    uint64_t line, const char *field, const char *fmt, ...)
+                                 uint64_t line, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
 /* Formats @err as "path:line: field: message" (parts omitted when empty). */

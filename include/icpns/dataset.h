@@ -75,7 +75,7 @@ ICPNS_EXPORT void icpns_table_opts_default(icpns_table_opts_t *o);
  * value).  Returns 0, or ICPNS_EPARSE / ICPNS_EINVAL naming the key.
  */
 ICPNS_EXPORT int icpns_table_opts_load(icpns_table_opts_t *o, const char *dir,
-                          icpns_error_t *err);
+                                       icpns_error_t *err);
 
 typedef struct icpns_pair {
     int64_t a, b;
@@ -217,23 +217,23 @@ ICPNS_EXPORT int icpns_dataset_set_communities(icpns_dataset_t *d, const icpns_p
  * auto, listing the formats it could be), ICPNS_ENOMEM.
  */
 ICPNS_EXPORT int icpns_parse_interactions(icpns_dataset_t *d, const char *buf, size_t len,
-                             const icpns_table_opts_t *o, const char *path,
-                             icpns_error_t *err);
+                                          const icpns_table_opts_t *o, const char *path,
+                                          icpns_error_t *err);
 /* Parses icpnsd's journal (user<TAB>item lines); an unterminated last line
  * is an interrupted append and is skipped, not an error. */
 ICPNS_EXPORT int icpns_parse_journal(icpns_dataset_t *d, const char *buf, size_t len,
-                        const char *path, icpns_error_t *err);
+                                     const char *path, icpns_error_t *err);
 /* Parses user<TAB>community lines (exactly 2 columns); a user listed twice
  * with two different communities is an error. */
 ICPNS_EXPORT int icpns_parse_communities(icpns_dataset_t *d, const char *buf, size_t len,
-                            const char *path, icpns_error_t *err);
+                                         const char *path, icpns_error_t *err);
 /* Parses community<TAB>item<TAB>count lines (exactly 3 columns) and marks
  * @d's popularity as read from a file (has_pop). */
 ICPNS_EXPORT int icpns_parse_popularity(icpns_dataset_t *d, const char *buf, size_t len,
-                           const char *path, icpns_error_t *err);
+                                        const char *path, icpns_error_t *err);
 /* Parses a catalogue: one item id per line (exactly 1 column). */
 ICPNS_EXPORT int icpns_parse_items(icpns_dataset_t *d, const char *buf, size_t len,
-                      const char *path, icpns_error_t *err);
+                                   const char *path, icpns_error_t *err);
 
 /* The append journal of icpnsd's updates in a table directory. */
 #define ICPNS_JOURNAL "interactions.journal"
@@ -257,7 +257,7 @@ typedef struct icpns_table_paths {
  * they exist.
  */
 ICPNS_EXPORT int icpns_table_paths_resolve(const char *dir, const icpns_table_opts_t *o,
-                              icpns_table_paths_t *ret, icpns_error_t *err);
+                                           icpns_table_paths_t *ret, icpns_error_t *err);
 
 /*
  * Loads the files of @p (interactions, communities, then the popularity
@@ -265,7 +265,7 @@ ICPNS_EXPORT int icpns_table_paths_resolve(const char *dir, const icpns_table_op
  * On success *@ret owns a new dataset; on failure nothing is returned.
  */
 ICPNS_EXPORT int icpns_dataset_load_paths(const icpns_table_paths_t *p, const icpns_table_opts_t *o,
-                             icpns_dataset_t **ret, icpns_error_t *err);
+                                          icpns_dataset_t **ret, icpns_error_t *err);
 
 /*
  * Loads a whole table directory: tables.json (into @opts, which should hold
@@ -273,7 +273,7 @@ ICPNS_EXPORT int icpns_dataset_load_paths(const icpns_table_paths_t *p, const ic
  * that the tools see what the daemon serves, the journal is included.
  */
 ICPNS_EXPORT int icpns_dataset_load_dir(const char *dir, icpns_table_opts_t *opts,
-                           icpns_dataset_t **ret, icpns_error_t *err);
+                                        icpns_dataset_t **ret, icpns_error_t *err);
 
 /*
  * Loads table directory @dir as icpnsd loads a table set (at start and on
@@ -293,7 +293,8 @@ ICPNS_EXPORT int icpns_tables_load(const char *dir, icpns_params_t *params,
  * unterminated last line is ignored.  A bad row is ICPNS_EPARSE naming the
  * journal's line; @d is then unchanged.
  */
-ICPNS_EXPORT int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir, icpns_error_t *err);
+ICPNS_EXPORT int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir,
+                                            icpns_error_t *err);
 
 /* icpns_interactions_read flag: ignore pairs columns after the 4th. */
 #define ICPNS_READ_EXTRA_COLUMNS_IGNORE 1u
@@ -316,8 +317,9 @@ ICPNS_EXPORT int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir,
  * the ret_* are then untouched.
  */
 ICPNS_EXPORT int icpns_interactions_read(const char *path, const char *format, double min_rating,
-                            unsigned flags, int64_t **ret_users, int64_t **ret_items,
-                            size_t *ret_n, icpns_load_report_t *report, icpns_error_t *err);
+                                         unsigned flags, int64_t **ret_users, int64_t **ret_items,
+                                         size_t *ret_n, icpns_load_report_t *report,
+                                         icpns_error_t *err);
 
 /* Frees the arrays of icpns_interactions_read; accepts NULLs. */
 ICPNS_EXPORT void icpns_interactions_free(int64_t *users, int64_t *items);
@@ -337,7 +339,7 @@ ICPNS_EXPORT uint32_t icpns_shard_of(int64_t user, uint32_t shards);
  */
 struct stat;
 ICPNS_EXPORT int icpns_file_open_regular(const char *path, int *ret_fd, struct stat *ret_st,
-                            icpns_error_t *err);
+                                         icpns_error_t *err);
 
 /*
  * Reads a whole file into a new NUL-terminated buffer (*ret, *ret_len);
@@ -345,7 +347,7 @@ ICPNS_EXPORT int icpns_file_open_regular(const char *path, int *ret_fd, struct s
  * Refuses files above @max_bytes (ICPNS_ELIMIT).
  */
 ICPNS_EXPORT int icpns_file_read(const char *path, size_t max_bytes, char **ret,
-                    size_t *ret_len, icpns_error_t *err);
+                                 size_t *ret_len, icpns_error_t *err);
 
 /*
  * Writes @len bytes to @path durably and atomically: a temporary file in the
@@ -353,14 +355,14 @@ ICPNS_EXPORT int icpns_file_read(const char *path, size_t max_bytes, char **ret,
  * leaves either the old or the new content.
  */
 ICPNS_EXPORT int icpns_file_write_atomic(const char *path, const void *data, size_t len,
-                            icpns_error_t *err);
+                                         icpns_error_t *err);
 
 /*
  * Appends @len bytes to @path and fsyncs it (creating it with mode 0644).
  * Used for append journals.
  */
 ICPNS_EXPORT int icpns_file_append_sync(const char *path, const void *data, size_t len,
-                           icpns_error_t *err);
+                                        icpns_error_t *err);
 
 /*
  * icpnsd's record of the last version it published from a table directory:
@@ -369,9 +371,9 @@ ICPNS_EXPORT int icpns_file_append_sync(const char *path, const void *data, size
  * ICPNS_EPARSE (damaged) or ICPNS_EIO; write replaces it atomically.
  */
 #define ICPNS_VERSION_FILE "icpnsd.version"
-ICPNS_EXPORT int icpns_version_record_read(const char *dir, uint64_t *version, uint64_t *fingerprint,
-                              icpns_error_t *err);
+ICPNS_EXPORT int icpns_version_record_read(const char *dir, uint64_t *version,
+                                           uint64_t *fingerprint, icpns_error_t *err);
 ICPNS_EXPORT int icpns_version_record_write(const char *dir, uint64_t version, uint64_t fingerprint,
-                               icpns_error_t *err);
+                                            icpns_error_t *err);
 
 #endif

@@ -40,6 +40,6 @@ ICPNS_EXPORT int icpns_gen(const icpns_gen_opts_t *o, icpns_dataset_t **ret, icp
  * interactions.tsv, communities.tsv and tables.json with @p, each atomically.
  */
 ICPNS_EXPORT int icpns_gen_write_dir(const icpns_dataset_t *d, const icpns_params_t *p,
-                        const char *dir, icpns_error_t *err);
+                                     const char *dir, icpns_error_t *err);
 
 #endif

@@ -57,8 +57,9 @@ ICPNS_EXPORT void icpns_kmeans_opts_default(icpns_kmeans_opts_t *o);
  * or the first non-finite row in @err), ICPNS_ENOMEM.  On success the
  * caller frees *@ret with icpns_kmeans_result_free.
  */
-ICPNS_EXPORT int icpns_kmeans(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_opts_t *o,
-                 icpns_kmeans_result_t *ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_kmeans(const float *x, uint32_t n, uint32_t dim,
+                              const icpns_kmeans_opts_t *o, icpns_kmeans_result_t *ret,
+                              icpns_error_t *err);
 
 ICPNS_EXPORT void icpns_kmeans_result_free(icpns_kmeans_result_t *r);
 
@@ -74,17 +75,18 @@ typedef struct icpns_embeddings {
  * float64, C order) from memory.  No ids.  ICPNS_EPARSE with what is wrong.
  */
 ICPNS_EXPORT int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
-                               icpns_embeddings_t *ret, icpns_error_t *err);
+                                            icpns_embeddings_t *ret, icpns_error_t *err);
 
 /*
  * Parses TSV/whitespace text "user v1 v2 ..." (every row the same length;
  * '#' comments and blank lines skipped).  ICPNS_EPARSE with the line.
  */
 ICPNS_EXPORT int icpns_embeddings_parse_tsv(const char *buf, size_t len, const char *path,
-                               icpns_embeddings_t *ret, icpns_error_t *err);
+                                            icpns_embeddings_t *ret, icpns_error_t *err);
 
 /* Reads a file: .npy by its magic, text otherwise. */
-ICPNS_EXPORT int icpns_embeddings_load(const char *path, icpns_embeddings_t *ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_embeddings_load(const char *path, icpns_embeddings_t *ret,
+                                       icpns_error_t *err);
 
 ICPNS_EXPORT void icpns_embeddings_free(icpns_embeddings_t *e);
 

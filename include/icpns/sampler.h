@@ -127,10 +127,10 @@ ICPNS_EXPORT int icpns_occurrences(const int64_t *users, uint32_t rows, uint32_t
  * ICPNS_NONE.  @ret_failed_row may be NULL and is only written on failure.
  */
 ICPNS_EXPORT int icpns_sample_rows(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                      icpns_work_t *work, const icpns_rows_t *req, uint32_t first_row,
-                      uint32_t n_rows, uint32_t *ret_items, double *ret_probs,
-                      unsigned *ret_row_flags, icpns_sample_stats_t *stats,
-                      uint32_t *ret_failed_row);
+                                   icpns_work_t *work, const icpns_rows_t *req, uint32_t first_row,
+                                   uint32_t n_rows, uint32_t *ret_items, double *ret_probs,
+                                   unsigned *ret_row_flags, icpns_sample_stats_t *stats,
+                                   uint32_t *ret_failed_row);
 
 /*
  * The ICPNS_ROW_FALLBACK and ICPNS_ROW_SUBSTITUTED bits that
@@ -140,8 +140,8 @@ ICPNS_EXPORT int icpns_sample_rows(const icpns_snapshot_t *s, const icpns_weight
  * (how many rows fall back) and its errors before it starts.
  */
 ICPNS_EXPORT int icpns_rows_flags(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                     const icpns_rows_t *req, uint32_t first_row, uint32_t n_rows,
-                     unsigned *ret_row_flags, uint32_t *ret_failed_row);
+                                  const icpns_rows_t *req, uint32_t first_row, uint32_t n_rows,
+                                  unsigned *ret_row_flags, uint32_t *ret_failed_row);
 
 /*
  * A request as icpnsd takes one (POST /v1/negatives): rows of users, the
@@ -225,10 +225,10 @@ typedef struct icpns_row_id {
  * ICPNS_ENOMEM (scratch growth).  On error the outputs are unspecified.
  */
 ICPNS_EXPORT int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                     icpns_work_t *work, icpns_row_id_t row,
-                     icpns_strategy_t strategy, unsigned flags, uint32_t slot0,
-                     uint32_t count, uint32_t *ret_items, double *ret_probs,
-                     unsigned *ret_row_flags, icpns_sample_stats_t *stats);
+                                  icpns_work_t *work, icpns_row_id_t row,
+                                  icpns_strategy_t strategy, unsigned flags, uint32_t slot0,
+                                  uint32_t count, uint32_t *ret_items, double *ret_probs,
+                                  unsigned *ret_row_flags, icpns_sample_stats_t *stats);
 
 /*
  * The exact P(i | u) of dense item @item for dense user @user under
@@ -237,8 +237,8 @@ ICPNS_EXPORT int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights
  * only through @ret_err; returns 0 probability when it fails.
  */
 ICPNS_EXPORT double icpns_probability(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                         uint32_t user, icpns_strategy_t strategy,
-                         uint32_t item, int *ret_err);
+                                      uint32_t user, icpns_strategy_t strategy,
+                                      uint32_t item, int *ret_err);
 
 /*
  * The normaliser sum_j w(j) [j not in Pos(u)] of the distribution the row
@@ -246,7 +246,7 @@ ICPNS_EXPORT double icpns_probability(const icpns_snapshot_t *s, const icpns_wei
  * Used for probabilities and the users endpoint.
  */
 ICPNS_EXPORT int icpns_user_mass(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                    uint32_t user, icpns_strategy_t strategy,
-                    double *ret_mass, bool *ret_fallback);
+                                 uint32_t user, icpns_strategy_t strategy,
+                                 double *ret_mass, bool *ret_fallback);
 
 #endif

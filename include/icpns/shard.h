@@ -34,6 +34,7 @@ typedef struct icpns_shard_stats {
  * interactions: nothing is written then), ICPNS_EIO, ICPNS_ENOMEM.
  */
 ICPNS_EXPORT int icpns_shard_write(const icpns_snapshot_t *s, uint32_t shards, const char *outdir,
-                      const char *note, icpns_shard_stats_t *ret_stats, icpns_error_t *err);
+                                   const char *note, icpns_shard_stats_t *ret_stats,
+                                   icpns_error_t *err);
 
 #endif

@@ -112,7 +112,7 @@ ICPNS_EXPORT uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s);
  * reference, owned by the caller.
  */
 ICPNS_EXPORT int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
-                         icpns_snapshot_t **ret, icpns_error_t *err);
+                                      icpns_snapshot_t **ret, icpns_error_t *err);
 
 /*
  * icpns_snapshot_build refusing, with ICPNS_ELIMIT (field "max_bytes"),
@@ -121,7 +121,8 @@ ICPNS_EXPORT int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_para
  * so a refused build peaks lower.
  */
 ICPNS_EXPORT int icpns_snapshot_build_limit(const icpns_dataset_t *d, const icpns_params_t *p,
-                               size_t max_bytes, icpns_snapshot_t **ret, icpns_error_t *err);
+                                            size_t max_bytes, icpns_snapshot_t **ret,
+                                            icpns_error_t *err);
 
 /*
  * A change to a snapshot's tables: new positive pairs (user, item) and new
@@ -156,13 +157,13 @@ typedef struct icpns_patch_stats {
  * 0, ICPNS_ELIMIT or ICPNS_ENOMEM.  @stats may be NULL.
  */
 ICPNS_EXPORT int icpns_snapshot_patch(const icpns_snapshot_t *old, const icpns_delta_t *delta,
-                         icpns_snapshot_t **ret, icpns_patch_stats_t *stats,
-                         icpns_error_t *err);
+                                      icpns_snapshot_t **ret, icpns_patch_stats_t *stats,
+                                      icpns_error_t *err);
 
 /* icpns_snapshot_patch with the limit of icpns_snapshot_build_limit. */
 ICPNS_EXPORT int icpns_snapshot_patch_limit(const icpns_snapshot_t *old, const icpns_delta_t *delta,
-                               size_t max_bytes, icpns_snapshot_t **ret,
-                               icpns_patch_stats_t *stats, icpns_error_t *err);
+                                            size_t max_bytes, icpns_snapshot_t **ret,
+                                            icpns_patch_stats_t *stats, icpns_error_t *err);
 
 /* Takes a reference; returns @s. */
 ICPNS_EXPORT icpns_snapshot_t *icpns_snapshot_ref(icpns_snapshot_t *s);
@@ -177,7 +178,7 @@ ICPNS_EXPORT icpns_snapshot_t *icpns_snapshot_unref(icpns_snapshot_t *s);
  * @s lives), ICPNS_EINVAL or ICPNS_ENOMEM.
  */
 ICPNS_EXPORT int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
-                        icpns_weights_t **ret, icpns_error_t *err);
+                                     icpns_weights_t **ret, icpns_error_t *err);
 
 /* Frees @w; accepts NULL; returns NULL. */
 ICPNS_EXPORT icpns_weights_t *icpns_weights_free(icpns_weights_t *w);
@@ -198,7 +199,7 @@ ICPNS_EXPORT uint32_t icpns_wtable_find(const icpns_wtable_t *t, uint32_t item);
  * communities and items ascending) of @s into a new buffer.
  */
 ICPNS_EXPORT int icpns_snapshot_popularity_tsv(const icpns_snapshot_t *s, char **ret,
-                                  size_t *ret_len);
+                                               size_t *ret_len);
 
 /* ---- what a snapshot says about itself (plain structs, for bindings) ---- */
 
