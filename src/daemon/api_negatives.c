@@ -63,6 +63,8 @@ static icpns_work_t *thread_work(void)
 typedef struct neg_task {
     icpnsd_task_t task;        /* on the compute pool */
     icpnsd_req_t *r;
+    icpnsd_env_t *env;         /* r->env, which outlives r: task_free may run
+                                * after icpnsd_req_done let r go */
     icpnsd_answer_t *a;
     bool frame_out;
     uint64_t reserved;         /* bytes taken from answers_in_flight_bytes */
@@ -74,7 +76,7 @@ typedef struct neg_task {
 static void task_free(neg_task_t *t)
 {
     if (t->reserved)
-        icpnsd_inflight_give(t->r->env, t->reserved);
+        icpnsd_inflight_give(t->env, t->reserved);
     icpnsd_answer_free(t->a);
     icpns_buf_free(&t->out);
     free(t);
@@ -372,6 +374,7 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
         return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
     }
     t->r = r;
+    t->env = env;
     t->a = a;
     t->frame_out = frame_out;
     t->reserved = take;
