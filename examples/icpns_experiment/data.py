@@ -1,62 +1,75 @@
 """Loading and the authors' protocol: ratings >= 3, 10-core filtering,
-random 8:1:1 split per user with a fixed seed (numpy only)."""
+random 8:1:1 split per user with a fixed seed (numpy only).
+
+Files are read by libicpns, the daemon's own loader
+(icpns_client.read_interactions): every format of proto/tables.md has one
+definition, so the experiment trains on exactly the pairs icpnsd serves
+from the same file. The library is found as icpns_client.Local finds it
+(ICPNS_LIBRARY, the installed library, the build tree of this checkout)."""
 import os
+import sys
 
 import numpy as np
+
+try:
+    from icpns_client import LibraryNotFound, TablesError, read_interactions
+except ImportError:  # run from a checkout without the client on the path
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "clients", "python"))
+    from icpns_client import LibraryNotFound, TablesError, read_interactions
+
+
+def _read(path, format, min_rating):
+    try:
+        return read_interactions(path, format=format, min_rating=min_rating)
+    except LibraryNotFound as e:
+        raise RuntimeError("the experiment reads its data with libicpns (the daemon's loader), "
+                           "which was not found: %s" % e) from None
+
+
+def _unrated(report):
+    """Whether a file read without a rating filter has no ratings at all."""
+    return (report.format in ("adjacency", "lists") or
+            (report.format == "pairs" and report.count_max <= 2) or
+            (report.format == "recbole" and "rating" not in report.header))
+
+
+def read_pairs(path, format="auto", min_rating=None):
+    """(N, 2) int64 (user, item) pairs of an interactions file in any format
+    of proto/tables.md, read by the daemon's loader. min_rating keeps the
+    rows rated >= it; a file without any rating (2-column pairs, an .inter
+    without a rating column, adjacency or sequence lists) has nothing to
+    filter and is read whole, as the protocol always did (the daemon itself
+    refuses min_rating there); a file with ratings on some lines only is
+    refused. ValueError (icpns_client.TablesError, with path, line and
+    field) for a file the daemon would refuse; RuntimeError when libicpns
+    cannot be found."""
+    try:
+        users, items, _ = _read(path, format, min_rating)
+    except TablesError as e:
+        if min_rating is None or e.field not in ("rating", "min_rating"):
+            raise
+        users, items, report = _read(path, format, None)
+        if not _unrated(report):
+            raise e from None
+    return np.stack([users, items], axis=1).reshape(-1, 2)
 
 
 def load_udata(path, min_rating=3.0):
     """MovieLens u.data (user, item, rating, time; tab separated) or any
-    'user item [rating ...]' pairs file."""
-    rows = []
-    with open(path) as f:
-        for ln, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            p = line.replace(",", " ").replace("::", " ").split()
-            if len(p) < 2:
-                raise ValueError("%s:%d: expected 'user item [rating]'" % (path, ln))
-            r = float(p[2]) if len(p) > 2 else None
-            if r is not None and min_rating is not None and r < min_rating:
-                continue
-            rows.append((int(p[0]), int(p[1])))
-    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+    'user item [rating [time]]' pairs file (tab, comma, '::' or blanks;
+    ratings.csv's header): rows rated below min_rating are dropped."""
+    return read_pairs(path, "pairs", min_rating)
 
 
 def load_inter(path, min_rating=3.0):
     """RecBole atomic .inter: a header 'user_id:token<TAB>item_id:token<TAB>rating:float ...'."""
-    with open(path) as f:
-        head = f.readline().rstrip("\n").split("\t")
-        names = [h.split(":")[0] for h in head]
-        try:
-            ui, ii = names.index("user_id"), names.index("item_id")
-        except ValueError:
-            raise ValueError("%s:1: header needs user_id and item_id columns" % path)
-        ri = names.index("rating") if "rating" in names else None
-        rows = []
-        for ln, line in enumerate(f, 2):
-            p = line.rstrip("\n").split("\t")
-            if len(p) < len(names):
-                if not line.strip():
-                    continue
-                raise ValueError("%s:%d: expected %d columns" % (path, ln, len(names)))
-            if ri is not None and min_rating is not None and float(p[ri]) < min_rating:
-                continue
-            rows.append((int(p[ui]), int(p[ii])))
-    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return read_pairs(path, "recbole", min_rating)
 
 
 def load_adjacency(path):
     """LightGCN/NGCF train.txt / test.txt: 'user item item ...'."""
-    rows = []
-    with open(path) as f:
-        for line in f:
-            p = line.split()
-            if len(p) > 1:
-                u = int(p[0])
-                rows.extend((u, int(i)) for i in p[1:])
-    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return read_pairs(path, "adjacency")
 
 
 def dedup(pairs):
@@ -143,7 +156,11 @@ def load(path, min_rating=3.0, core=10, seed=2026):
             if not inters:
                 raise ValueError("%s: no train.txt/test.txt, u.data or .inter file" % path)
             path = os.path.join(path, inters[0])
-    pairs = load_inter(path, min_rating) if path.endswith(".inter") else load_udata(path, min_rating)
+    # The format is detected from the whole file, as icpnsd does (pairs,
+    # ratings.csv, .inter, adjacency or sequence lists); an ambiguous file
+    # is refused, naming the formats it could be.
+    pairs = load_inter(path, min_rating) if path.endswith(".inter") else \
+        read_pairs(path, "auto", min_rating)
     if core:
         pairs = k_core(pairs, core)
     train, valid, test = split_per_user(pairs, (0.8, 0.1, 0.1), seed)

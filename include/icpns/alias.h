@@ -10,6 +10,7 @@
 #define ICPNS_ALIAS_H
 
 #include <stdint.h>
+#include "icpns/common.h"
 #include "icpns/rng.h"
 
 typedef struct icpns_alias_entry {
@@ -30,11 +31,11 @@ typedef struct icpns_alias {
  * When @storage is not NULL it must hold n entries and is used instead of
  * an allocation; the caller then owns it and must not call icpns_alias_free.
  */
-int icpns_alias_build(icpns_alias_t *a, const double *w, uint32_t n,
-                      icpns_alias_entry_t *storage);
+ICPNS_EXPORT int icpns_alias_build(icpns_alias_t *a, const double *w, uint32_t n,
+                                   icpns_alias_entry_t *storage);
 
 /* Frees what icpns_alias_build allocated.  Accepts an empty table. */
-void icpns_alias_free(icpns_alias_t *a);
+ICPNS_EXPORT void icpns_alias_free(icpns_alias_t *a);
 
 /* Draws an index with probability w[k] / sum(w). */
 static inline uint32_t icpns_alias_draw(const icpns_alias_t *a, icpns_rng_t *r)

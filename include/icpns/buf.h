@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "icpns/common.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,31 +29,32 @@ typedef struct icpns_buf {
 } icpns_buf_t;
 
 /* An empty buffer that may hold up to @max bytes (0: SIZE_MAX / 2). */
-void icpns_buf_init(icpns_buf_t *b, size_t max);
+ICPNS_EXPORT void icpns_buf_init(icpns_buf_t *b, size_t max);
 
 /* Makes room for @extra more bytes (and the NUL).  false (and the buffer
  * failed) when that would pass the cap or memory runs out. */
-bool icpns_buf_reserve(icpns_buf_t *b, size_t extra);
+ICPNS_EXPORT bool icpns_buf_reserve(icpns_buf_t *b, size_t extra);
 
 /* Appends @n bytes of @s. */
-void icpns_buf_put(icpns_buf_t *b, const void *s, size_t n);
+ICPNS_EXPORT void icpns_buf_put(icpns_buf_t *b, const void *s, size_t n);
 
 /* Appends the NUL-terminated @s. */
-void icpns_buf_puts(icpns_buf_t *b, const char *s);
+ICPNS_EXPORT void icpns_buf_puts(icpns_buf_t *b, const char *s);
 
 /* Appends formatted text. */
-void icpns_buf_printf(icpns_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ICPNS_EXPORT void icpns_buf_printf(icpns_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Appends the decimal form of @v (fast: no printf). */
-void icpns_buf_i64(icpns_buf_t *b, int64_t v);
-void icpns_buf_u64(icpns_buf_t *b, uint64_t v);
+ICPNS_EXPORT void icpns_buf_i64(icpns_buf_t *b, int64_t v);
+ICPNS_EXPORT void icpns_buf_u64(icpns_buf_t *b, uint64_t v);
 
 /* Hands the content over to the caller (who frees it) and empties @b;
  * NULL when the buffer failed or is empty.  *@ret_len may be NULL. */
-char *icpns_buf_steal(icpns_buf_t *b, size_t *ret_len);
+ICPNS_EXPORT char *icpns_buf_steal(icpns_buf_t *b, size_t *ret_len);
 
 /* Frees the content and empties @b (keeps its cap).  Accepts an empty one. */
-void icpns_buf_free(icpns_buf_t *b);
+ICPNS_EXPORT void icpns_buf_free(icpns_buf_t *b);
 
 /* Only for string literals: sizeof of anything else would be a pointer's. */
 #define icpns_buf_lit(b, s) icpns_buf_put(b, "" s "", sizeof(s) - 1)

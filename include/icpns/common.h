@@ -19,6 +19,18 @@ extern "C" {
 
 #define ICPNS_VERSION_STRING "0.1.0"
 
+/*
+ * Marks a function of the public API.  libicpns is compiled with
+ * -fvisibility=hidden, so these are the only symbols the shared library
+ * exports (tests/integration/test_local.py compares `nm -D` with the
+ * functions marked here); the static library the tools link is unaffected.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define ICPNS_EXPORT __attribute__((visibility("default")))
+#else
+#define ICPNS_EXPORT
+#endif
+
 /* A dense index that does not exist (unknown id, user without community). */
 #define ICPNS_NONE UINT32_MAX
 
@@ -36,11 +48,24 @@ enum {
     ICPNS_ECANCELED = -10,    /* the caller asked a long computation to stop */
 };
 
+/* The library's version, ICPNS_VERSION_STRING of the build ("0.1.0"). */
+ICPNS_EXPORT const char *icpns_version(void);
+
+/*
+ * sizeof of a plain struct of the public API, by its name without icpns_
+ * and _t ("error", "params", "part", "request", "pair", "load_report",
+ * "snapshot_info", "user_info", "community_info", "item_rank",
+ * "sample_stats"); 0 for a name it does not know.  Bindings that mirror
+ * the structs (Python ctypes) compare their sizes with these when they
+ * load the library, so that a mismatched library is refused, not misread.
+ */
+ICPNS_EXPORT size_t icpns_abi_sizeof(const char *type);
+
 /* A short sentence for an error code ("out of memory"). Never NULL. */
-const char *icpns_strerror(int code);
+ICPNS_EXPORT const char *icpns_strerror(int code);
 
 /* A stable machine-readable name for an error code ("unknown_user"). */
-const char *icpns_errname(int code);
+ICPNS_EXPORT const char *icpns_errname(int code);
 
 /*
  * Where and why something failed.  @path and @line are empty/0 when the
@@ -55,19 +80,19 @@ typedef struct icpns_error {
 } icpns_error_t;
 
 /* Resets @err to "no error".  Accepts NULL. */
-void icpns_error_clear(icpns_error_t *err);
+ICPNS_EXPORT void icpns_error_clear(icpns_error_t *err);
 
 /*
  * Records an error in @err (may be NULL) and returns @code, so callers can
  * write `return icpns_error_set(err, ICPNS_EPARSE, path, line, "item", ...)`.
  * @path and @field may be NULL.
  */
-int icpns_error_set(icpns_error_t *err, int code, const char *path,
-                    uint64_t line, const char *field, const char *fmt, ...)
+ICPNS_EXPORT int icpns_error_set(icpns_error_t *err, int code, const char *path,
+                                 uint64_t line, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
 /* Formats @err as "path:line: field: message" (parts omitted when empty). */
-void icpns_error_format(const icpns_error_t *err, char *buf, size_t size);
+ICPNS_EXPORT void icpns_error_format(const icpns_error_t *err, char *buf, size_t size);
 
 /*
  * Writes @len bytes at @p into @buf (@size bytes, always NUL-terminated) so
@@ -80,7 +105,7 @@ void icpns_error_format(const icpns_error_t *err, char *buf, size_t size);
  */
 #define ICPNS_QUOTE_MAX 40
 #define ICPNS_QUOTE_BUF (4 * ICPNS_QUOTE_MAX + 4)
-const char *icpns_escape(const void *p, size_t len, char *buf, size_t size);
+ICPNS_EXPORT const char *icpns_escape(const void *p, size_t len, char *buf, size_t size);
 
 /* The smoothing parameters of one weight setting. */
 typedef struct icpns_params {
@@ -94,17 +119,17 @@ typedef struct icpns_params {
 #define ICPNS_DEFAULT_BETA 1.0
 
 /* Fills @p with the defaults (alpha 0.8, epsilon 0, beta 1). */
-void icpns_params_default(icpns_params_t *p);
+ICPNS_EXPORT void icpns_params_default(icpns_params_t *p);
 
 /*
  * Checks that alpha, epsilon and beta are finite, >= 0 and not absurd
  * (<= 64 for the exponents, <= 1e12 for epsilon).  Returns 0 or ICPNS_EINVAL
  * with the offending field in @err.
  */
-int icpns_params_check(const icpns_params_t *p, icpns_error_t *err);
+ICPNS_EXPORT int icpns_params_check(const icpns_params_t *p, icpns_error_t *err);
 
 /* Monotonic clock in seconds, for build-time statistics. */
-double icpns_now(void);
+ICPNS_EXPORT double icpns_now(void);
 
 /*
  * XXH64 of @len bytes at @p with @seed (the xxHash 64-bit algorithm; equal
@@ -112,7 +137,7 @@ double icpns_now(void);
  * so the value does not depend on the host.  Used for snapshot
  * fingerprints, not for security.
  */
-uint64_t icpns_hash64(const void *p, size_t len, uint64_t seed);
+ICPNS_EXPORT uint64_t icpns_hash64(const void *p, size_t len, uint64_t seed);
 
 #ifdef __cplusplus
 }

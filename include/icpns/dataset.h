@@ -37,8 +37,8 @@ typedef enum icpns_format {
 
 /* Parses "auto", "pairs" (or "tsv", "csv"), "recbole" ("inter"),
  * "adjacency" ("lightgcn"), "lists" ("sequences"); -1 if unknown. */
-int icpns_format_parse(const char *s);
-const char *icpns_format_name(icpns_format_t f);
+ICPNS_EXPORT int icpns_format_parse(const char *s);
+ICPNS_EXPORT const char *icpns_format_name(icpns_format_t f);
 
 /* Where pop_c(i) comes from. */
 typedef enum icpns_pop_source {
@@ -47,8 +47,8 @@ typedef enum icpns_pop_source {
 } icpns_pop_source_t;
 
 /* Parses "interactions" / "file"; -1 if unknown. */
-int icpns_pop_source_parse(const char *s);
-const char *icpns_pop_source_name(icpns_pop_source_t p);
+ICPNS_EXPORT int icpns_pop_source_parse(const char *s);
+ICPNS_EXPORT const char *icpns_pop_source_name(icpns_pop_source_t p);
 
 typedef struct icpns_table_opts {
     icpns_params_t params;
@@ -68,14 +68,14 @@ typedef struct icpns_table_opts {
 
 /* Defaults: params default, auto format, no rating filter, pop_c from the
  * interactions, standard names. */
-void icpns_table_opts_default(icpns_table_opts_t *o);
+ICPNS_EXPORT void icpns_table_opts_default(icpns_table_opts_t *o);
 
 /*
  * Reads DIR/tables.json into @o when it exists (keys absent keep their
  * value).  Returns 0, or ICPNS_EPARSE / ICPNS_EINVAL naming the key.
  */
-int icpns_table_opts_load(icpns_table_opts_t *o, const char *dir,
-                          icpns_error_t *err);
+ICPNS_EXPORT int icpns_table_opts_load(icpns_table_opts_t *o, const char *dir,
+                                       icpns_error_t *err);
 
 typedef struct icpns_pair {
     int64_t a, b;
@@ -128,14 +128,14 @@ typedef struct icpns_load_report {
 } icpns_load_report_t;
 
 /* sizeof(icpns_load_report_t), for bindings that mirror the struct. */
-size_t icpns_load_report_size(void);
+ICPNS_EXPORT size_t icpns_load_report_size(void);
 
 /*
  * Formats @r on one line into @buf (always NUL-terminated), e.g.
  * "train.txt: adjacency (detected: variable number of fields per line, one
  * line per user): 300 lines -> 6,726 pairs; 1 to 212 items per line".
  */
-void icpns_load_report_format(const icpns_load_report_t *r, char *buf, size_t size);
+ICPNS_EXPORT void icpns_load_report_format(const icpns_load_report_t *r, char *buf, size_t size);
 
 #define ICPNS_MAX_REPORTS 8
 
@@ -159,14 +159,55 @@ typedef struct icpns_dataset {
     uint32_t n_reports;
 } icpns_dataset_t;
 
-icpns_dataset_t *icpns_dataset_new(void);
+ICPNS_EXPORT icpns_dataset_t *icpns_dataset_new(void);
 /* Frees @d; accepts NULL; returns NULL. */
-icpns_dataset_t *icpns_dataset_free(icpns_dataset_t *d);
+ICPNS_EXPORT icpns_dataset_t *icpns_dataset_free(icpns_dataset_t *d);
 
 /* Appends one pair / assignment / catalogue item.  0 or ICPNS_ENOMEM. */
-int icpns_dataset_add_interaction(icpns_dataset_t *d, int64_t user, int64_t item);
-int icpns_dataset_add_community(icpns_dataset_t *d, int64_t user, int64_t community);
-int icpns_dataset_add_item(icpns_dataset_t *d, int64_t item);
+ICPNS_EXPORT int icpns_dataset_add_interaction(icpns_dataset_t *d, int64_t user, int64_t item);
+ICPNS_EXPORT int icpns_dataset_add_community(icpns_dataset_t *d, int64_t user, int64_t community);
+ICPNS_EXPORT int icpns_dataset_add_item(icpns_dataset_t *d, int64_t item);
+
+/*
+ * Appends in-memory tables to @d, all or nothing: @n_inter interactions
+ * (user, item), @n_comm community assignments (user, community) and,
+ * when @items is not NULL, @n_items catalogue items (the dataset then has
+ * a catalogue, as with an items file).  The snapshot built from the result
+ * is the one a table directory with the same rows in its files gives (the
+ * same fingerprint).  Refuses, with ICPNS_EINVAL naming the field
+ * ("interactions", "communities", "items") and the 1-based row in
+ * err->line, a negative id and a user assigned to two different
+ * communities (here or already in @d); ICPNS_ENOMEM.  @d is unchanged on
+ * failure.
+ */
+ICPNS_EXPORT int icpns_dataset_add_arrays(icpns_dataset_t *d, const icpns_pair_t *inter,
+                                          size_t n_inter, const icpns_pair_t *comm,
+                                          size_t n_comm, const int64_t *items, size_t n_items,
+                                          icpns_error_t *err);
+
+/*
+ * The community assignments after an update, as icpnsd's PUT
+ * /admin/communities makes them: each user of @upd (its last entry wins)
+ * gets its new community; with @replace the other users lose theirs,
+ * otherwise they keep their entries of @old.  *@ret (owned by the
+ * caller, never NULL on success) gets @old's kept entries in order, then
+ * @upd's users ascending.  Returns 0 or ICPNS_ENOMEM (outputs untouched).
+ */
+ICPNS_EXPORT int icpns_communities_merge(const icpns_pair_t *old, size_t n_old,
+                                         const icpns_pair_t *upd, size_t n_upd, bool replace,
+                                         icpns_pair_t **ret, size_t *ret_n);
+
+/*
+ * Applies a community update to @d in memory (icpns_communities_merge
+ * over d's assignments), so that a snapshot rebuilt from @d is the one
+ * icpnsd serves after the same PUT /admin/communities.  Refuses with
+ * ICPNS_EINVAL: negative ids (field "communities", 1-based row in
+ * err->line), and a dataset whose popularity comes from a file (field
+ * "popularity_source": its counts would not follow the communities, as
+ * icpnsd refuses); ICPNS_ENOMEM.  @d is unchanged on failure.
+ */
+ICPNS_EXPORT int icpns_dataset_set_communities(icpns_dataset_t *d, const icpns_pair_t *pairs,
+                                               size_t n, bool replace, icpns_error_t *err);
 
 /*
  * Parses interactions from @buf (@len bytes, need not be NUL-terminated)
@@ -175,24 +216,24 @@ int icpns_dataset_add_item(icpns_dataset_t *d, int64_t item);
  * Errors: ICPNS_EPARSE naming line and field (also for an ambiguous file in
  * auto, listing the formats it could be), ICPNS_ENOMEM.
  */
-int icpns_parse_interactions(icpns_dataset_t *d, const char *buf, size_t len,
-                             const icpns_table_opts_t *o, const char *path,
-                             icpns_error_t *err);
+ICPNS_EXPORT int icpns_parse_interactions(icpns_dataset_t *d, const char *buf, size_t len,
+                                          const icpns_table_opts_t *o, const char *path,
+                                          icpns_error_t *err);
 /* Parses icpnsd's journal (user<TAB>item lines); an unterminated last line
  * is an interrupted append and is skipped, not an error. */
-int icpns_parse_journal(icpns_dataset_t *d, const char *buf, size_t len,
-                        const char *path, icpns_error_t *err);
+ICPNS_EXPORT int icpns_parse_journal(icpns_dataset_t *d, const char *buf, size_t len,
+                                     const char *path, icpns_error_t *err);
 /* Parses user<TAB>community lines (exactly 2 columns); a user listed twice
  * with two different communities is an error. */
-int icpns_parse_communities(icpns_dataset_t *d, const char *buf, size_t len,
-                            const char *path, icpns_error_t *err);
+ICPNS_EXPORT int icpns_parse_communities(icpns_dataset_t *d, const char *buf, size_t len,
+                                         const char *path, icpns_error_t *err);
 /* Parses community<TAB>item<TAB>count lines (exactly 3 columns) and marks
  * @d's popularity as read from a file (has_pop). */
-int icpns_parse_popularity(icpns_dataset_t *d, const char *buf, size_t len,
-                           const char *path, icpns_error_t *err);
+ICPNS_EXPORT int icpns_parse_popularity(icpns_dataset_t *d, const char *buf, size_t len,
+                                        const char *path, icpns_error_t *err);
 /* Parses a catalogue: one item id per line (exactly 1 column). */
-int icpns_parse_items(icpns_dataset_t *d, const char *buf, size_t len,
-                      const char *path, icpns_error_t *err);
+ICPNS_EXPORT int icpns_parse_items(icpns_dataset_t *d, const char *buf, size_t len,
+                                   const char *path, icpns_error_t *err);
 
 /* The append journal of icpnsd's updates in a table directory. */
 #define ICPNS_JOURNAL "interactions.journal"
@@ -215,31 +256,45 @@ typedef struct icpns_table_paths {
  * tables.json named.  The journal and the default items.tsv are taken when
  * they exist.
  */
-int icpns_table_paths_resolve(const char *dir, const icpns_table_opts_t *o,
-                              icpns_table_paths_t *ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_table_paths_resolve(const char *dir, const icpns_table_opts_t *o,
+                                           icpns_table_paths_t *ret, icpns_error_t *err);
 
 /*
  * Loads the files of @p (interactions, communities, then the popularity
  * and items files and the journal when named) with @o's format options.
  * On success *@ret owns a new dataset; on failure nothing is returned.
  */
-int icpns_dataset_load_paths(const icpns_table_paths_t *p, const icpns_table_opts_t *o,
-                             icpns_dataset_t **ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_dataset_load_paths(const icpns_table_paths_t *p, const icpns_table_opts_t *o,
+                                          icpns_dataset_t **ret, icpns_error_t *err);
 
 /*
  * Loads a whole table directory: tables.json (into @opts, which should hold
  * defaults first), icpns_table_paths_resolve, icpns_dataset_load_paths; so
  * that the tools see what the daemon serves, the journal is included.
  */
-int icpns_dataset_load_dir(const char *dir, icpns_table_opts_t *opts,
-                           icpns_dataset_t **ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_dataset_load_dir(const char *dir, icpns_table_opts_t *opts,
+                                        icpns_dataset_t **ret, icpns_error_t *err);
+
+/*
+ * Loads table directory @dir as icpnsd loads a table set (at start and on
+ * reload): icpns_table_opts_default, then icpns_dataset_load_dir (tables.json,
+ * the files it names, the journal, whose unterminated last line is skipped
+ * as icpnsd cuts it).  *@params: in, the setting where tables.json names
+ * none (icpnsd's default_alpha, default_epsilon, default_beta); out, the
+ * set's effective setting (tables.json wins).  Nothing is written in @dir.
+ * On success *@ret owns a new dataset; errors as icpns_dataset_load_dir,
+ * *@params and *@ret untouched.
+ */
+ICPNS_EXPORT int icpns_tables_load(const char *dir, icpns_params_t *params,
+                                   icpns_dataset_t **ret, icpns_error_t *err);
 
 /*
  * Appends the pairs of DIR/ICPNS_JOURNAL (if the file exists) to @d; an
  * unterminated last line is ignored.  A bad row is ICPNS_EPARSE naming the
  * journal's line; @d is then unchanged.
  */
-int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir, icpns_error_t *err);
+ICPNS_EXPORT int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir,
+                                            icpns_error_t *err);
 
 /* icpns_interactions_read flag: ignore pairs columns after the 4th. */
 #define ICPNS_READ_EXTRA_COLUMNS_IGNORE 1u
@@ -261,19 +316,20 @@ int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir, icpns_error_
  * (unknown format), ICPNS_EIO, ICPNS_ELIMIT, ICPNS_EPARSE, ICPNS_ENOMEM;
  * the ret_* are then untouched.
  */
-int icpns_interactions_read(const char *path, const char *format, double min_rating,
-                            unsigned flags, int64_t **ret_users, int64_t **ret_items,
-                            size_t *ret_n, icpns_load_report_t *report, icpns_error_t *err);
+ICPNS_EXPORT int icpns_interactions_read(const char *path, const char *format, double min_rating,
+                                         unsigned flags, int64_t **ret_users, int64_t **ret_items,
+                                         size_t *ret_n, icpns_load_report_t *report,
+                                         icpns_error_t *err);
 
 /* Frees the arrays of icpns_interactions_read; accepts NULLs. */
-void icpns_interactions_free(int64_t *users, int64_t *items);
+ICPNS_EXPORT void icpns_interactions_free(int64_t *users, int64_t *items);
 
 /*
  * The shard of user @user among @shards (>= 1): SplitMix64's finaliser of
  * the id as an unsigned 64-bit integer, mod @shards; the same function as
  * the Python client's shard_of.
  */
-uint32_t icpns_shard_of(int64_t user, uint32_t shards);
+ICPNS_EXPORT uint32_t icpns_shard_of(int64_t user, uint32_t shards);
 
 /*
  * Opens @path for reading without blocking (a FIFO would wait for a writer
@@ -282,31 +338,31 @@ uint32_t icpns_shard_of(int64_t user, uint32_t shards);
  * is otherwise ("a FIFO, not a regular file").
  */
 struct stat;
-int icpns_file_open_regular(const char *path, int *ret_fd, struct stat *ret_st,
-                            icpns_error_t *err);
+ICPNS_EXPORT int icpns_file_open_regular(const char *path, int *ret_fd, struct stat *ret_st,
+                                         icpns_error_t *err);
 
 /*
  * Reads a whole file into a new NUL-terminated buffer (*ret, *ret_len);
  * only regular files (icpns_file_open_regular).
  * Refuses files above @max_bytes (ICPNS_ELIMIT).
  */
-int icpns_file_read(const char *path, size_t max_bytes, char **ret,
-                    size_t *ret_len, icpns_error_t *err);
+ICPNS_EXPORT int icpns_file_read(const char *path, size_t max_bytes, char **ret,
+                                 size_t *ret_len, icpns_error_t *err);
 
 /*
  * Writes @len bytes to @path durably and atomically: a temporary file in the
  * same directory, fsync, rename over @path, fsync of the directory.  A crash
  * leaves either the old or the new content.
  */
-int icpns_file_write_atomic(const char *path, const void *data, size_t len,
-                            icpns_error_t *err);
+ICPNS_EXPORT int icpns_file_write_atomic(const char *path, const void *data, size_t len,
+                                         icpns_error_t *err);
 
 /*
  * Appends @len bytes to @path and fsyncs it (creating it with mode 0644).
  * Used for append journals.
  */
-int icpns_file_append_sync(const char *path, const void *data, size_t len,
-                           icpns_error_t *err);
+ICPNS_EXPORT int icpns_file_append_sync(const char *path, const void *data, size_t len,
+                                        icpns_error_t *err);
 
 /*
  * icpnsd's record of the last version it published from a table directory:
@@ -315,9 +371,9 @@ int icpns_file_append_sync(const char *path, const void *data, size_t len,
  * ICPNS_EPARSE (damaged) or ICPNS_EIO; write replaces it atomically.
  */
 #define ICPNS_VERSION_FILE "icpnsd.version"
-int icpns_version_record_read(const char *dir, uint64_t *version, uint64_t *fingerprint,
-                              icpns_error_t *err);
-int icpns_version_record_write(const char *dir, uint64_t version, uint64_t fingerprint,
-                               icpns_error_t *err);
+ICPNS_EXPORT int icpns_version_record_read(const char *dir, uint64_t *version,
+                                           uint64_t *fingerprint, icpns_error_t *err);
+ICPNS_EXPORT int icpns_version_record_write(const char *dir, uint64_t version, uint64_t fingerprint,
+                                            icpns_error_t *err);
 
 #endif

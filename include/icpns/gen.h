@@ -26,20 +26,20 @@ typedef struct icpns_gen_opts {
     int64_t item_base;     /* external id of the first item (default 1) */
 } icpns_gen_opts_t;
 
-void icpns_gen_opts_default(icpns_gen_opts_t *o);
+ICPNS_EXPORT void icpns_gen_opts_default(icpns_gen_opts_t *o);
 
 /*
  * Generates a dataset: distinct interactions sorted by (user, item) and one
  * community per user.  Returns 0, ICPNS_EINVAL (zero sizes, more
  * communities than items) or ICPNS_ENOMEM.
  */
-int icpns_gen(const icpns_gen_opts_t *o, icpns_dataset_t **ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_gen(const icpns_gen_opts_t *o, icpns_dataset_t **ret, icpns_error_t *err);
 
 /*
  * Writes @d as a table directory @dir (created if missing):
  * interactions.tsv, communities.tsv and tables.json with @p, each atomically.
  */
-int icpns_gen_write_dir(const icpns_dataset_t *d, const icpns_params_t *p,
-                        const char *dir, icpns_error_t *err);
+ICPNS_EXPORT int icpns_gen_write_dir(const icpns_dataset_t *d, const icpns_params_t *p,
+                                     const char *dir, icpns_error_t *err);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "icpns/common.h"
 #include "icpns/rng.h"
 
 typedef struct icpns_idmap {
@@ -24,10 +25,10 @@ typedef struct icpns_idmap {
  * @ids (sorts and shrinks it in place; freed on failure too).
  * Returns 0, ICPNS_ELIMIT (more than 2^31 distinct ids) or ICPNS_ENOMEM.
  */
-int icpns_idmap_build(icpns_idmap_t *m, int64_t *ids, size_t n);
+ICPNS_EXPORT int icpns_idmap_build(icpns_idmap_t *m, int64_t *ids, size_t n);
 
 /* Frees @m's arrays.  Accepts an empty map. */
-void icpns_idmap_free(icpns_idmap_t *m);
+ICPNS_EXPORT void icpns_idmap_free(icpns_idmap_t *m);
 
 /* The hash of @id: the table is probed from icpns_idmap_hash(id) & mask
  * on.  The sampler computes it once per request row, for the lookup and
@@ -38,12 +39,12 @@ static inline uint64_t icpns_idmap_hash(int64_t id)
 }
 
 /* The dense index of @id, or ICPNS_NONE. */
-uint32_t icpns_idmap_find(const icpns_idmap_t *m, int64_t id);
+ICPNS_EXPORT uint32_t icpns_idmap_find(const icpns_idmap_t *m, int64_t id);
 
 /* Bytes the map holds. */
 /* Makes @dst an independent copy of @src.  Returns 0 or ICPNS_ENOMEM. */
-int icpns_idmap_copy(icpns_idmap_t *dst, const icpns_idmap_t *src);
+ICPNS_EXPORT int icpns_idmap_copy(icpns_idmap_t *dst, const icpns_idmap_t *src);
 
-size_t icpns_idmap_bytes(const icpns_idmap_t *m);
+ICPNS_EXPORT size_t icpns_idmap_bytes(const icpns_idmap_t *m);
 
 #endif

@@ -49,7 +49,7 @@ typedef struct icpns_kmeans_result {
     bool converged;       /* the kept restart met tol before max_iter */
 } icpns_kmeans_result_t;
 
-void icpns_kmeans_opts_default(icpns_kmeans_opts_t *o);
+ICPNS_EXPORT void icpns_kmeans_opts_default(icpns_kmeans_opts_t *o);
 
 /*
  * Clusters the @n rows of @x (row-major, n x dim floats).  Needs
@@ -57,10 +57,11 @@ void icpns_kmeans_opts_default(icpns_kmeans_opts_t *o);
  * or the first non-finite row in @err), ICPNS_ENOMEM.  On success the
  * caller frees *@ret with icpns_kmeans_result_free.
  */
-int icpns_kmeans(const float *x, uint32_t n, uint32_t dim, const icpns_kmeans_opts_t *o,
-                 icpns_kmeans_result_t *ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_kmeans(const float *x, uint32_t n, uint32_t dim,
+                              const icpns_kmeans_opts_t *o, icpns_kmeans_result_t *ret,
+                              icpns_error_t *err);
 
-void icpns_kmeans_result_free(icpns_kmeans_result_t *r);
+ICPNS_EXPORT void icpns_kmeans_result_free(icpns_kmeans_result_t *r);
 
 /* Embeddings as loaded: ids (when the file names them) and a float matrix. */
 typedef struct icpns_embeddings {
@@ -73,19 +74,20 @@ typedef struct icpns_embeddings {
  * Parses a NumPy .npy file (version 1-3, 2-D, little-endian float32 or
  * float64, C order) from memory.  No ids.  ICPNS_EPARSE with what is wrong.
  */
-int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
-                               icpns_embeddings_t *ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_embeddings_parse_npy(const void *buf, size_t len, const char *path,
+                                            icpns_embeddings_t *ret, icpns_error_t *err);
 
 /*
  * Parses TSV/whitespace text "user v1 v2 ..." (every row the same length;
  * '#' comments and blank lines skipped).  ICPNS_EPARSE with the line.
  */
-int icpns_embeddings_parse_tsv(const char *buf, size_t len, const char *path,
-                               icpns_embeddings_t *ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_embeddings_parse_tsv(const char *buf, size_t len, const char *path,
+                                            icpns_embeddings_t *ret, icpns_error_t *err);
 
 /* Reads a file: .npy by its magic, text otherwise. */
-int icpns_embeddings_load(const char *path, icpns_embeddings_t *ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_embeddings_load(const char *path, icpns_embeddings_t *ret,
+                                       icpns_error_t *err);
 
-void icpns_embeddings_free(icpns_embeddings_t *e);
+ICPNS_EXPORT void icpns_embeddings_free(icpns_embeddings_t *e);
 
 #endif

@@ -30,8 +30,8 @@ typedef enum icpns_strategy {
 } icpns_strategy_t;
 
 /* "uniform"/"rns", "popularity"/"pns", "icpns"; -1 if unknown. */
-int icpns_strategy_parse(const char *s);
-const char *icpns_strategy_name(icpns_strategy_t s);
+ICPNS_EXPORT int icpns_strategy_parse(const char *s);
+ICPNS_EXPORT const char *icpns_strategy_name(icpns_strategy_t s);
 
 /* Request flags. */
 #define ICPNS_SAMPLE_SUBSTITUTE_PNS 1u /* serve unknown / community-less users by PNS */
@@ -49,8 +49,8 @@ const char *icpns_strategy_name(icpns_strategy_t s);
 /* Scratch memory for one thread; reused across calls. */
 typedef struct icpns_work icpns_work_t;
 
-icpns_work_t *icpns_work_new(void);
-icpns_work_t *icpns_work_free(icpns_work_t *w);
+ICPNS_EXPORT icpns_work_t *icpns_work_new(void);
+ICPNS_EXPORT icpns_work_t *icpns_work_free(icpns_work_t *w);
 
 /* Counters a caller may sum into metrics. */
 typedef struct icpns_sample_stats {
@@ -93,7 +93,7 @@ typedef struct icpns_rows {
 
 /* Slots per row of @req: the sum of its parts' slots (0 if above 2^32 - 1,
  * which icpns_sample_rows refuses). */
-uint32_t icpns_rows_cols(const icpns_rows_t *req);
+ICPNS_EXPORT uint32_t icpns_rows_cols(const icpns_rows_t *req);
 
 /*
  * Writes into @ret_occ[r] how many rows before r have the user of row r
@@ -101,7 +101,7 @@ uint32_t icpns_rows_cols(const icpns_rows_t *req);
  * @rows rows of @users, in expected O(rows) time (a hash table).
  * Returns 0 or ICPNS_ENOMEM (@ret_occ untouched).
  */
-int icpns_occurrences(const int64_t *users, uint32_t rows, uint32_t *ret_occ);
+ICPNS_EXPORT int icpns_occurrences(const int64_t *users, uint32_t rows, uint32_t *ret_occ);
 
 /*
  * Samples rows @first_row .. @first_row + @n_rows - 1 of @req.  Row r's
@@ -126,11 +126,11 @@ int icpns_occurrences(const int64_t *users, uint32_t rows, uint32_t *ret_occ);
  * @req, NULL arrays) and ICPNS_ENOMEM (scratch) with *@ret_failed_row =
  * ICPNS_NONE.  @ret_failed_row may be NULL and is only written on failure.
  */
-int icpns_sample_rows(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                      icpns_work_t *work, const icpns_rows_t *req, uint32_t first_row,
-                      uint32_t n_rows, uint32_t *ret_items, double *ret_probs,
-                      unsigned *ret_row_flags, icpns_sample_stats_t *stats,
-                      uint32_t *ret_failed_row);
+ICPNS_EXPORT int icpns_sample_rows(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                                   icpns_work_t *work, const icpns_rows_t *req, uint32_t first_row,
+                                   uint32_t n_rows, uint32_t *ret_items, double *ret_probs,
+                                   unsigned *ret_row_flags, icpns_sample_stats_t *stats,
+                                   uint32_t *ret_failed_row);
 
 /*
  * The ICPNS_ROW_FALLBACK and ICPNS_ROW_SUBSTITUTED bits that
@@ -139,9 +139,70 @@ int icpns_sample_rows(const icpns_snapshot_t *s, const icpns_weights_t *w,
  * anything: O(1) per row and part.  A streamed answer knows its header
  * (how many rows fall back) and its errors before it starts.
  */
-int icpns_rows_flags(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                     const icpns_rows_t *req, uint32_t first_row, uint32_t n_rows,
-                     unsigned *ret_row_flags, uint32_t *ret_failed_row);
+ICPNS_EXPORT int icpns_rows_flags(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                                  const icpns_rows_t *req, uint32_t first_row, uint32_t n_rows,
+                                  unsigned *ret_row_flags, uint32_t *ret_failed_row);
+
+/*
+ * A request as icpnsd takes one (POST /v1/negatives): rows of users, the
+ * same parts for every row, a seed and ICPNS_SAMPLE_* flags.  Plain
+ * fields, so that bindings can fill it (icpns_abi_sizeof("request")).
+ */
+typedef struct icpns_request {
+    const int64_t *users;      /* external id of each row's user */
+    uint32_t rows;
+    uint32_t n_parts;
+    const icpns_part_t *parts; /* in slot order; slots = negatives x candidates */
+    uint64_t seed;
+    unsigned flags;            /* ICPNS_SAMPLE_* */
+} icpns_request_t;
+
+/*
+ * The first step of answering @q, shared by icpnsd's answers and
+ * icpns_sample_request: writes the occurrence index of every row into
+ * @occ (@q->rows entries, owned by the caller), fills *@ret_rows (which
+ * points at @q's arrays and @occ) and checks every row without drawing
+ * (icpns_rows_flags): @ret_row_flags (may be NULL; @q->rows entries) gets
+ * each row's ICPNS_ROW_FALLBACK and ICPNS_ROW_SUBSTITUTED bits.  @w: the
+ * weights (NULL: @s's own).
+ *
+ * Returns 0, or the first failing row's error (ICPNS_EUNKNOWN_USER,
+ * ICPNS_ENOCOMMUNITY, ICPNS_EINFEASIBLE) with its index in
+ * *@ret_failed_row, or ICPNS_EINVAL (no parts, a bad strategy, 0 or more
+ * than 2^32 - 1 slots a row, NULL arrays) and ICPNS_ENOMEM with
+ * *@ret_failed_row = ICPNS_NONE.  @ret_failed_row may be NULL and is only
+ * written on failure; *@ret_rows is only written on success.
+ */
+ICPNS_EXPORT int icpns_rows_prepare(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                                    const icpns_request_t *q, uint32_t *occ,
+                                    icpns_rows_t *ret_rows, unsigned *ret_row_flags,
+                                    uint32_t *ret_failed_row);
+
+/*
+ * Answers request @q in one call, with the bytes icpnsd would serve for it
+ * over the same snapshot content, weights and seed: icpns_rows_prepare,
+ * then icpns_sample_rows a block of rows at a time.  Writes, for row r and
+ * slot j (cols = the sum of the parts' slots), at index r * cols + j:
+ *   @ret_items      the item's EXTERNAL id (required when @q->rows > 0);
+ *   @ret_probs      (may be NULL) P(i | u) as float, the C conversion of
+ *                   the exact double (what icpnsd's frames carry);
+ *   @ret_probs64    (may be NULL) the exact double;
+ * and @ret_row_flags[r] (may be NULL) the row's ICPNS_ROW_FALLBACK and
+ * ICPNS_ROW_SUBSTITUTED bits.  @w: the weights (NULL: @s's own); @work:
+ * the calling thread's scratch; @stats (may be NULL) is added to on
+ * success.  The caller's buffers hold rows x cols entries; nothing else
+ * is written.  Thread-safe for distinct @work (the snapshot and weights
+ * are only read).
+ *
+ * Returns 0, or the errors of icpns_rows_prepare (the request's errors
+ * come before anything is drawn, as in icpnsd), or ICPNS_ENOMEM (scratch;
+ * *@ret_failed_row = ICPNS_NONE).  On failure the outputs are unspecified.
+ */
+ICPNS_EXPORT int icpns_sample_request(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                                      icpns_work_t *work, const icpns_request_t *q,
+                                      int64_t *ret_items, float *ret_probs, double *ret_probs64,
+                                      unsigned *ret_row_flags, icpns_sample_stats_t *stats,
+                                      uint32_t *ret_failed_row);
 
 /* Who a single row is for: the user's external id, the index of this row
  * among the request's rows of that user, and the request's seed. */
@@ -163,11 +224,11 @@ typedef struct icpns_row_id {
  * ICPNS_SAMPLE_SUBSTITUTE_PNS), ICPNS_EINFEASIBLE, ICPNS_EINVAL or
  * ICPNS_ENOMEM (scratch growth).  On error the outputs are unspecified.
  */
-int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                     icpns_work_t *work, icpns_row_id_t row,
-                     icpns_strategy_t strategy, unsigned flags, uint32_t slot0,
-                     uint32_t count, uint32_t *ret_items, double *ret_probs,
-                     unsigned *ret_row_flags, icpns_sample_stats_t *stats);
+ICPNS_EXPORT int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                                  icpns_work_t *work, icpns_row_id_t row,
+                                  icpns_strategy_t strategy, unsigned flags, uint32_t slot0,
+                                  uint32_t count, uint32_t *ret_items, double *ret_probs,
+                                  unsigned *ret_row_flags, icpns_sample_stats_t *stats);
 
 /*
  * The exact P(i | u) of dense item @item for dense user @user under
@@ -175,17 +236,17 @@ int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights_t *w,
  * interpretability endpoints.  Returns a negative error code (as a double)
  * only through @ret_err; returns 0 probability when it fails.
  */
-double icpns_probability(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                         uint32_t user, icpns_strategy_t strategy,
-                         uint32_t item, int *ret_err);
+ICPNS_EXPORT double icpns_probability(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                                      uint32_t user, icpns_strategy_t strategy,
+                                      uint32_t item, int *ret_err);
 
 /*
  * The normaliser sum_j w(j) [j not in Pos(u)] of the distribution the row
  * is drawn from, and whether it is exhausted (the uniform fallback applies).
  * Used for probabilities and the users endpoint.
  */
-int icpns_user_mass(const icpns_snapshot_t *s, const icpns_weights_t *w,
-                    uint32_t user, icpns_strategy_t strategy,
-                    double *ret_mass, bool *ret_fallback);
+ICPNS_EXPORT int icpns_user_mass(const icpns_snapshot_t *s, const icpns_weights_t *w,
+                                 uint32_t user, icpns_strategy_t strategy,
+                                 double *ret_mass, bool *ret_fallback);
 
 #endif

@@ -33,7 +33,8 @@ typedef struct icpns_shard_stats {
  * Returns 0, ICPNS_EINVAL (bad @shards, or a shard that would have no
  * interactions: nothing is written then), ICPNS_EIO, ICPNS_ENOMEM.
  */
-int icpns_shard_write(const icpns_snapshot_t *s, uint32_t shards, const char *outdir,
-                      const char *note, icpns_shard_stats_t *ret_stats, icpns_error_t *err);
+ICPNS_EXPORT int icpns_shard_write(const icpns_snapshot_t *s, uint32_t shards, const char *outdir,
+                                   const char *note, icpns_shard_stats_t *ret_stats,
+                                   icpns_error_t *err);
 
 #endif

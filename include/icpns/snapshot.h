@@ -98,7 +98,7 @@ typedef struct icpns_snapshot {
  * whatever process, replica or tool built them (icpns_snapshot_build and
  * icpns_snapshot_patch set it; this recomputes it).
  */
-uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s);
+ICPNS_EXPORT uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s);
 
 /*
  * Builds a snapshot from @d with default parameters @p.  @d is not changed
@@ -111,8 +111,8 @@ uint64_t icpns_snapshot_fingerprint(const icpns_snapshot_t *s);
  * ICPNS_ELIMIT, ICPNS_ENOMEM; @err says which.  The result has one
  * reference, owned by the caller.
  */
-int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
-                         icpns_snapshot_t **ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
+                                      icpns_snapshot_t **ret, icpns_error_t *err);
 
 /*
  * icpns_snapshot_build refusing, with ICPNS_ELIMIT (field "max_bytes"),
@@ -120,8 +120,9 @@ int icpns_snapshot_build(const icpns_dataset_t *d, const icpns_params_t *p,
  * check comes before the weights, about half of a snapshot, are allocated,
  * so a refused build peaks lower.
  */
-int icpns_snapshot_build_limit(const icpns_dataset_t *d, const icpns_params_t *p,
-                               size_t max_bytes, icpns_snapshot_t **ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_snapshot_build_limit(const icpns_dataset_t *d, const icpns_params_t *p,
+                                            size_t max_bytes, icpns_snapshot_t **ret,
+                                            icpns_error_t *err);
 
 /*
  * A change to a snapshot's tables: new positive pairs (user, item) and new
@@ -155,32 +156,32 @@ typedef struct icpns_patch_stats {
  * community left without members, popularity read from a file.  Otherwise
  * 0, ICPNS_ELIMIT or ICPNS_ENOMEM.  @stats may be NULL.
  */
-int icpns_snapshot_patch(const icpns_snapshot_t *old, const icpns_delta_t *delta,
-                         icpns_snapshot_t **ret, icpns_patch_stats_t *stats,
-                         icpns_error_t *err);
+ICPNS_EXPORT int icpns_snapshot_patch(const icpns_snapshot_t *old, const icpns_delta_t *delta,
+                                      icpns_snapshot_t **ret, icpns_patch_stats_t *stats,
+                                      icpns_error_t *err);
 
 /* icpns_snapshot_patch with the limit of icpns_snapshot_build_limit. */
-int icpns_snapshot_patch_limit(const icpns_snapshot_t *old, const icpns_delta_t *delta,
-                               size_t max_bytes, icpns_snapshot_t **ret,
-                               icpns_patch_stats_t *stats, icpns_error_t *err);
+ICPNS_EXPORT int icpns_snapshot_patch_limit(const icpns_snapshot_t *old, const icpns_delta_t *delta,
+                                            size_t max_bytes, icpns_snapshot_t **ret,
+                                            icpns_patch_stats_t *stats, icpns_error_t *err);
 
 /* Takes a reference; returns @s. */
-icpns_snapshot_t *icpns_snapshot_ref(icpns_snapshot_t *s);
+ICPNS_EXPORT icpns_snapshot_t *icpns_snapshot_ref(icpns_snapshot_t *s);
 
 /* Drops a reference, freeing @s with the last one.  Accepts NULL;
  * returns NULL. */
-icpns_snapshot_t *icpns_snapshot_unref(icpns_snapshot_t *s);
+ICPNS_EXPORT icpns_snapshot_t *icpns_snapshot_unref(icpns_snapshot_t *s);
 
 /*
  * Builds the weights of setting @p over @s (for settings other than the
  * snapshot's default).  Returns 0 and *@ret (owned by the caller, valid while
  * @s lives), ICPNS_EINVAL or ICPNS_ENOMEM.
  */
-int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
-                        icpns_weights_t **ret, icpns_error_t *err);
+ICPNS_EXPORT int icpns_weights_build(const icpns_snapshot_t *s, const icpns_params_t *p,
+                                     icpns_weights_t **ret, icpns_error_t *err);
 
 /* Frees @w; accepts NULL; returns NULL. */
-icpns_weights_t *icpns_weights_free(icpns_weights_t *w);
+ICPNS_EXPORT icpns_weights_t *icpns_weights_free(icpns_weights_t *w);
 
 /* Number of positives of dense user @u. */
 static inline uint32_t icpns_snapshot_degree(const icpns_snapshot_t *s, uint32_t u)
@@ -191,13 +192,88 @@ static inline uint32_t icpns_snapshot_degree(const icpns_snapshot_t *s, uint32_t
 /*
  * Index of dense item @item in the support of table @t, or ICPNS_NONE.
  */
-uint32_t icpns_wtable_find(const icpns_wtable_t *t, uint32_t item);
+ICPNS_EXPORT uint32_t icpns_wtable_find(const icpns_wtable_t *t, uint32_t item);
 
 /*
  * Writes the popularity table (community<TAB>item<TAB>count, external ids,
  * communities and items ascending) of @s into a new buffer.
  */
-int icpns_snapshot_popularity_tsv(const icpns_snapshot_t *s, char **ret,
-                                  size_t *ret_len);
+ICPNS_EXPORT int icpns_snapshot_popularity_tsv(const icpns_snapshot_t *s, char **ret,
+                                               size_t *ret_len);
+
+/* ---- what a snapshot says about itself (plain structs, for bindings) ---- */
+
+/* A snapshot's sizes and setting (icpns_abi_sizeof("snapshot_info")). */
+typedef struct icpns_snapshot_info {
+    uint64_t fingerprint;
+    uint64_t interactions;   /* distinct (user, item) pairs */
+    uint64_t bytes;
+    uint32_t users, items, communities;
+    uint32_t sampler_revision; /* ICPNS_SAMPLER_REVISION of the library */
+    icpns_params_t params;   /* the default setting */
+    uint8_t pop_from_file;   /* popularity_source "file" */
+} icpns_snapshot_info_t;
+
+/* Fills *@ret with @s's sizes and setting. */
+ICPNS_EXPORT void icpns_snapshot_info(const icpns_snapshot_t *s, icpns_snapshot_info_t *ret);
+
+/* The item catalogue of @s: items.n ascending external ids; the dense
+ * index of an item is its position.  Borrowed: valid while @s lives. */
+ICPNS_EXPORT const int64_t *icpns_snapshot_item_ids(const icpns_snapshot_t *s);
+
+/* One user as icpnsd's GET /v1/users/{id} shows it. */
+typedef struct icpns_user_info {
+    int64_t community;      /* external id; -1 when the user has none */
+    uint32_t positives;     /* distinct positives */
+    uint8_t has_community;
+    uint8_t fallback;       /* ICPNS at the default setting falls back to
+                             * uniform (the positives hold all the mass) */
+    double mass_covered;    /* the share of its community's mass (default
+                             * setting) that its positives hold; 0 without
+                             * community */
+} icpns_user_info_t;
+
+/* Fills *@ret for external user id @user.  0 or ICPNS_EUNKNOWN_USER
+ * (*@ret untouched). */
+ICPNS_EXPORT int icpns_snapshot_user(const icpns_snapshot_t *s, int64_t user,
+                                     icpns_user_info_t *ret);
+
+/* One community as icpnsd's GET /v1/communities lists it. */
+typedef struct icpns_community_info {
+    int64_t community;  /* external id */
+    uint32_t users;     /* members */
+    uint32_t support;   /* items with pop_c(i) > 0 */
+    double mass;        /* the sum of pop_c(i)^alpha over the support
+                         * (default setting; without epsilon) */
+} icpns_community_info_t;
+
+/* The dense index of external community id @community, or ICPNS_NONE. */
+ICPNS_EXPORT uint32_t icpns_snapshot_community_find(const icpns_snapshot_t *s,
+                                                    int64_t community);
+
+/* Fills *@ret for the community of dense index @index (0 .. communities
+ * - 1, ascending external ids).  0 or ICPNS_EINVAL. */
+ICPNS_EXPORT int icpns_snapshot_community(const icpns_snapshot_t *s, uint32_t index,
+                                          icpns_community_info_t *ret);
+
+/* One item of a community's ranking. */
+typedef struct icpns_item_rank {
+    int64_t item;        /* external id */
+    uint64_t count;      /* pop_c(i) */
+    double weight;       /* pop_c(i)^alpha + epsilon (default setting) */
+    double probability;  /* weight / (mass + epsilon x items): what ICPNS
+                          * draws for a member with no positives */
+} icpns_item_rank_t;
+
+/*
+ * The items of community @index's support by decreasing weight (ties by
+ * ascending item), as icpnsd's GET /v1/communities/{c}/items ranks them:
+ * the first min(@top, support) go to @ret (room for that many, owned by
+ * the caller), their number to *@ret_n.  Returns 0, ICPNS_EINVAL (no
+ * such community) or ICPNS_ENOMEM; outputs untouched on failure.
+ */
+ICPNS_EXPORT int icpns_community_top_items(const icpns_snapshot_t *s, uint32_t index,
+                                           uint32_t top, icpns_item_rank_t *ret,
+                                           uint32_t *ret_n);
 
 #endif

@@ -147,22 +147,27 @@ icpnsd_answer_t *icpnsd_answer_new(icpnsd_negreq_t *q, icpns_snapshot_t *s,
     else if (a->q.probs)
         a->probs = malloc(block * sizeof(*a->probs));
     if (!a->occ || !flags || !a->fallbacks || !a->substituted || !a->items ||
-        (a->q.probs && !a->probs_all && !a->probs) ||
-        icpns_occurrences(a->q.users, rows, a->occ)) {
+        (a->q.probs && !a->probs_all && !a->probs)) {
         free(flags);
         icpnsd_answer_free(a);
         icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for %llu negatives",
                        (unsigned long long)rows * a->cols);
         return NULL;
     }
-    a->req = (icpns_rows_t){a->q.users, a->occ, rows, a->parts, (uint32_t)a->q.nparts,
-                            a->q.seed, a->q.flags};
-    /* The request's errors and its fallback and substituted rows, before
-     * a byte of the answer is written. */
+    /* The rows (occurrence indices over the whole request), the request's
+     * errors and its fallback and substituted rows, before a byte of the
+     * answer is written: the library's first step, which in-process
+     * bindings (icpns_sample_request) take the same way. */
+    icpns_request_t req = {a->q.users, rows, (uint32_t)a->q.nparts, a->parts, a->q.seed,
+                           a->q.flags};
     uint32_t failed = ICPNS_NONE;
-    int rc = icpns_rows_flags(s, w, &a->req, 0, rows, flags, &failed);
+    int rc = icpns_rows_prepare(s, w, &req, a->occ, &a->req, flags, &failed);
     if (rc) {
-        row_error(&a->q, rc, failed, e);
+        if (rc == ICPNS_ENOMEM && failed == ICPNS_NONE)
+            icpnsd_err_set(e, ICPNSD_E_OUT_OF_MEMORY, NULL, -1, "no memory for %llu negatives",
+                           (unsigned long long)rows * a->cols);
+        else
+            row_error(&a->q, rc, failed, e);
         free(flags);
         icpnsd_answer_free(a);
         return NULL;

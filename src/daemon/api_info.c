@@ -73,8 +73,8 @@ enum MHD_Result icpnsd_api_user(icpnsd_req_t *r)
     if (!icpnsd_parse_id(r->param, strlen(r->param), &id))
         return icpnsd_reply_error(r, ICPNSD_E_BAD_PATH, "id", "user ids are non-negative integers");
     icpns_snapshot_t *s = icpnsd_set_acquire(r->set);
-    uint32_t u = icpns_idmap_find(&s->users, id);
-    if (u == ICPNS_NONE) {
+    icpns_user_info_t info;
+    if (icpns_snapshot_user(s, id, &info)) {
         icpns_snapshot_unref(s);
         return icpnsd_reply_error(r, ICPNSD_E_NO_SUCH_USER, "id", "user %lld is not in the tables",
                                   (long long)id);
@@ -85,23 +85,17 @@ enum MHD_Result icpnsd_api_user(icpnsd_req_t *r)
     icpns_buf_lit(&b, ",\"user\":");
     icpns_buf_i64(&b, id);
     icpns_buf_lit(&b, ",\"community\":");
-    uint32_t c = s->user_comm[u];
-    if (c == ICPNS_NONE)
+    if (!info.has_community)
         icpns_buf_lit(&b, "null");
     else
-        icpns_buf_i64(&b, s->comms.ids[c]);
+        icpns_buf_i64(&b, info.community);
     icpns_buf_lit(&b, ",\"positives\":");
-    icpns_buf_u64(&b, icpns_snapshot_degree(s, u));
+    icpns_buf_u64(&b, info.positives);
     /* The share of its community's mass the user's positives hold: how
      * much ICPNS has to exclude, and whether the fallback applies. */
-    if (c != ICPNS_NONE) {
-        const icpns_wtable_t *t = &s->weights->comm[c];
-        double total = t->cdf[t->m];
-        icpns_buf_printf(&b, ",\"community_mass_covered\":%.6g",
-                         total > 0 ? s->weights->pos_mass_comm[u] / total : 0.0);
-        icpns_buf_printf(&b, ",\"fallback\":%s",
-                         s->weights->pos_hits_comm[u] >= t->m && s->params.epsilon == 0 ? "true"
-                                                                                       : "false");
+    if (info.has_community) {
+        icpns_buf_printf(&b, ",\"community_mass_covered\":%.6g", info.mass_covered);
+        icpns_buf_printf(&b, ",\"fallback\":%s", info.fallback ? "true" : "false");
     }
     icpns_buf_lit(&b, "}");
     icpns_snapshot_unref(s);
@@ -118,14 +112,15 @@ enum MHD_Result icpnsd_api_communities(icpnsd_req_t *r)
     icpns_buf_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"items\":%u,\"communities\":[",
                      icpnsd_dnum(s->params.alpha).s, icpnsd_dnum(s->params.epsilon).s, s->items.n);
     for (uint32_t c = 0; c < s->comms.n; c++) {
-        const icpns_wtable_t *t = &s->weights->comm[c];
+        icpns_community_info_t ci;
+        icpns_snapshot_community(s, c, &ci);
         icpns_buf_puts(&b, c ? ",{\"community\":" : "{\"community\":");
-        icpns_buf_i64(&b, s->comms.ids[c]);
+        icpns_buf_i64(&b, ci.community);
         icpns_buf_lit(&b, ",\"users\":");
-        icpns_buf_u64(&b, s->comm_size[c]);
+        icpns_buf_u64(&b, ci.users);
         icpns_buf_lit(&b, ",\"support\":");
-        icpns_buf_u64(&b, t->m);
-        icpns_buf_printf(&b, ",\"mass\":%s}", icpnsd_dnum(t->cdf[t->m]).s);
+        icpns_buf_u64(&b, ci.support);
+        icpns_buf_printf(&b, ",\"mass\":%s}", icpnsd_dnum(ci.mass).s);
     }
     icpns_buf_lit(&b, "]}");
     icpns_snapshot_unref(s);
@@ -158,19 +153,6 @@ enum MHD_Result icpnsd_api_items(icpnsd_req_t *r)
     return icpnsd_reply_json(r, 200, &b);
 }
 
-typedef struct ranked_item {
-    double w;
-    uint32_t k;
-} ranked_item_t;
-
-static int cmp_ranked_item(const void *a, const void *b)
-{
-    const ranked_item_t *x = a, *y = b;
-    if (x->w != y->w)
-        return x->w < y->w ? 1 : -1;
-    return (x->k > y->k) - (x->k < y->k);
-}
-
 /* GET /v1/communities/{c}/items?top=N */
 enum MHD_Result icpnsd_api_community_items(icpnsd_req_t *r)
 {
@@ -184,39 +166,37 @@ enum MHD_Result icpnsd_api_community_items(icpnsd_req_t *r)
         return icpnsd_reply_error(r, ICPNSD_E_BAD_QUERY, "top",
                                   "'top' must be an integer in [1, 100000]");
     icpns_snapshot_t *s = icpnsd_set_acquire(r->set);
-    uint32_t c = icpns_idmap_find(&s->comms, cid);
+    uint32_t c = icpns_snapshot_community_find(s, cid);
     if (c == ICPNS_NONE) {
         icpns_snapshot_unref(s);
         return icpnsd_reply_error(r, ICPNSD_E_NO_SUCH_COMMUNITY, "community",
                                   "community %lld does not exist", (long long)cid);
     }
-    const icpns_wtable_t *t = &s->weights->comm[c];
-    ranked_item_t *v = malloc((t->m ? t->m : 1) * sizeof(*v));
-    if (!v) {
+    /* The ranking is the library's (in-process bindings show the same). */
+    icpns_community_info_t ci;
+    icpns_snapshot_community(s, c, &ci);
+    uint32_t want = ci.support < top ? ci.support : (uint32_t)top, shown = 0;
+    icpns_item_rank_t *v = malloc((want ? want : 1) * sizeof(*v));
+    if (!v || icpns_community_top_items(s, c, (uint32_t)top, v, &shown)) {
+        free(v);
         icpns_snapshot_unref(s);
         return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
     }
-    for (uint32_t k = 0; k < t->m; k++)
-        v[k] = (ranked_item_t){t->w[k], k};
-    qsort(v, t->m, sizeof(*v), cmp_ranked_item);
-    double eps = s->params.epsilon, total = t->cdf[t->m] + eps * s->items.n;
+    double eps = s->params.epsilon;
     icpns_buf_t b;
     icpns_buf_init(&b, 0);
     icpnsd_json_snapshot_head(&b, s);
     icpns_buf_lit(&b, ",\"community\":");
     icpns_buf_i64(&b, cid);
     icpns_buf_printf(&b, ",\"alpha\":%s,\"epsilon\":%s,\"support\":%u,\"items\":[",
-                     icpnsd_dnum(s->params.alpha).s, icpnsd_dnum(eps).s, t->m);
-    uint32_t shown = t->m < top ? t->m : (uint32_t)top;
-    uint64_t base = s->sup_off[c];
+                     icpnsd_dnum(s->params.alpha).s, icpnsd_dnum(eps).s, ci.support);
     for (uint32_t j = 0; j < shown; j++) {
-        uint32_t k = v[j].k;
         icpns_buf_puts(&b, j ? ",{\"item\":" : "{\"item\":");
-        icpns_buf_i64(&b, s->items.ids[t->items[k]]);
+        icpns_buf_i64(&b, v[j].item);
         icpns_buf_lit(&b, ",\"count\":");
-        icpns_buf_u64(&b, s->sup_count[base + k]);
-        icpns_buf_printf(&b, ",\"weight\":%s,\"probability\":%s}", icpnsd_dnum(t->w[k] + eps).s,
-                         icpnsd_dnum((t->w[k] + eps) / total).s);
+        icpns_buf_u64(&b, v[j].count);
+        icpns_buf_printf(&b, ",\"weight\":%s,\"probability\":%s}", icpnsd_dnum(v[j].weight).s,
+                         icpnsd_dnum(v[j].probability).s);
     }
     icpns_buf_lit(&b, "]}");
     free(v);

@@ -62,8 +62,9 @@ static icpns_work_t *thread_work(void)
 /* A whole answer: sampled here or on the compute pool, then sent. */
 typedef struct neg_task {
     icpnsd_task_t task;        /* on the compute pool */
-    icpnsd_env_t *env;         /* (the request may be gone when the task ends) */
     icpnsd_req_t *r;
+    icpnsd_env_t *env;         /* r->env, which outlives r: task_free may run
+                                * after icpnsd_req_done let r go */
     icpnsd_answer_t *a;
     bool frame_out;
     uint64_t reserved;         /* bytes taken from answers_in_flight_bytes */
@@ -372,8 +373,8 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
         icpnsd_inflight_give(env, take);
         return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL, "no memory");
     }
-    t->env = env;
     t->r = r;
+    t->env = env;
     t->a = a;
     t->frame_out = frame_out;
     t->reserved = take;

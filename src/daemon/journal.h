@@ -42,30 +42,6 @@ int icpnsd_version_load(const char *dir, uint64_t *version, uint64_t *fingerprin
 void icpnsd_version_save(const char *dir, const char *name, uint64_t version,
                          uint64_t fingerprint);
 
-/*
- * Writes an uploaded table set as directory @dir (interactions.tsv,
- * communities.tsv, items.tsv when there are items, tables.json with its
- * format and parameters): the files go into directory @tmp (on the same
- * file system; replaced if there), are fsynced, and @tmp is renamed to
- * @dir, so @dir is either absent or whole.  0, or an ICPNS_E* code with
- * @err.
- */
-struct icpnsd_tableset;
-int icpnsd_tableset_store(const char *dir, const char *tmp, const struct icpnsd_tableset *t,
-                          icpns_error_t *err);
-
-/* Removes the directory of an uploaded table set and the files in it
- * (one level: what icpnsd writes there).  Logged when it cannot. */
-void icpnsd_tableset_remove(const char *dir);
-
-/*
- * Readies STATE for uploaded table sets: STATE must be a directory;
- * STATE/sets (the sets, one directory each) and STATE/sets.tmp (uploads
- * being written) are created, and what an interrupted upload left in
- * STATE/sets.tmp removed.  @sets receives STATE/sets.  0, or -1 with @err.
- */
-int icpnsd_uploads_prepare(const char *state, char *sets, size_t sets_size, char *err, size_t es);
-
 /* Removes DIR/FILE.tmp.XXXXXX left by an interrupted atomic write. */
 void icpnsd_remove_stale_temporaries(const char *dir, const char *file);
 

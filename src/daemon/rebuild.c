@@ -164,26 +164,6 @@ void icpnsd_rebuild_load_error(int rc, const icpns_error_t *err, icpnsd_err_t *e
 
 /* ---- updates ---------------------------------------------------------------- */
 
-static int cmp_pair_a(const void *x, const void *y)
-{
-    const icpns_pair_t *a = x, *b = y;
-    return (a->a > b->a) - (a->a < b->a);
-}
-
-typedef struct ranked {
-    icpns_pair_t p;
-    size_t pos;
-} ranked_t;
-
-/* By user, then by position in the request. */
-static int cmp_ranked(const void *x, const void *y)
-{
-    const ranked_t *a = x, *b = y;
-    if (a->p.a != b->p.a)
-        return (a->p.a > b->p.a) - (a->p.a < b->p.a);
-    return (a->pos > b->pos) - (a->pos < b->pos);
-}
-
 static void stamp(const icpnsd_rebuild_in_t *in)
 {
     if (in->self_write_ms)
@@ -195,58 +175,27 @@ static void stamp(const icpnsd_rebuild_in_t *in)
 static int apply_communities(const icpnsd_rebuild_in_t *in, icpns_dataset_t *d,
                              const icpnsd_job_update_t *up, icpns_error_t *err)
 {
-    /* Later entries for the same user win inside one update: sort by
-     * (user, position) and keep each user's last entry. */
-    size_t n = up->n, u = 0;
-    ranked_t *r = malloc((n ? n : 1) * sizeof(*r));
-    icpns_pair_t *tmp = malloc((n ? n : 1) * sizeof(*tmp));
-    if (!r || !tmp) {
-        free(r);
-        free(tmp);
+    /* The merge (later entries of a user win; replace or keep the other
+     * users' entries) is the library's, which icpns_dataset_set_communities
+     * (in-process bindings) applies too. */
+    icpns_pair_t *merged = NULL;
+    size_t n_merged = 0;
+    if (icpns_communities_merge(d->comm, d->n_comm, up->pairs, up->n, up->replace, &merged,
+                                &n_merged))
         return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
-    }
-    for (size_t k = 0; k < n; k++)
-        r[k] = (ranked_t){up->pairs[k], k};
-    qsort(r, n, sizeof(*r), cmp_ranked);
-    for (size_t k = 0; k < n; k++)
-        if (k + 1 == n || r[k + 1].p.a != r[k].p.a)
-            tmp[u++] = r[k].p;
-    free(r);
-
-    icpns_dataset_t *nd = icpns_dataset_new();
-    if (!nd) {
-        free(tmp);
-        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
-    }
-    if (!up->replace)
-        for (size_t k = 0; k < d->n_comm; k++)
-            if (!bsearch(&d->comm[k], tmp, u, sizeof(*tmp), cmp_pair_a) &&
-                icpns_dataset_add_community(nd, d->comm[k].a, d->comm[k].b))
-                goto oom;
-    for (size_t k = 0; k < u; k++)
-        if (icpns_dataset_add_community(nd, tmp[k].a, tmp[k].b))
-            goto oom;
-    free(tmp);
-    tmp = NULL;
     stamp(in);
-    int rc = icpnsd_communities_write(in->tables, in->opts.communities, nd->comm, nd->n_comm, err);
+    int rc = icpnsd_communities_write(in->tables, in->opts.communities, merged, n_merged, err);
     stamp(in);
     if (rc) {
-        icpns_dataset_free(nd);
+        free(merged);
         return rc;
     }
     /* Swap the communities into the dataset. */
     free(d->comm);
-    d->comm = nd->comm;
-    d->n_comm = nd->n_comm;
-    d->cap_comm = nd->cap_comm;
-    nd->comm = NULL;
-    icpns_dataset_free(nd);
+    d->comm = merged;
+    d->n_comm = n_merged;
+    d->cap_comm = n_merged;
     return 0;
-oom:
-    free(tmp);
-    icpns_dataset_free(nd);
-    return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
 }
 
 static int apply_interactions(const icpnsd_rebuild_in_t *in, icpns_dataset_t *d,

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "journal.h"
+#include "uploads.h"
 #include "log.h"
 #include "registry.h"
 #include "state.h"
@@ -785,78 +785,20 @@ static int add_initial(icpnsd_registry_t *reg, const char *name, const char *dir
     return 0;
 }
 
-/* "NAME@GENERATION" into @name and @gen; false when @entry is not one. */
-static bool upload_entry(const char *entry, char *name, uint64_t *gen)
+/* An uploaded set found at start (icpnsd_uploads_scan). */
+static int add_uploaded(void *ctx, const char *name, const char *dir, char *err, size_t es)
 {
-    const char *at = strrchr(entry, '@');
-    if (!at || at == entry || (size_t)(at - entry) >= ICPNSD_SET_NAME || !at[1])
-        return false;
-    snprintf(name, ICPNSD_SET_NAME, "%.*s", (int)(at - entry), entry);
-    char *end;
-    errno = 0;
-    unsigned long long g = strtoull(at + 1, &end, 10);
-    if (*end || errno || at[1] < '0' || at[1] > '9' || !icpnsd_set_name_ok(name))
-        return false;
-    *gen = g;
-    return true;
-}
-
-/*
- * The sets uploaded before the restart, in name order.  Each lives in
- * STATE/sets/NAME@GENERATION: a new upload of a name gets a new
- * generation, so files of a removed set still in use can never be those of
- * its successor.  Two generations of one name (a crash in between) keep
- * the newer.
- */
-static int load_uploaded(icpnsd_registry_t *reg, char *err, size_t es)
-{
-    char sets[1100];
-    if (icpnsd_uploads_prepare(reg->cfg->state_dir, sets, sizeof(sets), err, es))
-        return -1;
-    struct stat st;
-    struct dirent **names;
-    int n = scandir(sets, &names, NULL, alphasort);
-    if (n < 0) {
-        snprintf(err, es, "state_dir: cannot read %s: %s", sets, strerror(errno));
+    icpnsd_registry_t *reg = ctx;
+    if (find_locked(reg, name)) {
+        snprintf(err, es, "the uploaded table set %s has the name of a configured set; "
+                 "rename or remove one of them", dir);
         return -1;
     }
-    int rc = 0;
-    for (int k = 0; k < n; k++) {
-        const char *entry = names[k]->d_name;
-        char path[1400], name[ICPNSD_SET_NAME], other[ICPNSD_SET_NAME];
-        uint64_t gen = 0, g2;
-        snprintf(path, sizeof(path), "%s/%s", sets, entry);
-        bool newer = false;
-        if (upload_entry(entry, name, &gen)) {
-            if (gen >= reg->upload_gen)
-                reg->upload_gen = gen;
-            for (int i = 0; i < n; i++)
-                newer |= upload_entry(names[i]->d_name, other, &g2) && !strcmp(other, name) &&
-                         g2 > gen;
-        }
-        if (rc || !strcmp(entry, ".") || !strcmp(entry, "..")) {
-        } else if (!upload_entry(entry, name, &gen) || stat(path, &st) < 0 ||
-                   !S_ISDIR(st.st_mode)) {
-            log_warn("ignoring %s: not a table set the daemon stored (a directory NAME@N, NAME "
-                     "1..63 of [A-Za-z0-9._-])", path);
-        } else if (newer) {
-            log_warn("removing %s: a newer upload of '%s' is there", path, name);
-            icpnsd_tableset_remove(path);
-        } else if (find_locked(reg, name)) {
-            snprintf(err, es, "the uploaded table set %s has the name of a configured set; "
-                     "rename or remove one of them", path);
-            rc = -1;
-        } else if (reg->n == ICPNSD_MAX_SETS) {
-            snprintf(err, es, "%s: at most %d table sets", path, ICPNSD_MAX_SETS);
-            rc = -1;
-        } else {
-            rc = add_initial(reg, name, path, true, err, es);
-        }
+    if (reg->n == ICPNSD_MAX_SETS) {
+        snprintf(err, es, "%s: at most %d table sets", dir, ICPNSD_MAX_SETS);
+        return -1;
     }
-    for (int k = 0; k < n; k++)
-        free(names[k]);
-    free(names);
-    return rc;
+    return add_initial(reg, name, dir, true, err, es);
 }
 
 icpnsd_registry_t *icpnsd_registry_new(uv_loop_t *loop, const icpnsd_config_t *cfg)
@@ -889,7 +831,9 @@ int icpnsd_registry_load(icpnsd_registry_t *reg, char *err, size_t errsize)
     for (unsigned k = 0; k < cfg->n_sets; k++)
         if (add_initial(reg, cfg->sets[k].name, cfg->sets[k].dir, false, err, errsize))
             return -1;
-    return cfg->state_dir[0] ? load_uploaded(reg, err, errsize) : 0;
+    return cfg->state_dir[0] ? icpnsd_uploads_scan(cfg->state_dir, add_uploaded, reg,
+                                                    &reg->upload_gen, err, errsize)
+                             : 0;
 }
 
 void icpnsd_registry_free(icpnsd_registry_t *reg)

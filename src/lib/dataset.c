@@ -80,6 +80,180 @@ int icpns_dataset_add_item(icpns_dataset_t *d, int64_t item)
     return 0;
 }
 
+/* An assignment and where it came from, for finding conflicts. */
+typedef struct comm_row {
+    int64_t user, comm;
+    size_t row; /* position: the dataset's entries first, then the new ones */
+} comm_row_t;
+
+static int cmp_comm_row(const void *a, const void *b)
+{
+    const comm_row_t *x = a, *y = b;
+    if (x->user != y->user)
+        return x->user < y->user ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* The first entry of @pairs (0-based) with a negative id, or SIZE_MAX. */
+static size_t first_negative(const icpns_pair_t *pairs, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (pairs[k].a < 0 || pairs[k].b < 0)
+            return k;
+    return SIZE_MAX;
+}
+
+int icpns_dataset_add_arrays(icpns_dataset_t *d, const icpns_pair_t *inter, size_t n_inter,
+                             const icpns_pair_t *comm, size_t n_comm, const int64_t *items,
+                             size_t n_items, icpns_error_t *err)
+{
+    size_t bad;
+    if ((n_inter && !inter) || (n_comm && !comm) || (n_items && !items))
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, 0, NULL, "NULL array");
+    if ((bad = first_negative(inter, n_inter)) != SIZE_MAX)
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, bad + 1, "interactions",
+                               "row %zu: (%lld, %lld): ids are non-negative integers", bad,
+                               (long long)inter[bad].a, (long long)inter[bad].b);
+    if ((bad = first_negative(comm, n_comm)) != SIZE_MAX)
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, bad + 1, "communities",
+                               "row %zu: (%lld, %lld): ids are non-negative integers", bad,
+                               (long long)comm[bad].a, (long long)comm[bad].b);
+    for (size_t k = 0; k < n_items; k++)
+        if (items[k] < 0)
+            return icpns_error_set(err, ICPNS_EINVAL, NULL, k + 1, "items",
+                                   "row %zu: %lld: ids are non-negative integers", k,
+                                   (long long)items[k]);
+    if (n_comm) {
+        /* One community per user, as in communities.tsv: the same pair may
+         * come twice, two communities for one user may not. */
+        size_t n = d->n_comm + n_comm;
+        comm_row_t *v = malloc(n * sizeof(*v));
+        if (!v)
+            return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+        for (size_t k = 0; k < d->n_comm; k++)
+            v[k] = (comm_row_t){d->comm[k].a, d->comm[k].b, k};
+        for (size_t k = 0; k < n_comm; k++)
+            v[d->n_comm + k] = (comm_row_t){comm[k].a, comm[k].b, d->n_comm + k};
+        qsort(v, n, sizeof(*v), cmp_comm_row);
+        size_t conflict = SIZE_MAX, first = 0;
+        for (size_t k = 1; k < n; k++)
+            if (v[k].user == v[k - 1].user && v[k].comm != v[k - 1].comm &&
+                (conflict == SIZE_MAX || v[k].row < conflict)) {
+                conflict = v[k].row;
+                first = v[k - 1].row;
+            }
+        free(v);
+        if (conflict != SIZE_MAX) {
+            size_t row = conflict - d->n_comm;
+            const icpns_pair_t *earlier = first < d->n_comm ? &d->comm[first]
+                                                            : &comm[first - d->n_comm];
+            return icpns_error_set(err, ICPNS_EINVAL, NULL, row + 1, "communities",
+                                   "row %zu: user %lld is assigned to community %lld here and "
+                                   "to community %lld %s %zu: one community per user",
+                                   row, (long long)comm[row].a, (long long)comm[row].b,
+                                   (long long)earlier->b,
+                                   first < d->n_comm ? "by the dataset's entry" : "at row",
+                                   first < d->n_comm ? first : first - d->n_comm);
+        }
+    }
+    if (grow((void **)&d->inter, &d->cap_inter, d->n_inter + n_inter, sizeof(*d->inter)) ||
+        grow((void **)&d->comm, &d->cap_comm, d->n_comm + n_comm, sizeof(*d->comm)) ||
+        grow((void **)&d->items, &d->cap_items, d->n_items + n_items, sizeof(*d->items)))
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    if (n_inter)
+        memcpy(d->inter + d->n_inter, inter, n_inter * sizeof(*inter));
+    d->n_inter += n_inter;
+    if (n_comm)
+        memcpy(d->comm + d->n_comm, comm, n_comm * sizeof(*comm));
+    d->n_comm += n_comm;
+    if (items) {
+        if (n_items)
+            memcpy(d->items + d->n_items, items, n_items * sizeof(*items));
+        d->n_items += n_items;
+        d->has_items = true;
+    }
+    return 0;
+}
+
+/* An update's entry and its position: later entries of a user win. */
+typedef struct ranked_pair {
+    icpns_pair_t p;
+    size_t pos;
+} ranked_pair_t;
+
+static int cmp_ranked_pair(const void *x, const void *y)
+{
+    const ranked_pair_t *a = x, *b = y;
+    if (a->p.a != b->p.a)
+        return a->p.a < b->p.a ? -1 : 1;
+    return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
+static int cmp_pair_user(const void *x, const void *y)
+{
+    const icpns_pair_t *a = x, *b = y;
+    return (a->a > b->a) - (a->a < b->a);
+}
+
+int icpns_communities_merge(const icpns_pair_t *old, size_t n_old, const icpns_pair_t *upd,
+                            size_t n_upd, bool replace, icpns_pair_t **ret, size_t *ret_n)
+{
+    /* The update's last entry per user, by ascending user. */
+    ranked_pair_t *r = malloc((n_upd ? n_upd : 1) * sizeof(*r));
+    icpns_pair_t *last = malloc((n_upd ? n_upd : 1) * sizeof(*last));
+    icpns_pair_t *out = malloc(((replace ? 0 : n_old) + n_upd + 1) * sizeof(*out));
+    if (!r || !last || !out) {
+        free(r);
+        free(last);
+        free(out);
+        return ICPNS_ENOMEM;
+    }
+    for (size_t k = 0; k < n_upd; k++)
+        r[k] = (ranked_pair_t){upd[k], k};
+    qsort(r, n_upd, sizeof(*r), cmp_ranked_pair);
+    size_t u = 0, n = 0;
+    for (size_t k = 0; k < n_upd; k++)
+        if (k + 1 == n_upd || r[k + 1].p.a != r[k].p.a)
+            last[u++] = r[k].p;
+    free(r);
+    if (!replace)
+        for (size_t k = 0; k < n_old; k++)
+            if (!bsearch(&old[k], last, u, sizeof(*last), cmp_pair_user))
+                out[n++] = old[k];
+    for (size_t k = 0; k < u; k++)
+        out[n++] = last[k];
+    free(last);
+    *ret = out;
+    *ret_n = n;
+    return 0;
+}
+
+int icpns_dataset_set_communities(icpns_dataset_t *d, const icpns_pair_t *pairs, size_t n,
+                                  bool replace, icpns_error_t *err)
+{
+    if (d->has_pop)
+        return icpns_error_set(err, ICPNS_EINVAL, d->pop_path, 0, "popularity_source",
+                               "the popularity counts come from a file (popularity_source "
+                               "\"file\"): new communities would not move them; change the "
+                               "files and load them again instead");
+    if (n && !pairs)
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, 0, NULL, "NULL array");
+    size_t bad = first_negative(pairs, n);
+    if (bad != SIZE_MAX)
+        return icpns_error_set(err, ICPNS_EINVAL, NULL, bad + 1, "communities",
+                               "row %zu: (%lld, %lld): ids are non-negative integers", bad,
+                               (long long)pairs[bad].a, (long long)pairs[bad].b);
+    icpns_pair_t *merged;
+    size_t m;
+    if (icpns_communities_merge(d->comm, d->n_comm, pairs, n, replace, &merged, &m))
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    free(d->comm);
+    d->comm = merged;
+    d->n_comm = m;
+    d->cap_comm = m;
+    return 0;
+}
+
 /* ---- options ------------------------------------------------------------ */
 
 int icpns_format_parse(const char *s)

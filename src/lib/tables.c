@@ -247,6 +247,24 @@ int icpns_dataset_load_dir(const char *dir, icpns_table_opts_t *opts,
     return rc;
 }
 
+int icpns_tables_load(const char *dir, icpns_params_t *params, icpns_dataset_t **ret,
+                      icpns_error_t *err)
+{
+    icpns_table_opts_t *o = malloc(sizeof(*o));
+    if (!o)
+        return icpns_error_set(err, ICPNS_ENOMEM, NULL, 0, NULL, "out of memory");
+    icpns_table_opts_default(o);
+    o->params = *params;
+    icpns_dataset_t *d = NULL;
+    int rc = icpns_dataset_load_dir(dir, o, &d, err);
+    if (!rc) {
+        *params = o->params;
+        *ret = d;
+    }
+    free(o);
+    return rc;
+}
+
 int icpns_dataset_load_journal(icpns_dataset_t *d, const char *dir, icpns_error_t *err)
 {
     char path[1024];

@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -16,11 +17,58 @@ ICPNS = os.environ.get("ICPNS", "build/src/cli/icpns")
 PROTO = os.environ.get("PROTO_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "proto"))
 
 
+_UNSET = "<unset>"
+
+
+def preload_sanitizer():
+    """Makes an instrumented libicpns loadable into this python3: in a
+    sanitizer build (meson sets ICPNS_ASAN_PRELOAD to the ASan runtime),
+    re-executes the running test with the runtime in LD_PRELOAD, first in
+    the process as ASan requires, and detect_leaks=0 appended to
+    ASAN_OPTIONS for this process (Python's own allocations are not
+    instrumented; the library's errors and overflows still halt). Python
+    children (spawn workers, example scripts) inherit both and can load
+    the library too; the instrumented children the harness starts
+    (icpnsd, icpns) get the environment the test was started with
+    (child_env), so their leak checks stay on. A no-op elsewhere."""
+    runtime = os.environ.get("ICPNS_ASAN_PRELOAD")
+    if not runtime or os.environ.get("ICPNS_CHILD_ASAN_OPTIONS") is not None:
+        return
+    env = dict(os.environ)
+    env["ICPNS_CHILD_ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", _UNSET)
+    env["ICPNS_CHILD_LD_PRELOAD"] = os.environ.get("LD_PRELOAD", _UNSET)
+    old = os.environ.get("LD_PRELOAD")
+    env["LD_PRELOAD"] = runtime + (":" + old if old else "")
+    opts = os.environ.get("ASAN_OPTIONS")
+    env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "detect_leaks=0"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def child_env(extra=None):
+    """The environment for an instrumented child (icpnsd, icpns): the one
+    the test was started with, whether or not preload_sanitizer re-executed
+    it."""
+    env = dict(os.environ)
+    for key in ("ASAN_OPTIONS", "LD_PRELOAD"):
+        saved = env.pop("ICPNS_CHILD_" + key, None)
+        if saved is None:
+            continue
+        if saved == _UNSET:
+            env.pop(key, None)
+        else:
+            env[key] = saved
+    if extra:
+        env.update(extra)
+    return env
+
+
 def gen_tables(directory, users=200, items=150, communities=4, interactions=4000, seed=5):
     subprocess.run([ICPNS, "gen", "--users", str(users), "--items", str(items),
                     "--communities", str(communities), "--interactions", str(interactions),
                     "--seed", str(seed), "-o", directory],
-                   check=True, stderr=subprocess.DEVNULL)
+                   check=True, stderr=subprocess.DEVNULL, env=child_env())
     return directory
 
 
@@ -57,7 +105,7 @@ class Daemon:
             argv += ["--admin-token-file", path]
         argv += list(args)
         self.errlog = open(os.path.join(self.tmp, "stderr.log"), "w+")
-        full_env = dict(os.environ)
+        full_env = child_env()
         full_env.pop("NOTIFY_SOCKET", None)
         full_env.pop("WATCHDOG_USEC", None)
         if env:

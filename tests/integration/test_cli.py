@@ -9,7 +9,10 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import ICPNS, Daemon, gen_tables, load_tables, read_communities
+from harness import (ICPNS, Daemon, child_env, gen_tables, load_tables, preload_sanitizer,
+                     read_communities)
+
+preload_sanitizer()  # the ctypes test loads libicpns (instrumented in sanitizer builds)
 
 try:
     import numpy as np
@@ -22,7 +25,8 @@ except ImportError:  # pragma: no cover
 
 
 def run(*args, check=True):
-    p = subprocess.run([ICPNS, *args], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([ICPNS, *args], capture_output=True, text=True, timeout=60,
+                       env=child_env())
     if check and p.returncode != 0:
         raise AssertionError("icpns %s failed: %s" % (" ".join(args), p.stderr))
     return p
@@ -347,7 +351,7 @@ class Error(ctypes.Structure):
                 ("field", ctypes.c_char * 64), ("message", ctypes.c_char * 256)]
 
 
-@unittest.skipUnless(ICPNS_LIB, "no shared libicpns (sanitizer builds have none)")
+@unittest.skipUnless(ICPNS_LIB, "ICPNS_LIB is not set (run through meson test)")
 class TestCtypes(unittest.TestCase):
     """The loader through ctypes, as the Python experiment code will use it."""
 

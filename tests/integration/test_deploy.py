@@ -35,6 +35,45 @@ def post(port, body, timeout=10, close=True):
     return r.status, data
 
 
+# A program against the installed library: loads a table directory as
+# icpnsd does, prints the fingerprint and 3 rows x (1 ICPNS + 1 uniform).
+LIBRARY_PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <icpns.h>
+
+int main(int argc, char **argv)
+{
+    icpns_params_t p;
+    icpns_params_default(&p);
+    icpns_dataset_t *d = NULL;
+    icpns_snapshot_t *s = NULL;
+    icpns_error_t err;
+    if (argc != 2 || icpns_tables_load(argv[1], &p, &d, &err) ||
+        icpns_snapshot_build(d, &p, &s, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    icpns_snapshot_info_t info;
+    icpns_snapshot_info(s, &info);
+    printf("%016llx\n", (unsigned long long)info.fingerprint);
+    int64_t users[3] = {1, 2, 3}, items[6];
+    icpns_part_t parts[2] = {{ICPNS_STRATEGY_ICPNS, 1}, {ICPNS_STRATEGY_UNIFORM, 1}};
+    icpns_request_t q = {users, 3, 2, parts, 7, 0};
+    icpns_work_t *w = icpns_work_new();
+    if (icpns_sample_request(s, NULL, w, &q, items, NULL, NULL, NULL, NULL, NULL))
+        return 1;
+    for (int k = 0; k < 6; k++)
+        printf(k ? " %lld" : "%lld", (long long)items[k]);
+    printf("\n");
+    icpns_work_free(w);
+    icpns_snapshot_unref(s);
+    icpns_dataset_free(d);
+    return 0;
+}
+"""
+
+
 def read(path):
     with open(path) as f:
         return f.read()
@@ -98,6 +137,66 @@ class TestInstall(unittest.TestCase):
                             "--listen", "127.0.0.1:0", "--check-config"],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    @unittest.skipUnless(shutil.which("pkg-config") and shutil.which("cc"),
+                         "pkg-config or cc is not installed")
+    def test_library(self):
+        """libicpns.so, its headers and icpns.pc are installed; a C program
+        builds against them with pkg-config, and the Python client's Local
+        loads the installed library and agrees with the program."""
+        o = self.opts
+        libdir = self.path(o["libdir"])
+        self.assertTrue(os.path.isfile(os.path.join(libdir, "libicpns.so.0.2.0")))
+        self.assertEqual(os.readlink(os.path.join(libdir, "libicpns.so.0")), "libicpns.so.0.2.0")
+        self.assertEqual(os.readlink(os.path.join(libdir, "libicpns.so")), "libicpns.so.0")
+        self.assertFalse(os.path.exists(os.path.join(libdir, "libicpns.a")))  # the tools' own
+        inc = self.path(o["includedir"])
+        self.assertTrue(os.path.isfile(os.path.join(inc, "icpns.h")))
+        for h in os.listdir(os.path.join(SOURCE, "include", "icpns")):
+            self.assertTrue(os.path.isfile(os.path.join(inc, "icpns", h)), h)
+        pcdir = os.path.join(libdir, "pkgconfig")
+        self.assertTrue(os.path.isfile(os.path.join(pcdir, "icpns.pc")))
+        env = dict(os.environ, PKG_CONFIG_PATH=pcdir, PKG_CONFIG_SYSROOT_DIR=self.dest)
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "icpns"], env=env,
+                               capture_output=True, text=True, check=True).stdout.split()
+        self.assertIn("-licpns", flags)
+        d = tempfile.mkdtemp(prefix="icpns-libtest-")
+        self.addCleanup(shutil.rmtree, d, True)
+        tables = gen_tables(os.path.join(d, "t"), users=80, items=60, communities=3,
+                            interactions=900, seed=4)
+        prog = os.path.join(d, "prog.c")
+        with open(prog, "w") as f:
+            f.write(LIBRARY_PROGRAM)
+        sanitize = o.get("b_sanitize", "none") not in ("none", [], "")
+        cflags = ["-fsanitize=address,undefined"] if sanitize else []
+        r = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", *cflags, prog, "-o",
+                            os.path.join(d, "prog"), *flags], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        run_env = harness.child_env({"LD_LIBRARY_PATH": libdir})
+        r = subprocess.run([os.path.join(d, "prog"), tables], capture_output=True, text=True,
+                           env=run_env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        fingerprint, items = r.stdout.split("\n")[:2]
+        check = subprocess.run([harness.ICPNS, "check", "--tables", tables], capture_output=True,
+                               text=True, env=harness.child_env())
+        self.assertIn("fingerprint:   " + fingerprint, check.stdout)
+        # The Python client on the installed library: the same negatives.
+        py_env = dict(run_env, ICPNS_LIBRARY=os.path.join(libdir, "libicpns.so.0"),
+                      PYTHONPATH=os.path.join(SOURCE, "clients", "python"))
+        if sanitize and os.environ.get("ICPNS_ASAN_PRELOAD"):
+            py_env["LD_PRELOAD"] = os.environ["ICPNS_ASAN_PRELOAD"]
+            py_env["ASAN_OPTIONS"] = (py_env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
+        code = ("import icpns_client as ic, sys\n"
+                "s = ic.Local(sys.argv[1])\n"
+                "n = s.negatives([1, 2, 3], n=2, strategy=[('icpns', 1), ('uniform', 1)], seed=7)\n"
+                "print(s.fingerprint())\n"
+                "print(' '.join(str(x) for x in n.items.reshape(-1)))\n"
+                "print(ic._lib.load().path)\n")
+        r = subprocess.run(["/usr/bin/python3", "-c", code, tables], capture_output=True,
+                           text=True, env=py_env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split("\n")[:3],
+                         [fingerprint, items, os.path.join(libdir, "libicpns.so.0")])
 
     def installed_unit(self):
         """The installed unit with its binaries pointed into DESTDIR, so that

@@ -9,7 +9,9 @@ import sys
 import tempfile
 import unittest
 
-from harness import ICPNSD, gen_tables
+from harness import ICPNSD, gen_tables, preload_sanitizer
+
+preload_sanitizer()  # data.py reads files with libicpns (instrumented in sanitizer builds)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "..", "..", "examples")
@@ -43,6 +45,24 @@ class TestProtocol(unittest.TestCase):
         self.assertEqual(D.load_adjacency(p).tolist(), [[0, 1], [0, 2], [0, 3], [1, 2]])
         with self.assertRaises(ValueError):
             D.load_inter(self.write("bad.inter", "user:token\titem:token\n1\t2\n"))
+        # The daemon's loader: every format, the rating filter where there
+        # are ratings, a file without any read whole, a mixed one refused.
+        p = self.write("ratings.dat", "1::10::5::0\n1::11::2::0\n2::10::3::0\n")
+        self.assertEqual(D.load_udata(p, 3).tolist(), [[1, 10], [2, 10]])
+        p = self.write("ratings.csv", "userId,movieId,rating,timestamp\n1,10,4,0\n1,11,1,0\n")
+        self.assertEqual(D.read_pairs(p, min_rating=3).tolist(), [[1, 10]])
+        p = self.write("seq.txt", "5:7 8\n6:7\n")
+        self.assertEqual(D.read_pairs(p, min_rating=3).tolist(), [[5, 7], [5, 8], [6, 7]])
+        p = self.write("two.tsv", "1\t10\n1\t11\n")
+        self.assertEqual(D.load_udata(p, 3).tolist(), [[1, 10], [1, 11]])
+        p = self.write("x2.inter", "user_id:token\titem_id:token\n1\t10\n")
+        self.assertEqual(D.load_inter(p, 3).tolist(), [[1, 10]])
+        with self.assertRaises(ValueError) as e:
+            D.load_udata(self.write("mixed.tsv", "1\t10\t5\n1\t11\n2\t10\t1\n"), 3)
+        self.assertEqual(e.exception.code, "tables_invalid")
+        with self.assertRaises(ValueError) as e:
+            D.read_pairs(self.write("amb.txt", "1 10 11\n2 11 12\n"))
+        self.assertIn("ambiguous", str(e.exception))
 
     def test_k_core_is_the_largest_subset_with_k(self):
         rng = np.random.default_rng(1)

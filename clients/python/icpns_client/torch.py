@@ -31,6 +31,7 @@ import torch
 import torch.utils.data
 
 from .client import Client, dense_index
+from .local import Local
 from .ids import as_count, as_pairs, as_seed
 from .seeds import derive_seed, permutation, random_seed, splitmix64
 
@@ -63,10 +64,13 @@ class NegativeDataset(torch.utils.data.IterableDataset):
     """Training pairs (user, positive item) in batches, each with negatives
     from icpnsd (or any sampler with the Client's negatives() and items()).
 
-    client_or_url: a Client, a URL (a Client is made from it), or any
-        sampler object with negatives(users, n=, strategy=, seed=,
-        probabilities=, ...) and, for ids="dense", items(tables=); kept as
-        .sampler.
+    client_or_url: a Client, a URL (a Client is made from it), a Local
+        (icpns_client.Local: the daemon's sampler in this process, the same
+        batches for the same tables and seed), or any sampler object with
+        negatives(users, n=, strategy=, seed=, probabilities=, ...) and,
+        for ids="dense", items(tables=); kept as .sampler. With DataLoader
+        workers a Local is shared by fork (each worker makes its own sampler
+        scratch) or rebuilt from its arguments in spawned workers.
     pairs: (N, 2) integer array of raw (user id, positive item id).
     n: negatives per pair; strategy: as Client.negatives.
     batch_size, drop_last: the batches of a pass (the last one may be short
@@ -241,7 +245,7 @@ class NegativeDataset(torch.utils.data.IterableDataset):
         cached in this process until an answer shows another fingerprint."""
         if self._catalogue is None or refresh:
             kw = {} if self.tables is None else {"tables": self.tables}
-            if refresh and isinstance(self.sampler, Client):
+            if refresh and isinstance(self.sampler, (Client, Local)):
                 kw["refresh"] = True
             new = self.sampler.items(**kw)
             old = self._catalogue
