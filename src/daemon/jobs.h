@@ -59,7 +59,7 @@ typedef struct icpnsd_job_cluster {
     uint32_t unassigned;        /* users with a community that the upload leaves out */
     /* Progress, written by the k-means thread, read by anyone. */
     atomic_uint progress_restart, progress_restarts, progress_iteration, progress_max_iter;
-    double progress_inertia;
+    _Atomic double progress_inertia;
     atomic_bool cancel;         /* asks k-means to stop */
 } icpnsd_job_cluster_t;
 

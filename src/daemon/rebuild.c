@@ -364,7 +364,7 @@ static int kmeans_iteration(void *arg, uint32_t restart, uint32_t iteration, dou
     icpnsd_job_cluster_t *c = arg;
     atomic_store(&c->progress_restart, restart);
     atomic_store(&c->progress_iteration, iteration);
-    c->progress_inertia = inertia; /* read for reports only: a torn double is harmless */
+    atomic_store_explicit(&c->progress_inertia, inertia, memory_order_relaxed);
     return atomic_load(&c->cancel) ? 1 : 0;
 }
 

@@ -192,7 +192,7 @@ static void show(const entry_t *e, icpns_buf_t *b)
                             "\"max_iter\":%u,\"inertia\":%s}",
                          atomic_load(&c->progress_restart) + 1, atomic_load(&c->progress_restarts),
                          atomic_load(&c->progress_iteration), atomic_load(&c->progress_max_iter),
-                         icpnsd_dnum(c->progress_inertia).s);
+                         icpnsd_dnum(atomic_load_explicit(&c->progress_inertia, memory_order_relaxed)).s);
     }
     if (e->result) {
         icpns_buf_lit(b, ",\"result\":");

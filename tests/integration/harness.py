@@ -169,6 +169,10 @@ class Daemon:
         # A clean exit is part of the contract (and how LeakSanitizer reports).
         if exc_type is None and rc != 0:
             raise AssertionError("icpnsd exited with %s:\n%s" % (rc, log[-4000:]))
+        if exc_type is not None and rc != 0:
+            # The test failed and the daemon died (a sanitizer's report?):
+            # show why, after the test's own traceback.
+            sys.stderr.write("icpnsd exited with %s; the end of its log:\n%s\n" % (rc, log[-6000:]))
 
 
 def load_tables(directory):

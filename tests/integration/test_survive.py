@@ -17,6 +17,8 @@ import unittest
 from harness import Daemon, gen_tables, metric, read_communities, wait_until
 
 TOKEN = "test-token-0123456789abcdef"
+# ThreadSanitizer slows the daemon 5-15x: time bounds stretch by this.
+SLOW = 3.0 if os.environ.get("ICPNSD_SANITIZER") == "thread" else 1.0
 AUTH = {"Authorization": "Bearer " + TOKEN}
 EMB = struct.Struct("<4sHHIIIIIIQ")
 
@@ -98,7 +100,7 @@ class Stop(unittest.TestCase):
             d.proc.stdout.close()
             d.errlog.close()
         self.assertEqual(rc, 0, log[-3000:])
-        self.assertLess(took, 1 + 4.5, log[-3000:])
+        self.assertLess(took, 1 + 4.5 * SLOW, log[-3000:])
         codes = [o[1]["error"]["code"] if o and o[0] == 503 else o[0] for o in out]
         self.assertIn("shutting_down", codes, out)
         for o in out:
@@ -135,7 +137,7 @@ class Stop(unittest.TestCase):
             d.proc.stdout.close()
             d.errlog.close()
         self.assertEqual(rc, 0, log[-3000:])
-        self.assertLess(took, 1 + 3, log[-2000:])
+        self.assertLess(took, 1 + 3 * SLOW, log[-2000:])
         self.assertEqual(out[0][0], 503, out)
         self.assertEqual(out[0][1]["error"]["code"], "shutting_down")
         self.assertEqual(read_communities(os.path.join(tables, "communities.tsv")), before)
@@ -164,6 +166,8 @@ class Stop(unittest.TestCase):
 
 
 class ConnectionCap(unittest.TestCase):
+    @unittest.skipIf(SLOW > 1, "a throughput test: under ThreadSanitizer the daemon is too slow "
+                     "for 40 clients to fill the cap (the normal and ASan runs cover it)")
     def test_serves_at_the_cap_and_refuses_the_excess_at_once(self):
         """max_connections = 24 and 40 keep-alive clients from 127.0.0.2-9
         re-posting small requests for 4 s: answers keep flowing every
