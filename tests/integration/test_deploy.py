@@ -77,7 +77,14 @@ class TestInstall(unittest.TestCase):
             ("lib", "systemd", "system", "icpnsd.socket"),
             (o["datadir"], "doc", "icpnsd", "operations.md"),
             (o["datadir"], "doc", "icpnsd", "reproducibility.md"),
-            (o["datadir"], "doc", "icpnsd", "nginx-icpnsd.conf"),
+            (o["datadir"], "doc", "icpnsd", "CHANGELOG.md"),
+            (o["datadir"], "doc", "icpnsd", "LICENSE"),
+            (o["datadir"], "doc", "icpnsd", "icpnsd.conf"),
+            (o["datadir"], "doc", "icpnsd", "examples", "nginx", "icpnsd.conf"),
+            (o["datadir"], "doc", "icpnsd", "examples", "nginx", "icpnsd-tls-upstream.conf"),
+            (o["datadir"], "doc", "icpnsd", "examples", "prometheus", "icpnsd-alerts.yml"),
+            (o["datadir"], "doc", "icpnsd", "examples", "prometheus", "icpnsd-alerts.test.yml"),
+            (o["datadir"], "doc", "icpnsd", "examples", "grafana", "icpnsd.json"),
         ]
         if shutil.which("scdoc"):
             expect += [(o["mandir"], "man8", "icpnsd.8"), (o["mandir"], "man1", "icpns.1")]
@@ -87,6 +94,13 @@ class TestInstall(unittest.TestCase):
             self.assertTrue(os.access(exe, os.X_OK), exe)
             r = subprocess.run([exe, "--version"], capture_output=True, text=True)
             self.assertEqual(r.returncode, 0)
+        # proto/ whole: every file of the contract.
+        proto = os.path.join(SOURCE, "proto")
+        for root, _, files in os.walk(proto):
+            for name in files:
+                rel = os.path.relpath(os.path.join(root, name), proto)
+                self.assertTrue(os.path.isfile(self.path(o["datadir"], "doc", "icpnsd", "proto",
+                                                         rel)), rel)
         unit = read(self.path("lib", "systemd", "system", "icpnsd.service"))
         # Prefix-aware paths, no template placeholders left.
         self.assertIn("ExecStart=" + os.path.join(self.prefix, o["sbindir"], "icpnsd"), unit)
@@ -99,6 +113,27 @@ class TestInstall(unittest.TestCase):
                             "--listen", "127.0.0.1:0", "--check-config"],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_pages_point_to_installed_files(self):
+        # Every path under the doc directory that a man page or the unit
+        # names is installed.
+        docdir = os.path.join(self.prefix, self.opts["datadir"], "doc", "icpnsd")
+        named = []
+        for page in ("icpnsd.8.scd", "icpns.1.scd"):
+            text = read(os.path.join(SOURCE, "docs", "man", page))
+            named += re.findall(r"@DOCDIR@(/[A-Za-z0-9./-]*[A-Za-z0-9/])", text)
+        unit = read(self.path("lib", "systemd", "system", "icpnsd.service"))
+        named += [p[len(docdir):] for p in re.findall(r"file:(\S+)", unit)]
+        self.assertGreaterEqual(len(set(named)), 8)
+        for rel in set(named):
+            p = self.dest + docdir + rel
+            self.assertTrue(os.path.exists(p), rel)
+        if shutil.which("scdoc"):
+            # The installed pages carry the paths, not the placeholders.
+            for sect, page in (("man8", "icpnsd.8"), ("man1", "icpns.1")):
+                text = read(self.path(self.opts["mandir"], sect, page))
+                self.assertNotIn("@", text.replace("\\@", ""), page)
+                self.assertIn(docdir.replace("-", "\\-"), text.replace("\\-", "\\-"), page)
 
     def installed_unit(self):
         """The installed unit with its binaries pointed into DESTDIR, so that
