@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "metrics.h"
+#include "metrics_sets.h"
 #include "registry.h"
 #include "reply.h"
 
@@ -78,7 +79,7 @@ enum MHD_Result icpnsd_api_metrics(icpnsd_req_t *r)
     icpns_buf_t b;
     icpns_buf_init(&b, 0);
     icpnsd_metrics_render(&b, &d);
-    icpnsd_registry_metrics(env->reg, &b);
+    icpnsd_metrics_render_sets(&b, env->reg);
     return icpnsd_reply(r, 200, ICPNSD_CT_METRICS, &b);
 }
 

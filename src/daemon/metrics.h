@@ -91,17 +91,9 @@ typedef struct icpnsd_metrics_daemon {
  * connections, authentication, answers, the gauges of @d, and the process
  * families (process_*: CPU, memory, file descriptors, start time) in the
  * names Prometheus' client libraries use.  The per-set families follow,
- * from icpnsd_registry_metrics.  Appends nothing on failure other than
+ * from icpnsd_metrics_render_sets (metrics_sets.h).  Appends nothing on failure other than
  * what @b records (b->failed when out of memory).
  */
 void icpnsd_metrics_render(icpns_buf_t *b, const icpnsd_metrics_daemon_t *d);
-
-/*
- * The per-set counter families: for each family its HELP and TYPE lines
- * once, then one series per set (@names[k] with @stats[k]), labelled
- * tables="NAME".  Borrowed arguments.
- */
-void icpnsd_metrics_render_sets(icpns_buf_t *b, const char *const *names,
-                                icpnsd_setstats_t *const *stats, unsigned n);
 
 #endif

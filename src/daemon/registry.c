@@ -1,6 +1,6 @@
 /*
  * registry.c - the table sets (see registry.h): lookup, file watch,
- * additions and removals, per-set metrics.
+ * additions and removals.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -682,112 +682,6 @@ void icpnsd_registry_submit(icpnsd_registry_t *reg, icpnsd_job_t *job)
     reg->aq_tail = job;
     pthread_mutex_unlock(&reg->alock);
     uv_async_send(&reg->aasync);
-}
-
-/* ---- metrics ---------------------------------------------------------------------------- */
-
-/*
- * The per-set families, each with its HELP and TYPE once and one series per
- * set labelled tables="NAME": the serving snapshot's gauges, its
- * fingerprint, the weight caches, and the set's counters (metrics.c).
- * Each set's snapshot is taken once, so that a set's series describe one
- * version even when a reload publishes another meanwhile.
- */
-void icpnsd_registry_metrics(icpnsd_registry_t *reg, icpns_buf_t *b)
-{
-    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
-    unsigned n = icpnsd_registry_list(reg, sets, ICPNSD_MAX_SETS);
-    icpns_snapshot_t *snaps[ICPNSD_MAX_SETS];
-    icpnsd_meta_t metas[ICPNSD_MAX_SETS];
-    const char *names[ICPNSD_MAX_SETS];
-    icpnsd_setstats_t *stats[ICPNSD_MAX_SETS];
-    for (unsigned j = 0; j < n; j++) {
-        snaps[j] = icpnsd_state_acquire_meta(&sets[j]->st, &metas[j]);
-        names[j] = sets[j]->name;
-        stats[j] = sets[j]->stats;
-    }
-    static const struct {
-        const char *name, *help, *type;
-    } m[] = {
-        {"icpnsd_snapshot_version", "Version of the serving snapshot (each replica counts its "
-         "own; compare fingerprints across replicas).", "gauge"},
-        {"icpnsd_snapshot_build_seconds", "Time the serving snapshot took to build (reading "
-         "the files included for a reload).", "gauge"},
-        {"icpnsd_snapshot_timestamp_seconds", "When the serving snapshot was published, in "
-         "seconds since the epoch.", "gauge"},
-        {"icpnsd_snapshot_bytes", "Memory held by the serving snapshot (the weight caches "
-         "not included).", "gauge"},
-        {"icpnsd_snapshot_users", "Users in the serving snapshot.", "gauge"},
-        {"icpnsd_snapshot_items", "Items in the serving snapshot's catalogue.", "gauge"},
-        {"icpnsd_snapshot_interactions", "Distinct (user, item) interactions in the serving "
-         "snapshot.", "gauge"},
-        {"icpnsd_snapshot_communities", "Communities in the serving snapshot.", "gauge"},
-        {"icpnsd_weights_cache_entries", "Cached (alpha, epsilon, beta) settings asked for by "
-         "requests (the set's own not counted).", "gauge"},
-        {"icpnsd_weights_cache_bytes", "Memory of the cached settings.", "gauge"},
-        {"icpnsd_weights_cache_hits_total", "Requests served from a cached setting.", "counter"},
-        {"icpnsd_weights_cache_misses_total", "Requests for a setting that was not cached.",
-         "counter"},
-        {"icpnsd_weights_cache_builds_total", "Settings built.", "counter"},
-        {"icpnsd_weights_cache_failures_total", "Settings whose build failed.", "counter"},
-        {"icpnsd_weights_cache_evictions_total", "Settings evicted (least recently used).",
-         "counter"},
-        {"icpnsd_weights_cache_waits_total", "Requests that waited for a setting being built.",
-         "counter"},
-        {"icpnsd_weights_cache_busy_total", "Requests answered 503 weights_building while their "
-         "setting was built (weights_wait = false).", "counter"},
-    };
-    for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-        icpns_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
-                         m[k].type);
-        for (unsigned j = 0; j < n; j++) {
-            const icpnsd_wstats_t *ws = sets[j]->wstats;
-            icpns_snapshot_t *s = snaps[j];
-            const icpnsd_meta_t *mt = &metas[j];
-            if (!s && k < 10)
-                continue; /* no version serves yet: no snapshot series */
-            unsigned entries = 0;
-            uint64_t wb = 0, v = 0;
-            if (s)
-                icpnsd_wcache_usage(s, &entries, &wb);
-            switch (k) {
-            case 1:
-                icpns_buf_printf(b, "%s{tables=\"%s\"} %.6f\n", m[k].name, names[j],
-                                 mt->build_seconds);
-                continue;
-            case 0: v = s->version; break;
-            case 2: v = (uint64_t)mt->built_at; break;
-            case 3: v = s->bytes; break;
-            case 4: v = s->users.n; break;
-            case 5: v = s->items.n; break;
-            case 6: v = s->n_interactions; break;
-            case 7: v = s->comms.n; break;
-            case 8: v = entries; break;
-            case 9: v = wb; break;
-            case 10: v = atomic_load(&ws->hits); break;
-            case 11: v = atomic_load(&ws->misses); break;
-            case 12: v = atomic_load(&ws->builds); break;
-            case 13: v = atomic_load(&ws->failures); break;
-            case 14: v = atomic_load(&ws->evictions); break;
-            case 15: v = atomic_load(&ws->waits); break;
-            default: v = atomic_load(&ws->busy); break;
-            }
-            icpns_buf_printf(b, "%s{tables=\"%s\"} %llu\n", m[k].name, names[j],
-                             (unsigned long long)v);
-        }
-    }
-    icpns_buf_lit(b, "# HELP icpnsd_tables_info Always 1: the fingerprint of each set's serving "
-                     "snapshot (equal fingerprints: equal negatives for equal requests).\n"
-                     "# TYPE icpnsd_tables_info gauge\n");
-    for (unsigned j = 0; j < n; j++)
-        if (snaps[j])
-            icpns_buf_printf(b, "icpnsd_tables_info{tables=\"%s\",fingerprint=\"%016llx\"} 1\n",
-                             names[j], (unsigned long long)snaps[j]->fingerprint);
-    icpnsd_metrics_render_sets(b, names, stats, n);
-    for (unsigned j = 0; j < n; j++) {
-        icpns_snapshot_unref(snaps[j]);
-        icpnsd_set_unref(sets[j]);
-    }
 }
 
 /* ---- lifetime ---------------------------------------------------------------------------- */

@@ -76,8 +76,6 @@ void icpnsd_registry_reload_all(icpnsd_registry_t *reg, const char *origin);
 /* Watches every set's table directory (cfg->watch; loop thread). */
 void icpnsd_registry_watch(icpnsd_registry_t *reg);
 
-/* Appends the per-set Prometheus series to @b. */
-void icpnsd_registry_metrics(icpnsd_registry_t *reg, icpns_buf_t *b);
 
 /* ---- one set ------------------------------------------------------------------ */
 
