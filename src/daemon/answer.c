@@ -30,6 +30,7 @@ struct icpnsd_answer {
     const icpns_weights_t *w;
     icpnsd_wentry_t *went;          /* a reference, or NULL */
     char set_name[ICPNSD_SET_NAME];
+    icpnsd_setstats_t *counters;    /* the set's, a reference */
     bool frame, whole;
     uint32_t cols;                  /* slots per row: n x candidates */
     icpns_part_t parts[ICPNSD_MAX_PARTS];
@@ -113,7 +114,8 @@ uint64_t icpnsd_answer_estimate(const icpnsd_negreq_t *q, const icpns_snapshot_t
 
 icpnsd_answer_t *icpnsd_answer_new(icpnsd_negreq_t *q, icpns_snapshot_t *s,
                                    const icpns_weights_t *w, struct icpnsd_wentry *went,
-                                   const char *set_name, bool frame, bool whole, icpnsd_err_t *e)
+                                   const char *set_name, icpnsd_setstats_t *stats, bool frame,
+                                   bool whole, icpnsd_err_t *e)
 {
     icpnsd_answer_t *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -128,6 +130,7 @@ icpnsd_answer_t *icpnsd_answer_new(icpnsd_negreq_t *q, icpns_snapshot_t *s,
     a->w = w;
     a->went = went;
     snprintf(a->set_name, sizeof(a->set_name), "%s", set_name);
+    a->counters = icpnsd_setstats_ref(stats);
     a->frame = frame;
     a->whole = whole;
     a->cols = a->q.n * a->q.m;
@@ -205,6 +208,7 @@ void icpnsd_answer_free(icpnsd_answer_t *a)
         return;
     icpnsd_wentry_unref(a->went);
     icpns_snapshot_unref(a->s);
+    icpnsd_setstats_unref(a->counters);
     icpnsd_negreq_free(&a->q);
     free(a->occ);
     free(a->fallbacks);
@@ -274,21 +278,23 @@ static void tail(icpnsd_answer_t *a, icpns_buf_t *b)
     icpns_buf_lit(b, "}\n");
 }
 
-/* Counts the request in the metrics, once its rows are drawn. */
+/* Counts the request in its set's counters, once its rows are drawn. */
 static void count(icpnsd_answer_t *a)
 {
+    icpnsd_setstats_t *c = a->counters;
+    if (!c)
+        return;
     uint64_t per[ICPNS_STRATEGY_COUNT] = {0};
     for (int k = 0; k < a->q.nparts; k++)
         per[a->q.parts[k].strategy] += (uint64_t)a->q.rows * a->q.parts[k].n * a->q.m;
     for (int k = 0; k < ICPNS_STRATEGY_COUNT; k++)
-        atomic_fetch_add_explicit(&icpnsd_metrics.negatives[k], per[k], memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.draws, a->stats.draws, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.rejections, a->stats.rejections,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.residual_rows, a->stats.residual_rows,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.fallback_rows, a->nfb, memory_order_relaxed);
-    atomic_fetch_add_explicit(&icpnsd_metrics.substituted_rows, a->nsub, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->negatives[k], per[k], memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->rows, a->q.rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->draws, a->stats.draws, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->rejections, a->stats.rejections, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->residual_rows, a->stats.residual_rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->fallback_rows, a->nfb, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->substituted_rows, a->nsub, memory_order_relaxed);
 }
 
 /* Encodes rows [first, first + n) of the block just drawn (or of the kept

@@ -19,6 +19,7 @@
 
 #include "error.h"
 #include "icpns.h"
+#include "metrics.h"
 #include "request.h"
 
 typedef struct icpnsd_answer icpnsd_answer_t;
@@ -28,7 +29,8 @@ struct icpnsd_wentry;
  * An answer to @q (taken over: q->users is the answer's now; @q is left
  * empty) drawn from snapshot @s (a new reference is taken) with weights @w
  * (valid while @s is held, or while @went is; @went, may be NULL, is taken
- * over), for table set @set_name, as a frame or JSON.  @whole: the answer
+ * over), for table set @set_name, counted in @stats (a new reference is
+ * taken), as a frame or JSON.  @whole: the answer
  * is produced in one go (probabilities are kept between the two halves of
  * the encoding instead of drawn twice).  NULL with @e: the request's
  * errors (unknown users, no community, infeasible rows, with the row) or
@@ -36,7 +38,8 @@ struct icpnsd_wentry;
  */
 icpnsd_answer_t *icpnsd_answer_new(icpnsd_negreq_t *q, icpns_snapshot_t *s,
                                    const icpns_weights_t *w, struct icpnsd_wentry *went,
-                                   const char *set_name, bool frame, bool whole, icpnsd_err_t *e);
+                                   const char *set_name, icpnsd_setstats_t *stats, bool frame,
+                                   bool whole, icpnsd_err_t *e);
 
 /* The exact size of a frame answer; 0 for JSON (not known in advance). */
 uint64_t icpnsd_answer_size(const icpnsd_answer_t *a);

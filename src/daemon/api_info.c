@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "metrics.h"
+#include "metrics_sets.h"
 #include "registry.h"
 #include "reply.h"
 
@@ -46,23 +47,39 @@ enum MHD_Result icpnsd_api_readyz(icpnsd_req_t *r)
     return icpnsd_reply_json(r, 200, &b);
 }
 
+/* Whether every set serves and the daemon is not stopping (GET /readyz's
+ * rule). */
+static bool all_ready(icpnsd_env_t *env)
+{
+    if (atomic_load(&env->quiescing))
+        return false;
+    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
+    unsigned n = icpnsd_registry_list(env->reg, sets, ICPNSD_MAX_SETS);
+    bool ready = n > 0;
+    for (unsigned k = 0; k < n; k++) {
+        ready &= icpnsd_set_ready(sets[k]);
+        icpnsd_set_unref(sets[k]);
+    }
+    return ready;
+}
+
 enum MHD_Result icpnsd_api_metrics(icpnsd_req_t *r)
 {
-    /* The unlabelled snapshot gauges describe the default (or first) set;
-     * every set has its labelled series below them. */
-    icpnsd_set_t *set = icpnsd_registry_main(r->env->reg);
-    if (!set)
-        return icpnsd_reply_error(r, ICPNSD_E_NOT_READY, NULL, "no table set");
-    icpnsd_meta_t m;
-    icpns_snapshot_t *s = icpnsd_set_acquire_meta(set, &m);
-    icpnsd_metrics_snapshot_t snap = {s->version, m.build_seconds, s->bytes, s->users.n,
-                                      s->items.n, s->n_interactions};
-    icpns_snapshot_unref(s);
-    icpnsd_set_unref(set);
+    icpnsd_env_t *env = r->env;
+    const icpnsd_config_t *cfg = env->cfg;
+    icpnsd_metrics_daemon_t d = {
+        .ready = all_ready(env),
+        .connections = atomic_load(&env->connections),
+        .max_connections = cfg->max_connections,
+        .answer_bytes = atomic_load(&env->answer_bytes),
+        .answer_bytes_max = cfg->answers_in_flight_bytes,
+        .budget_used = icpnsd_registry_bytes(env->reg),
+        .budget = cfg->memory_budget,
+    };
     icpns_buf_t b;
     icpns_buf_init(&b, 0);
-    icpnsd_metrics_render(&b, &snap, icpns_now() - r->env->started);
-    icpnsd_registry_metrics(r->env->reg, &b);
+    icpnsd_metrics_render(&b, &d);
+    icpnsd_metrics_render_sets(&b, env->reg);
     return icpnsd_reply(r, 200, ICPNSD_CT_METRICS, &b);
 }
 

@@ -355,8 +355,8 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
                                   (unsigned long long)cfg->answers_in_flight_bytes,
                                   (unsigned long long)take);
     }
-    icpnsd_answer_t *a = icpnsd_answer_new(&q, s, w, went, icpnsd_set_name(r->set), frame_out,
-                                           !streamed, &e);
+    icpnsd_answer_t *a = icpnsd_answer_new(&q, s, w, went, icpnsd_set_name(r->set),
+                                           icpnsd_set_stats(r->set), frame_out, !streamed, &e);
     uint64_t fingerprint = s->fingerprint;
     icpns_snapshot_unref(s);
     if (!a) {

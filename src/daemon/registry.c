@@ -1,6 +1,6 @@
 /*
  * registry.c - the table sets (see registry.h): lookup, file watch,
- * additions and removals, per-set metrics.
+ * additions and removals.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +27,7 @@ struct icpnsd_set {
     icpnsd_state_t st;
     icpnsd_registry_t *reg;
     icpnsd_wstats_t *wstats;
+    icpnsd_setstats_t *stats;
     bool uploaded;           /* its directory is STATE/sets/NAME@GEN, written by the daemon */
     atomic_bool remove_files; /* removed: the directory goes with the last reference */
     char files[1200];        /* ... that directory (moved to STATE/sets.tmp once removed) */
@@ -73,7 +74,10 @@ static icpnsd_set_t *set_new(icpnsd_registry_t *reg, const char *name)
     if (!set)
         return NULL;
     set->wstats = icpnsd_wstats_new(name);
-    if (!set->wstats) {
+    set->stats = icpnsd_setstats_new();
+    if (!set->wstats || !set->stats) {
+        icpnsd_wstats_unref(set->wstats);
+        icpnsd_setstats_unref(set->stats);
         free(set);
         return NULL;
     }
@@ -87,6 +91,7 @@ static icpnsd_set_t *set_new(icpnsd_registry_t *reg, const char *name)
 static void set_discard(icpnsd_set_t *set)
 {
     icpnsd_wstats_unref(set->wstats);
+    icpnsd_setstats_unref(set->stats);
     free(set);
 }
 
@@ -103,6 +108,7 @@ void icpnsd_set_unref(icpnsd_set_t *set)
             log_info("removed the files of table set '%s' (%s)", set->name, set->files);
         }
         icpnsd_wstats_unref(set->wstats);
+        icpnsd_setstats_unref(set->stats);
         free(set);
     }
 }
@@ -145,6 +151,11 @@ void icpnsd_set_submit(icpnsd_set_t *set, icpnsd_job_t *job)
 const icpnsd_wstats_t *icpnsd_set_wstats(const icpnsd_set_t *set)
 {
     return set->wstats;
+}
+
+icpnsd_setstats_t *icpnsd_set_stats(const icpnsd_set_t *set)
+{
+    return set->stats;
 }
 
 int icpnsd_set_weights(icpnsd_set_t *set, icpns_snapshot_t *s, const icpns_params_t *p,
@@ -288,6 +299,7 @@ static int set_load(icpnsd_registry_t *reg, icpnsd_set_t *set, const char *dir, 
         .closed = set_closed,
         .default_params = reg->cfg->default_params,
         .cluster_threads = reg->cfg->cluster_threads,
+        .stats = set->stats,
     };
     return icpnsd_state_init(&set->st, reg->loop, set->name, dir, &hooks, e);
 }
@@ -667,74 +679,6 @@ void icpnsd_registry_submit(icpnsd_registry_t *reg, icpnsd_job_t *job)
     reg->aq_tail = job;
     pthread_mutex_unlock(&reg->alock);
     uv_async_send(&reg->aasync);
-}
-
-/* ---- metrics ---------------------------------------------------------------------------- */
-
-void icpnsd_registry_metrics(icpnsd_registry_t *reg, icpns_buf_t *b)
-{
-    icpnsd_set_t *sets[ICPNSD_MAX_SETS];
-    unsigned n = icpnsd_registry_list(reg, sets, ICPNSD_MAX_SETS);
-    static const struct {
-        const char *name, *help, *type;
-    } m[] = {
-        {"icpnsd_tables_version", "Serving snapshot version of each table set.", "gauge"},
-        {"icpnsd_tables_bytes", "Memory of each table set's serving snapshot.", "gauge"},
-        {"icpnsd_tables_users", "Users of each table set.", "gauge"},
-        {"icpnsd_tables_interactions", "Distinct interactions of each table set.", "gauge"},
-        {"icpnsd_weights_cache_entries", "Cached (alpha, epsilon, beta) settings per set.", "gauge"},
-        {"icpnsd_weights_cache_bytes", "Memory of the cached settings per set.", "gauge"},
-        {"icpnsd_weights_cache_hits_total", "Requests served from a cached setting.", "counter"},
-        {"icpnsd_weights_cache_misses_total", "Settings not cached when asked for.", "counter"},
-        {"icpnsd_weights_cache_builds_total", "Settings built.", "counter"},
-        {"icpnsd_weights_cache_failures_total", "Settings whose build failed.", "counter"},
-        {"icpnsd_weights_cache_evictions_total", "Settings evicted (least recently used).", "counter"},
-        {"icpnsd_weights_cache_waits_total", "Requests that waited for a setting.", "counter"},
-        {"icpnsd_weights_cache_busy_total", "Requests answered 503 while a setting was built.", "counter"},
-    };
-    for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-        icpns_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
-                         m[k].type);
-        for (unsigned j = 0; j < n; j++) {
-            icpnsd_set_t *set = sets[j];
-            const icpnsd_wstats_t *ws = set->wstats;
-            icpns_snapshot_t *s = icpnsd_state_acquire(&set->st);
-            unsigned entries = 0;
-            uint64_t wb = 0, v = 0;
-            if (s)
-                icpnsd_wcache_usage(s, &entries, &wb);
-            switch (k) {
-            case 0: v = s ? s->version : 0; break;
-            case 1: v = s ? s->bytes : 0; break;
-            case 2: v = s ? s->users.n : 0; break;
-            case 3: v = s ? s->n_interactions : 0; break;
-            case 4: v = entries; break;
-            case 5: v = wb; break;
-            case 6: v = atomic_load(&ws->hits); break;
-            case 7: v = atomic_load(&ws->misses); break;
-            case 8: v = atomic_load(&ws->builds); break;
-            case 9: v = atomic_load(&ws->failures); break;
-            case 10: v = atomic_load(&ws->evictions); break;
-            case 11: v = atomic_load(&ws->waits); break;
-            default: v = atomic_load(&ws->busy); break;
-            }
-            icpns_snapshot_unref(s);
-            icpns_buf_printf(b, "%s{tables=\"%s\"} %llu\n", m[k].name, set->name,
-                             (unsigned long long)v);
-        }
-    }
-    icpns_buf_lit(b, "# HELP icpnsd_tables_info The fingerprint of each set's serving "
-                     "snapshot (equal fingerprints: equal negatives for equal requests).\n"
-                     "# TYPE icpnsd_tables_info gauge\n");
-    for (unsigned j = 0; j < n; j++) {
-        icpns_snapshot_t *s = icpnsd_state_acquire(&sets[j]->st);
-        if (s)
-            icpns_buf_printf(b, "icpnsd_tables_info{tables=\"%s\",fingerprint=\"%016llx\"} 1\n",
-                             sets[j]->name, (unsigned long long)s->fingerprint);
-        icpns_snapshot_unref(s);
-    }
-    for (unsigned j = 0; j < n; j++)
-        icpnsd_set_unref(sets[j]);
 }
 
 /* ---- lifetime ---------------------------------------------------------------------------- */

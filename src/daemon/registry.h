@@ -20,6 +20,7 @@
 #include "error.h"
 #include "icpns.h"
 #include "jobs.h"
+#include "metrics.h"
 #include "rebuild.h"
 #include "wcache.h"
 
@@ -77,8 +78,6 @@ void icpnsd_registry_reload_all(icpnsd_registry_t *reg, const char *origin);
 /* Watches every set's table directory (cfg->watch; loop thread). */
 void icpnsd_registry_watch(icpnsd_registry_t *reg);
 
-/* Appends the per-set Prometheus series to @b. */
-void icpnsd_registry_metrics(icpnsd_registry_t *reg, icpns_buf_t *b);
 
 /* ---- one set ------------------------------------------------------------------ */
 
@@ -95,6 +94,9 @@ void icpnsd_set_meta(icpnsd_set_t *set, icpnsd_meta_t *ret);
 void icpnsd_set_submit(icpnsd_set_t *set, icpnsd_job_t *job);
 /* The set's weights-cache counters (valid while the set is held). */
 const icpnsd_wstats_t *icpnsd_set_wstats(const icpnsd_set_t *set);
+/* The set's counters (borrowed: valid while the set is held; take a
+ * reference with icpnsd_setstats_ref to keep them longer). */
+icpnsd_setstats_t *icpnsd_set_stats(const icpnsd_set_t *set);
 /* icpnsd_weights_get for this set. */
 int icpnsd_set_weights(icpnsd_set_t *set, icpns_snapshot_t *s, const icpns_params_t *p,
                        icpnsd_waiter_t *waiter, bool resumed, icpnsd_wentry_t **ret, char *msg,

@@ -47,6 +47,10 @@ struct icpnsd_server {
     listener_t main_listener, admin_listener;
     unsigned route_metric[64]; /* metrics id of each route row */
     unsigned other_metric;     /* of requests without a route */
+    /* Connections handed to libmicrohttpd that its worker threads have not
+     * taken up yet (MHD_add_connection queues them): counted with the
+     * connections, so that neither the cap nor the stop misses them. */
+    atomic_int handed;
 };
 
 /* Adopts a client's (or proxy's) X-Request-Id of 1..64 characters from
@@ -286,6 +290,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     listener_t *l = cls;
     (void)conn;
     (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_sub(&l->srv->handed, 1);
     if (l->admin)
         return;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED)
@@ -298,7 +304,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void on_accept(void *ctx, int fd, const struct sockaddr *addr, socklen_t len, bool admin)
 {
     icpnsd_server_t *srv = ctx;
-    if (!admin && atomic_load(&srv->env->connections) >= srv->env->cfg->max_connections) {
+    int handed = atomic_load(&srv->handed);
+    if (!admin && atomic_load(&srv->env->connections) + (handed > 0 ? (unsigned)handed : 0) >=
+                      srv->env->cfg->max_connections) {
         atomic_fetch_add(&icpnsd_metrics.connections_refused, 1);
         icpnsd_acceptor_refuse(srv->acceptor, fd, 503, "too_many_connections",
                                  "the daemon serves max_connections clients already; retry "
@@ -306,8 +314,11 @@ static void on_accept(void *ctx, int fd, const struct sockaddr *addr, socklen_t 
         return;
     }
     struct MHD_Daemon *d = admin ? srv->mhd_admin : srv->mhd;
-    if (MHD_add_connection(d, fd, addr, len) != MHD_YES)
+    atomic_fetch_add(&srv->handed, 1);
+    if (MHD_add_connection(d, fd, addr, len) != MHD_YES) {
+        atomic_fetch_sub(&srv->handed, 1);
         atomic_fetch_add(&icpnsd_metrics.connections_refused, 1); /* closed by libmicrohttpd */
+    }
 }
 
 static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, unsigned threads,
@@ -420,7 +431,8 @@ unsigned icpnsd_server_cancel(icpnsd_server_t *srv)
 
 unsigned icpnsd_server_connections(icpnsd_server_t *srv)
 {
-    unsigned n = 0;
+    int handed = atomic_load(&srv->handed);
+    unsigned n = handed > 0 ? (unsigned)handed : 0;
     struct MHD_Daemon *ds[2] = {srv->mhd, srv->mhd_admin};
     for (int k = 0; k < 2; k++)
         if (ds[k]) {

@@ -34,7 +34,8 @@ unsigned icpnsd_server_active(icpnsd_server_t *srv, unsigned *ret_sleeping);
  * freed by its thread).  Returns how many. */
 unsigned icpnsd_server_cancel(icpnsd_server_t *srv);
 
-/* Connections still open. */
+/* Connections still open, including those accepted and handed to
+ * libmicrohttpd that its threads have not taken up yet. */
 unsigned icpnsd_server_connections(icpnsd_server_t *srv);
 
 /* Stops the threads and frees the server; accepts NULL. */

@@ -148,6 +148,21 @@ static void build_work(uv_work_t *w)
     icpnsd_rebuild_run(&st->rin, &st->rout);
 }
 
+/* Counts an answered reload or update in the set's counters. */
+static void count_job(icpnsd_setstats_t *c, icpnsd_job_kind_t kind, bool ok)
+{
+    if (!c)
+        return;
+    int u = kind == ICPNSD_JOB_INTERACTIONS ? ICPNSD_UPDATE_INTERACTIONS
+          : kind == ICPNSD_JOB_COMMUNITIES  ? ICPNSD_UPDATE_COMMUNITIES
+          : kind == ICPNSD_JOB_CLUSTER      ? ICPNSD_UPDATE_CLUSTER
+                                            : -1;
+    if (kind == ICPNSD_JOB_RELOAD)
+        atomic_fetch_add(ok ? &c->reloads_ok : &c->reloads_failed, 1);
+    else if (u >= 0)
+        atomic_fetch_add(ok ? &c->updates_ok[u] : &c->updates_failed[u], 1);
+}
+
 /* Back on the loop thread: publish and answer. */
 static void build_done(uv_work_t *w, int status)
 {
@@ -169,9 +184,10 @@ static void build_done(uv_work_t *w, int status)
         st->next_version = out->built->version + 1;
         snprintf(meta.origin, sizeof(meta.origin), "%s", st->batch ? st->batch->origin : "?");
         publish(st, out->built, &meta);
-        atomic_fetch_add(strcmp(meta.rebuild, "patch") ? &icpnsd_metrics.rebuilds_full
-                                                       : &icpnsd_metrics.rebuilds_patch,
-                         1);
+        if (st->hooks.stats)
+            atomic_fetch_add(strcmp(meta.rebuild, "patch") ? &st->hooks.stats->rebuilds_full
+                                                           : &st->hooks.stats->rebuilds_patch,
+                             1);
         log_info("tables=%s snapshot version=%llu fingerprint=%016llx built (%s, %u communities) "
                  "in %.3fs users=%u items=%u interactions=%llu",
                  st->name, (unsigned long long)meta.version, (unsigned long long)meta.fingerprint,
@@ -193,13 +209,12 @@ static void build_done(uv_work_t *w, int status)
             j->out.comms_rebuilt = out->meta.comms_rebuilt;
         }
         bool ok = !icpnsd_err_failed(&j->err);
+        count_job(st->hooks.stats, j->kind, ok);
         if (j->kind == ICPNSD_JOB_RELOAD) {
-            atomic_fetch_add(ok ? &icpnsd_metrics.reloads_ok : &icpnsd_metrics.reloads_failed, 1);
             if (!ok)
                 log_error("reload (%s) failed, version %llu keeps serving: %s", j->origin,
                           (unsigned long long)meta.version, j->err.message);
         } else {
-            atomic_fetch_add(ok ? &icpnsd_metrics.updates_ok : &icpnsd_metrics.updates_failed, 1);
             if (!ok)
                 log_warn("update failed: %s: %s", icpnsd_code_name(j->err.code), j->err.message);
         }

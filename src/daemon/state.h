@@ -24,6 +24,7 @@
 
 #include "icpns.h"
 #include "jobs.h"
+#include "metrics.h"
 #include "rebuild.h"
 
 typedef struct icpnsd_state icpnsd_state_t;
@@ -35,6 +36,7 @@ typedef struct icpnsd_state_hooks {
     void (*closed)(void *ctx, icpnsd_state_t *st);   /* after a shutdown; may be NULL */
     icpns_params_t default_params;              /* unless tables.json says otherwise */
     unsigned cluster_threads;                   /* k-means threads; 0: online CPUs */
+    icpnsd_setstats_t *stats;                   /* the set's counters (borrowed); may be NULL */
 } icpnsd_state_hooks_t;
 
 struct icpnsd_state {

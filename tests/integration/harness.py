@@ -6,6 +6,7 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -302,6 +303,75 @@ def metric(d, name, tables=None, **labels):
         if line.startswith(key + " "):
             return float(line.split()[-1])
     return None
+
+
+_METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SAMPLE = re.compile(r"^(%s)(?:\{(.*)\})? (\S+)$" % _METRIC_NAME)
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"\s*(,|$)')
+
+
+def parse_metrics(text):
+    """Parses Prometheus text exposition (format 0.0.4) strictly: every
+    family has one HELP and one TYPE line, before its samples; a family's
+    samples are contiguous; sample names belong to a declared family (a
+    histogram's _bucket/_sum/_count); labels are well-formed and a series
+    appears once; values are numbers.  Returns {family: {"help", "type",
+    "samples": [(name, {label: value}, float)]}}; raises ValueError saying
+    which line is wrong."""
+    fams, order, current, seen = {}, [], None, set()
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            if len(parts) < 3 or parts[1] not in ("HELP", "TYPE"):
+                continue  # a plain comment
+            kind, name = parts[1], parts[2]
+            if not re.fullmatch(_METRIC_NAME, name):
+                raise ValueError("line %d: bad family name %r" % (n, name))
+            f = fams.setdefault(name, {"help": None, "type": None, "samples": []})
+            if f["samples"]:
+                raise ValueError("line %d: %s of %s after its samples" % (n, kind, name))
+            key = kind.lower()
+            if f[key] is not None:
+                raise ValueError("line %d: second %s line for %s" % (n, kind, name))
+            f[key] = parts[3] if len(parts) > 3 else ""
+            if kind == "TYPE" and f["type"] not in ("counter", "gauge", "histogram", "summary",
+                                                    "untyped"):
+                raise ValueError("line %d: unknown type %r" % (n, f["type"]))
+            if name not in order:
+                order.append(name)
+            current = name
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            raise ValueError("line %d: not a sample: %r" % (n, line))
+        name, labels_text, value = m.groups()
+        fam = current
+        ok = fam is not None and (name == fam or (
+            fams[fam]["type"] == "histogram" and name in (fam + "_bucket", fam + "_sum",
+                                                          fam + "_count")))
+        if not ok:
+            raise ValueError("line %d: sample %s outside its family (current: %s)"
+                             % (n, name, fam))
+        if fams[fam]["help"] is None or fams[fam]["type"] is None:
+            raise ValueError("line %d: %s has no HELP or TYPE line" % (n, fam))
+        labels, rest = {}, labels_text or ""
+        while rest:
+            lm = _LABEL.match(rest)
+            if not lm or lm.group(1) in labels:
+                raise ValueError("line %d: bad labels %r" % (n, labels_text))
+            labels[lm.group(1)] = lm.group(2)
+            rest = rest[lm.end():]
+        series = (name, tuple(sorted(labels.items())))
+        if series in seen:
+            raise ValueError("line %d: series %s%s twice" % (n, name, labels))
+        seen.add(series)
+        fams[fam]["samples"].append((name, labels, float(value)))
+    for name, f in fams.items():
+        if f["help"] is None or f["type"] is None:
+            raise ValueError("family %s lacks its HELP or TYPE line" % name)
+    return fams
 
 
 def rss_kib(pid):

@@ -157,7 +157,8 @@ class TestStorageFaults(Base):
             # Still serving the last good version; the failures are counted.
             st, neg = d.negatives(users=[1, 2], n=3, seed=1)
             self.assertEqual((st, neg["version"]), (200, version))
-            self.assertEqual(metric(d, "icpnsd_updates_failed_total"), 2)
+            self.assertEqual(metric(d, "icpnsd_updates_total", "default", kind="interactions", result="failed"), 1)
+            self.assertEqual(metric(d, "icpnsd_updates_total", "default", kind="communities", result="failed"), 1)
             # A small update still fits: the torn append was rolled back.
             st, body = d.admin("POST", "/admin/interactions", {"interactions": [[5, 6]]})
             self.assertEqual(st, 200, body)
@@ -181,7 +182,7 @@ class TestStorageFaults(Base):
             self.assertIn("communities.tsv", err["error"]["message"])
             st, neg = d.negatives(users=[1], n=2, seed=1)
             self.assertEqual((st, neg["version"]), (200, 1))
-            self.assertEqual(metric(d, "icpnsd_reloads_failed_total"), 1)
+            self.assertEqual(metric(d, "icpnsd_reloads_total", "default", result="failed"), 1)
             os.rmdir(path)
             with open(path, "w") as f:
                 f.write("1\t0\n2\tnot-a-number\n")
@@ -191,8 +192,9 @@ class TestStorageFaults(Base):
             os.replace(path + ".saved", path)
             st, body = d.admin("POST", "/admin/reload")
             self.assertEqual((st, body["version"]), (200, 2))
-            self.assertEqual(metric(d, "icpnsd_reloads_failed_total"), 2)
-            self.assertEqual(metric(d, "icpnsd_reloads_ok_total"), 1)
+            self.assertEqual(metric(d, "icpnsd_reloads_total", "default", result="failed"), 2)
+            self.assertEqual(metric(d, "icpnsd_reloads_total", "default", result="ok"), 1)
+            self.assertEqual(metric(d, "icpnsd_rebuilds_total", "default", kind="full"), 1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import (Daemon, chi2_test, exact_distribution, gen_tables, load_tables,
+from harness import (Daemon, chi2_test, exact_distribution, gen_tables, load_tables, metric,
                      wait_until, ICPNSD, PROTO)
 
 try:
@@ -101,9 +101,10 @@ class TestEndpoints(Base):
         text = text.decode()
         self.assertEqual(st, 200)
         for name in ("icpnsd_requests_total{route=\"negatives\",status=\"200\"}",
-                     "icpnsd_request_duration_seconds_bucket", "icpnsd_negatives_total{strategy=\"icpns\"}",
-                     "icpnsd_snapshot_version", "icpnsd_snapshot_build_seconds", "icpnsd_reloads_ok_total",
-                     "icpnsd_reloads_failed_total", "icpnsd_resident_memory_bytes", "icpnsd_fallback_rows_total"):
+                     "icpnsd_request_duration_seconds_bucket", "icpnsd_negatives_total{tables=\"default\",strategy=\"icpns\"}",
+                     "icpnsd_snapshot_version{tables=\"default\"}", "icpnsd_snapshot_build_seconds",
+                     "icpnsd_reloads_total{tables=\"default\",result=\"ok\"}",
+                     "process_resident_memory_bytes", "icpnsd_fallback_rows_total"):
             self.assertIn(name, text)
 
     def test_negatives_json_schema_and_shape(self):
@@ -391,7 +392,7 @@ class TestReloadAndUpdates(Base):
             st, body = d.admin("POST", "/admin/interactions", {"interactions": [[987654, item]]})
             self.assertEqual((st, body["rebuild"]), (200, "full"))
             st, text = d.request("GET", "/metrics")
-            self.assertIn('icpnsd_rebuilds_total{kind="patch"} 2', text.decode())
+            self.assertIn('icpnsd_rebuilds_total{tables="default",kind="patch"} 2', text.decode())
             # The patched tables sample the exact distribution of the new data.
             pos, comm, items = load_tables(tables)
             probs = exact_distribution(pos, comm, items, mover, "icpns")
@@ -425,7 +426,7 @@ class TestReloadAndUpdates(Base):
             st, body = d.negatives(users=[1], n=2, seed=1)
             self.assertEqual((st, body["version"]), (200, 1))
             st, text = d.request("GET", "/metrics")
-            self.assertIn("icpnsd_reloads_failed_total 1", text.decode())
+            self.assertIn('icpnsd_reloads_total{tables="default",result="failed"} 1', text.decode())
 
     def test_concurrent_reloads_coalesce(self):
         # Tables big enough that a build takes long compared with sending
@@ -444,6 +445,10 @@ class TestReloadAndUpdates(Base):
             self.assertTrue(all(st == 200 for st, _ in out))
             # Eight requests, fewer builds: one running and the rest batched.
             self.assertLess(max(b["version"] for _, b in out), 1 + 8)
+            # The metrics count each reload request, and the builds apart.
+            self.assertEqual(metric(d, "icpnsd_reloads_total", "default", result="ok"), 8)
+            self.assertEqual(metric(d, "icpnsd_rebuilds_total", "default", kind="full"),
+                             max(b["version"] for _, b in out) - 1)
 
     def test_watch_reloads_on_change(self):
         tables = self.fresh_tables()

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -115,7 +116,14 @@ class TestInstall(unittest.TestCase):
             ("lib", "systemd", "system", "icpnsd.socket"),
             (o["datadir"], "doc", "icpnsd", "operations.md"),
             (o["datadir"], "doc", "icpnsd", "reproducibility.md"),
-            (o["datadir"], "doc", "icpnsd", "nginx-icpnsd.conf"),
+            (o["datadir"], "doc", "icpnsd", "CHANGELOG.md"),
+            (o["datadir"], "doc", "icpnsd", "LICENSE"),
+            (o["datadir"], "doc", "icpnsd", "icpnsd.conf"),
+            (o["datadir"], "doc", "icpnsd", "examples", "nginx", "icpnsd.conf"),
+            (o["datadir"], "doc", "icpnsd", "examples", "nginx", "icpnsd-tls-upstream.conf"),
+            (o["datadir"], "doc", "icpnsd", "examples", "prometheus", "icpnsd-alerts.yml"),
+            (o["datadir"], "doc", "icpnsd", "examples", "prometheus", "icpnsd-alerts.test.yml"),
+            (o["datadir"], "doc", "icpnsd", "examples", "grafana", "icpnsd.json"),
         ]
         if shutil.which("scdoc"):
             expect += [(o["mandir"], "man8", "icpnsd.8"), (o["mandir"], "man1", "icpns.1")]
@@ -125,6 +133,13 @@ class TestInstall(unittest.TestCase):
             self.assertTrue(os.access(exe, os.X_OK), exe)
             r = subprocess.run([exe, "--version"], capture_output=True, text=True)
             self.assertEqual(r.returncode, 0)
+        # proto/ whole: every file of the contract.
+        proto = os.path.join(SOURCE, "proto")
+        for root, _, files in os.walk(proto):
+            for name in files:
+                rel = os.path.relpath(os.path.join(root, name), proto)
+                self.assertTrue(os.path.isfile(self.path(o["datadir"], "doc", "icpnsd", "proto",
+                                                         rel)), rel)
         unit = read(self.path("lib", "systemd", "system", "icpnsd.service"))
         # Prefix-aware paths, no template placeholders left.
         self.assertIn("ExecStart=" + os.path.join(self.prefix, o["sbindir"], "icpnsd"), unit)
@@ -197,6 +212,27 @@ class TestInstall(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.split("\n")[:3],
                          [fingerprint, items, os.path.join(libdir, "libicpns.so.0")])
+
+    def test_pages_point_to_installed_files(self):
+        # Every path under the doc directory that a man page or the unit
+        # names is installed.
+        docdir = os.path.join(self.prefix, self.opts["datadir"], "doc", "icpnsd")
+        named = []
+        for page in ("icpnsd.8.scd", "icpns.1.scd"):
+            text = read(os.path.join(SOURCE, "docs", "man", page))
+            named += re.findall(r"@DOCDIR@(/[A-Za-z0-9./-]*[A-Za-z0-9/])", text)
+        unit = read(self.path("lib", "systemd", "system", "icpnsd.service"))
+        named += [p[len(docdir):] for p in re.findall(r"file:(\S+)", unit)]
+        self.assertGreaterEqual(len(set(named)), 8)
+        for rel in set(named):
+            p = self.dest + docdir + rel
+            self.assertTrue(os.path.exists(p), rel)
+        if shutil.which("scdoc"):
+            # The installed pages carry the paths, not the placeholders.
+            for sect, page in (("man8", "icpnsd.8"), ("man1", "icpns.1")):
+                text = read(self.path(self.opts["mandir"], sect, page))
+                self.assertNotIn("@", text.replace("\\@", ""), page)
+                self.assertIn(docdir.replace("-", "\\-"), text.replace("\\-", "\\-"), page)
 
     def installed_unit(self):
         """The installed unit with its binaries pointed into DESTDIR, so that
@@ -388,60 +424,138 @@ class TestBuildPriority(unittest.TestCase):
 
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+NGINX_DIR = os.path.join(SOURCE, "deploy", "nginx")
+
+
+def https_post(port, ctx, body, path="/v1/negatives", timeout=10):
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout)
+    conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, data
+
+
+def nginx_conf(name, front, replicas, certs, upstream_name=None):
+    """deploy/nginx/@name with the addresses and certificates of this test:
+    the replicas' ports, nginx on @front, the test CA's certificates."""
+    conf = read(os.path.join(NGINX_DIR, name))
+    servers = re.findall(r"server (10\.0\.0\.\d+:8470)", conf)
+    assert len(servers) == len(replicas) == 2, servers
+    for addr, port in zip(servers, replicas):
+        conf = conf.replace("server %s " % addr, "server 127.0.0.1:%d " % port)
+    conf = conf.replace("listen 443 ssl;", "listen 127.0.0.1:%d ssl;" % front)
+    cert, key = certs["good"]
+    conf = re.sub(r"ssl_certificate\s+\S+;", "ssl_certificate %s;" % cert, conf)
+    conf = re.sub(r"ssl_certificate_key\s+\S+;", "ssl_certificate_key %s;" % key, conf)
+    conf = re.sub(r"proxy_ssl_trusted_certificate\s+\S+;",
+                  "proxy_ssl_trusted_certificate %s;" % certs["ca"], conf)
+    # The test certificates hold 127.0.0.1 and localhost.
+    conf = conf.replace("proxy_ssl_name icpnsd.internal;", "proxy_ssl_name localhost;")
+    return conf
+
+
+def start_nginx(test, conf):
+    """nginx running @conf (an http {} include) in a directory of its own;
+    nginx -t passes first."""
+    tmp = tempfile.mkdtemp(prefix="icpnsd-nginx-")
+    test.addCleanup(shutil.rmtree, tmp, True)
+    os.chmod(tmp, 0o755)
+    with open(os.path.join(tmp, "icpnsd.conf"), "w") as f:
+        f.write(conf)
+    user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
+    main = os.path.join(tmp, "nginx.conf")
+    with open(main, "w") as f:
+        f.write(user + "worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log;\n"
+                "events { worker_connections 1024; }\n"
+                "http { access_log off; client_body_temp_path %s/body; proxy_temp_path %s/proxy;\n"
+                "include %s/icpnsd.conf; }\n" % (tmp, tmp, tmp, tmp, tmp))
+    r = subprocess.run([NGINX, "-t", "-p", tmp, "-c", main], capture_output=True, text=True)
+    test.assertEqual(r.returncode, 0, r.stderr)
+    ng = subprocess.Popen([NGINX, "-p", tmp, "-c", main, "-g", "daemon off;"],
+                          stderr=subprocess.DEVNULL)
+    test.addCleanup(lambda: (ng.poll() is None and ng.terminate(), ng.wait()))
+    return ng, tmp
+
+
+class TestNginxFiles(unittest.TestCase):
+    """What the examples say, checked without nginx."""
+
+    def test_body_limit_matches_the_daemon(self):
+        conf = read(os.path.join(SOURCE, "configs", "icpnsd.conf"))
+        limit = int(re.search(r"^max_body_bytes = (\d+)", conf, re.M).group(1))
+        for name in ("icpnsd.conf", "icpnsd-tls-upstream.conf"):
+            text = read(os.path.join(NGINX_DIR, name))
+            sizes = re.findall(r"client_max_body_size (\d+)m;", text)
+            self.assertEqual(sizes, [str(limit >> 20)], name)
+            # Admin and metrics are never proxied; no file speaks of a
+            # directory the replicas share.
+            self.assertRegex(text, r"location /admin/ \{\s*return 404;")
+            self.assertRegex(text, r"location = /metrics \{\s*return 404;")
+            self.assertIn("OWN COPY", text)
+            self.assertNotRegex(text.lower(), r"same table directory|shared storage")
 
 
 @unittest.skipUnless(NGINX, "nginx is not installed (apt-get install nginx-light)")
 class TestNginxReplicas(unittest.TestCase):
-    def test_replica_killed_no_request_fails(self):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="icpnsd-nginx-certs-")
+        from stub import make_certs
+        cls.certs = make_certs(cls.tmp)
+        cls.ctx = ssl.create_default_context(cafile=cls.certs["ca"])
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_tls_at_nginx_replica_killed_no_request_fails(self):
         a, b = Daemon(), Daemon()
         self.addCleanup(lambda: [d.proc.poll() is None and d.stop(signal.SIGKILL) for d in (a, b)])
         front = free_port()
-        conf = read(os.path.join(SOURCE, "deploy", "nginx", "icpnsd.conf"))
-        conf = conf.replace("127.0.0.1:8470", "127.0.0.1:%d" % a.port)
-        conf = conf.replace("127.0.0.1:8480", "127.0.0.1:%d" % b.port)
-        conf = conf.replace("listen 127.0.0.1:8400;", "listen 127.0.0.1:%d;" % front)
-        tmp = tempfile.mkdtemp(prefix="icpnsd-nginx-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        with open(os.path.join(tmp, "icpnsd.conf"), "w") as f:
-            f.write(conf)
-        user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
-        with open(os.path.join(tmp, "nginx.conf"), "w") as f:
-            f.write(user + "worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log;\n"
-                    "events { worker_connections 1024; }\n"
-                    "http { access_log off; client_body_temp_path %s/body; proxy_temp_path %s/proxy;\n"
-                    "include %s/icpnsd.conf; }\n" % (tmp, tmp, tmp, tmp, tmp))
-        ng = subprocess.Popen([NGINX, "-p", tmp, "-c", os.path.join(tmp, "nginx.conf"),
-                               "-g", "daemon off;"], stderr=subprocess.DEVNULL)
-        self.addCleanup(lambda: (ng.poll() is None and ng.terminate(), ng.wait()))
+        start_nginx(self, nginx_conf("icpnsd.conf", front, [a.port, b.port], self.certs))
+        ctx = self.ctx
 
         def up():
             try:
-                return post(front, {"users": [1], "n": 1, "seed": 1})[0] == 200
+                return https_post(front, ctx, {"users": [1], "n": 1, "seed": 1})[0] == 200
             except OSError:
                 return False
         self.assertTrue(wait_until(up, timeout=10), "nginx did not come up")
 
-        # The replicas serve the same tables: same seed, same bytes.
+        # The replicas serve the same tables: same seed, same bytes, and
+        # the same through nginx.
         st, one = post(a.port, {"users": [1, 2], "n": 8, "seed": 42})
         st, two = post(b.port, {"users": [1, 2], "n": 8, "seed": 42})
         self.assertEqual(one, two)
+        self.assertEqual(https_post(front, ctx, {"users": [1, 2], "n": 8, "seed": 42}), (200, one))
 
         failures, ok = [], [0]
         stop = threading.Event()
 
         def client(k):
             seed = k * 1000000
+            conn = None
             while not stop.is_set():
                 seed += 1
                 try:
-                    st, data = post(front, {"users": [1, 2, 3, 4], "n": 4, "seed": seed},
-                                    close=False)
-                    if st != 200:
-                        failures.append((st, data[:200]))
+                    if conn is None:
+                        conn = http.client.HTTPSConnection("127.0.0.1", front, context=ctx,
+                                                           timeout=10)
+                    conn.request("POST", "/v1/negatives",
+                                 json.dumps({"users": [1, 2, 3, 4], "n": 4, "seed": seed}),
+                                 {"Content-Type": "application/json"})
+                    r = conn.getresponse()
+                    data = r.read()
+                    if r.status != 200:
+                        failures.append((r.status, data[:200]))
                     else:
                         ok[0] += 1
-                except OSError as e:
+                except (OSError, http.client.HTTPException) as e:
                     failures.append(repr(e))
+                    conn = None
+            if conn:
+                conn.close()
 
         threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
         for t in threads:
@@ -457,11 +571,75 @@ class TestNginxReplicas(unittest.TestCase):
         b.__exit__(None, None, None)
         self.assertEqual(failures, [])
         self.assertGreater(ok[0], killed_at + 300)
-        # Admin routes are not exposed through the balancer.
-        conn = http.client.HTTPConnection("127.0.0.1", front, timeout=5)
-        conn.request("POST", "/admin/reload")
-        self.assertEqual(conn.getresponse().status, 404)
+
+    def test_routes_not_exposed_and_body_limit(self):
+        a, b = Daemon(token="admin-token-0123456789abcdef"), Daemon()
+        self.addCleanup(lambda: [d.__exit__(None, None, None) for d in (a, b)])
+        front = free_port()
+        start_nginx(self, nginx_conf("icpnsd.conf", front, [a.port, b.port], self.certs))
+        self.assertTrue(wait_until(lambda: self.get(front, "/readyz")[0] == 200, timeout=10))
+        self.assertEqual(self.get(front, "/healthz")[0], 200)
+        for path in ("/admin/reload", "/admin/snapshot", "/metrics", "/"):
+            self.assertEqual(self.get(front, path)[0], 404, path)
+        st, _ = https_post(front, self.ctx, {}, path="/admin/reload")
+        self.assertEqual(st, 404)
+        # A body above the replicas' max_body_bytes stops at nginx.
+        conn = http.client.HTTPSConnection("127.0.0.1", front, context=self.ctx, timeout=30)
+        conn.putrequest("POST", "/v1/negatives")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str((64 << 20) + 1))
+        conn.endheaders()
+        r = conn.getresponse()
+        self.assertEqual(r.status, 413)
         conn.close()
+
+    def get(self, port, path):
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=self.ctx, timeout=10)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
+        except OSError:
+            return 0, b""
+        finally:
+            conn.close()
+
+    def test_tls_to_the_replicas_verified(self):
+        cert, key = self.certs["good"]
+        a = Daemon("--tls-cert", cert, "--tls-key", key)
+        b = Daemon("--tls-cert", cert, "--tls-key", key)
+        self.addCleanup(lambda: [d.__exit__(None, None, None) for d in (a, b)])
+        front = free_port()
+        start_nginx(self, nginx_conf("icpnsd-tls-upstream.conf", front, [a.port, b.port],
+                                     self.certs))
+
+        def up():
+            try:
+                return https_post(front, self.ctx, {"users": [1], "n": 1, "seed": 1})[0] == 200
+            except OSError:
+                return False
+        self.assertTrue(wait_until(up, timeout=10), "nginx did not come up")
+        direct = https_post(a.port, self.ctx, {"users": [1, 2], "n": 8, "seed": 42})
+        self.assertEqual(direct[0], 200)
+        for _ in range(4):  # both replicas, over kept-alive TLS connections
+            self.assertEqual(https_post(front, self.ctx, {"users": [1, 2], "n": 8, "seed": 42}),
+                             direct)
+        self.assertEqual(self.get(front, "/admin/reload")[0], 404)
+
+    def test_tls_to_the_replicas_refuses_a_wrong_certificate(self):
+        # Replicas whose certificate does not hold the checked name: nginx
+        # refuses to talk to them (502), so verification is on.
+        cert, key = self.certs["wrong"]
+        a = Daemon("--tls-cert", cert, "--tls-key", key)
+        b = Daemon("--tls-cert", cert, "--tls-key", key)
+        self.addCleanup(lambda: [d.__exit__(None, None, None) for d in (a, b)])
+        front = free_port()
+        _, tmp = start_nginx(self, nginx_conf("icpnsd-tls-upstream.conf", front,
+                                              [a.port, b.port], self.certs))
+        self.assertTrue(wait_until(lambda: self.get(front, "/healthz")[0] != 0, timeout=10))
+        self.assertEqual(https_post(front, self.ctx, {"users": [1], "n": 1, "seed": 1})[0], 502)
+        self.assertTrue(wait_until(lambda: "certificate" in read(os.path.join(tmp, "error.log")),
+                                   timeout=5))
 
 
 if __name__ == "__main__":

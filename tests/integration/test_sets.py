@@ -87,8 +87,8 @@ class TestSets(Base):
             self.assertEqual((ua["positives"], ub["positives"]), (len(pa[1]), len(pb[1])))
             st, snap = d.admin("GET", "/admin/snapshot?tables=b")
             self.assertEqual((snap["name"], snap["users"]), ("b", len(set(pb) | set(cb))))
-            self.assertEqual(metric(d, "icpnsd_tables_version", "a"), 1)
-            self.assertEqual(metric(d, "icpnsd_tables_version", "b"), 1)
+            self.assertEqual(metric(d, "icpnsd_snapshot_version", "a"), 1)
+            self.assertEqual(metric(d, "icpnsd_snapshot_version", "b"), 1)
 
     def test_reload_one_under_load_while_the_other_serves(self):
         a = self.copy(self.a)
@@ -125,8 +125,8 @@ class TestSets(Base):
             self.assertEqual(failures, [])
             self.assertEqual(versions, sorted(versions))
             self.assertGreater(served["b"], 10)
-            self.assertGreater(metric(d, "icpnsd_tables_version", "a"), 8)
-            self.assertEqual(metric(d, "icpnsd_tables_version", "b"), 1)
+            self.assertGreater(metric(d, "icpnsd_snapshot_version", "a"), 8)
+            self.assertEqual(metric(d, "icpnsd_snapshot_version", "b"), 1)
         # The update went to a's directory only.
         self.assertTrue(os.path.exists(os.path.join(a, "interactions.journal")))
         self.assertFalse(os.path.exists(os.path.join(self.b, "interactions.journal")))

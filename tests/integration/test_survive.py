@@ -408,10 +408,15 @@ class Answers(unittest.TestCase):
                           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                           % len(body) + body)
                 socks.append(s)
-            ok = wait_until(lambda: d.request("POST", "/v1/negatives", body,
-                                              {"Content-Type": "application/json"})[0] == 503,
-                            timeout=20)
-            self.assertTrue(ok)
+            seen = []
+
+            def refused():
+                st, doc = d.request("POST", "/v1/negatives", body,
+                                    {"Content-Type": "application/json"}, raw=True)[::2]
+                seen.append((round(time.monotonic(), 2), st, len(doc)))
+                return st == 503
+            ok = wait_until(refused, timeout=20)
+            self.assertTrue(ok, "probes: %s\nlog: %s" % (seen, d.stderr()[-3000:]))
             st, err = d.request("POST", "/v1/negatives", body, {"Content-Type": "application/json"})
             self.assertEqual((st, err["error"]["code"]), (503, "answers_in_flight"))
             self.assertGreater(metric(d, "icpnsd_answers_refused_total"), 0)
