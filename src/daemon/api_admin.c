@@ -162,11 +162,13 @@ enum MHD_Result icpnsd_api_cluster(icpnsd_req_t *r)
     j->u.cluster.req = q;
     icpnsd_err_t e;
     icpnsd_err_clear(&e);
-    int rc = icpnsd_req_query_each(r, cluster_param, q, &e);
-    if (!rc)
-        rc = json ? icpnsd_clusterreq_parse_json(r->body.p, r->body.len, q, &e)
+    /* The body first, then the query string: a query parameter overrides
+     * the frame's header or the JSON field (proto/frames.md). */
+    int rc = json ? icpnsd_clusterreq_parse_json(r->body.p, r->body.len, q, &e)
              : frame ? icpnsd_frame_parse_embeddings(r->body.p, r->body.len, q, &e)
                      : icpnsd_clusterreq_parse_npy(r->body.p, r->body.len, q, &e);
+    if (!rc)
+        rc = icpnsd_req_query_each(r, cluster_param, q, &e);
     if (!rc)
         rc = icpnsd_clusterreq_check(q, &e);
     if (!rc)
