@@ -74,6 +74,12 @@ static enum MHD_Result finish_job(icpnsd_req_t *r)
 
 static enum MHD_Result submit_tracked(icpnsd_req_t *r, icpnsd_job_t *j);
 
+/* A finished job whose connection ended before finish_job could run. */
+static void job_free_cb(void *j)
+{
+    icpnsd_job_free(j);
+}
+
 /* Hands @j to the request's set and sleeps until it is done. */
 static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
 {
@@ -82,7 +88,7 @@ static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
     r->work = j;
     icpnsd_req_arm(r);
     icpnsd_set_submit(r->set, j);
-    icpnsd_req_sleep(r, finish_job);
+    icpnsd_req_sleep(r, finish_job, job_free_cb);
     return MHD_YES;
 }
 
