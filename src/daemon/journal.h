@@ -66,7 +66,9 @@ void icpnsd_tableset_remove(const char *dir);
  */
 int icpnsd_uploads_prepare(const char *state, char *sets, size_t sets_size, char *err, size_t es);
 
-/* Removes DIR/FILE.tmp.XXXXXX left by an interrupted atomic write. */
+/* Removes what an interrupted write left: DIR/FILE.tmp.XXXXXX (mkstemp)
+ * and DIR/FILE.tmp.PID.  Called with FILE.prev too: icpnsd_communities_write
+ * keeps the replaced assignment through a link FILE.prev.tmp.PID. */
 void icpnsd_remove_stale_temporaries(const char *dir, const char *file);
 
 #endif
