@@ -74,6 +74,12 @@ static enum MHD_Result finish_job(icpnsd_req_t *r)
 
 static enum MHD_Result submit_tracked(icpnsd_req_t *r, icpnsd_job_t *j);
 
+/* A finished job whose connection ended before finish_job could run. */
+static void job_free_cb(void *j)
+{
+    icpnsd_job_free(j);
+}
+
 /* Hands @j to the request's set and sleeps until it is done. */
 static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
 {
@@ -82,7 +88,7 @@ static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
     r->work = j;
     icpnsd_req_arm(r);
     icpnsd_set_submit(r->set, j);
-    icpnsd_req_sleep(r, finish_job);
+    icpnsd_req_sleep(r, finish_job, job_free_cb);
     return MHD_YES;
 }
 
@@ -162,11 +168,13 @@ enum MHD_Result icpnsd_api_cluster(icpnsd_req_t *r)
     j->u.cluster.req = q;
     icpnsd_err_t e;
     icpnsd_err_clear(&e);
-    int rc = icpnsd_req_query_each(r, cluster_param, q, &e);
-    if (!rc)
-        rc = json ? icpnsd_clusterreq_parse_json(r->body.p, r->body.len, q, &e)
+    /* The body first, then the query string: a query parameter overrides
+     * the frame's header or the JSON field (proto/frames.md). */
+    int rc = json ? icpnsd_clusterreq_parse_json(r->body.p, r->body.len, q, &e)
              : frame ? icpnsd_frame_parse_embeddings(r->body.p, r->body.len, q, &e)
                      : icpnsd_clusterreq_parse_npy(r->body.p, r->body.len, q, &e);
+    if (!rc)
+        rc = icpnsd_req_query_each(r, cluster_param, q, &e);
     if (!rc)
         rc = icpnsd_clusterreq_check(q, &e);
     if (!rc)

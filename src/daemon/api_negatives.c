@@ -113,6 +113,12 @@ static enum MHD_Result finish_task(icpnsd_req_t *r, neg_task_t *t)
     return ret;
 }
 
+/* A finished task whose connection ended before resume_task could run. */
+static void task_free_cb(void *t)
+{
+    task_free(t);
+}
+
 static enum MHD_Result resume_task(icpnsd_req_t *r)
 {
     neg_task_t *t = r->work;
@@ -329,7 +335,7 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
          * snapshot. */
         r->wait_snap = s;
         icpnsd_negreq_free(&q);
-        icpnsd_req_sleep(r, icpnsd_api_negatives);
+        icpnsd_req_sleep(r, icpnsd_api_negatives, NULL);
         return MHD_YES;
     }
     if (g < 0) {
@@ -389,7 +395,7 @@ enum MHD_Result icpnsd_api_negatives(icpnsd_req_t *r)
         t->task.cancel = pool_cancel;
         icpnsd_req_arm(r);
         icpnsd_pool_submit(env->pool, &t->task);
-        icpnsd_req_sleep(r, resume_task);
+        icpnsd_req_sleep(r, resume_task, task_free_cb);
         return MHD_YES;
     }
     run_task(t);

@@ -117,6 +117,12 @@ static enum MHD_Result finish(icpnsd_req_t *r)
     return ret;
 }
 
+/* A finished job whose connection ended before finish could run. */
+static void job_free_cb(void *j)
+{
+    icpnsd_job_free(j);
+}
+
 static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
 {
     j->done_cb = job_done;
@@ -124,7 +130,7 @@ static enum MHD_Result submit(icpnsd_req_t *r, icpnsd_job_t *j)
     r->work = j;
     icpnsd_req_arm(r);
     icpnsd_registry_submit(r->env->reg, j);
-    icpnsd_req_sleep(r, finish);
+    icpnsd_req_sleep(r, finish, job_free_cb);
     return MHD_YES;
 }
 

@@ -53,6 +53,7 @@
     X(POPULARITY_FROM_FILE, "popularity_from_file")              \
     X(INCOMPLETE_ASSIGNMENT, "incomplete_assignment")            \
     X(UPLOADS_DISABLED, "uploads_disabled")                      \
+    X(CANCELED, "canceled")                                      \
     X(BODY_TOO_LARGE, "body_too_large")                          \
     X(URI_TOO_LONG, "uri_too_long")                              \
     X(LIMIT_EXCEEDED, "limit_exceeded")                          \
@@ -77,6 +78,7 @@
     X(SHUTTING_DOWN, "shutting_down")                            \
     X(REGISTRY_BUSY, "registry_busy")                            \
     X(ANSWERS_IN_FLIGHT, "answers_in_flight")                    \
+    X(TOO_MANY_CONNECTIONS, "too_many_connections")              \
     X(MEMORY_BUDGET_EXCEEDED, "memory_budget_exceeded")          \
     X(STORAGE_FAILED, "storage_failed")
 

@@ -61,6 +61,7 @@ typedef struct icpnsd_job_cluster {
     atomic_uint progress_restart, progress_restarts, progress_iteration, progress_max_iter;
     _Atomic double progress_inertia;
     atomic_bool cancel;         /* asks k-means to stop */
+    atomic_bool canceled_by_client; /* ... because of DELETE /admin/jobs/ID, not a shutdown */
 } icpnsd_job_cluster_t;
 
 typedef struct icpnsd_job_set {

@@ -166,8 +166,12 @@ void icpnsd_remove_stale_temporaries(const char *dir, const char *file)
     size_t n = strlen(file);
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, file, n) || strncmp(e->d_name + n, ".tmp.", 5) ||
-            strlen(e->d_name + n + 5) != 6)
+        const char *suffix = e->d_name + n + 5;
+        if (strncmp(e->d_name, file, n) || strncmp(e->d_name + n, ".tmp.", 5))
+            continue;
+        /* mkstemp's six characters, or a process id. */
+        size_t sl = strlen(suffix), digits = strspn(suffix, "0123456789");
+        if (sl != 6 && !(sl >= 1 && sl <= 10 && digits == sl))
             continue;
         char path[1400];
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);

@@ -42,7 +42,9 @@ int icpnsd_version_load(const char *dir, uint64_t *version, uint64_t *fingerprin
 void icpnsd_version_save(const char *dir, const char *name, uint64_t version,
                          uint64_t fingerprint);
 
-/* Removes DIR/FILE.tmp.XXXXXX left by an interrupted atomic write. */
+/* Removes what an interrupted write left: DIR/FILE.tmp.XXXXXX (mkstemp)
+ * and DIR/FILE.tmp.PID.  Called with FILE.prev too: icpnsd_communities_write
+ * keeps the replaced assignment through a link FILE.prev.tmp.PID. */
 void icpnsd_remove_stale_temporaries(const char *dir, const char *file);
 
 #endif

@@ -456,11 +456,15 @@ static int run_cluster(const icpnsd_rebuild_in_t *in, icpnsd_job_t *j)
     log_info("cluster: %u users x %u dimensions, k=%u, %u restarts, seed %llu, %u threads%s", n,
              q->emb.dim, q->ko.k, q->ko.restarts, (unsigned long long)q->ko.seed, threads,
              q->dry_run ? " (dry run)" : "");
-    if (icpns_kmeans(q->emb.x, n, q->emb.dim, &q->ko, &res, &err))
-        return icpnsd_err_set(e, err.code == ICPNS_ENOMEM ? ICPNSD_E_OUT_OF_MEMORY
-                                 : err.code == ICPNS_ECANCELED ? ICPNSD_E_SHUTTING_DOWN
-                                                               : ICPNSD_E_BAD_EMBEDDINGS,
-                              NULL, -1, "%s", err.message);
+    if (icpns_kmeans(q->emb.x, n, q->emb.dim, &q->ko, &res, &err)) {
+        /* Canceled: by DELETE /admin/jobs/ID, or by the shutdown. */
+        icpnsd_code_t code = err.code == ICPNS_ENOMEM ? ICPNSD_E_OUT_OF_MEMORY
+                             : err.code != ICPNS_ECANCELED ? ICPNSD_E_BAD_EMBEDDINGS
+                             : atomic_load(&c->canceled_by_client) ? ICPNSD_E_CANCELED
+                                                                   : ICPNSD_E_SHUTTING_DOWN;
+        return icpnsd_err_set(e, code, NULL, -1, "%s%s", err.message,
+                              code == ICPNSD_E_CANCELED ? " by DELETE /admin/jobs/ID" : "");
+    }
     c->seconds = icpns_now() - t0;
     c->assign.pairs = malloc((size_t)n * sizeof(*c->assign.pairs));
     if (!c->assign.pairs) {

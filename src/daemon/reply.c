@@ -58,6 +58,7 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_POPULARITY_FROM_FILE:
     case ICPNSD_E_INCOMPLETE_ASSIGNMENT:
     case ICPNSD_E_UPLOADS_DISABLED:
+    case ICPNSD_E_CANCELED:
         return 409;
     case ICPNSD_E_BODY_TOO_LARGE:
     case ICPNSD_E_LIMIT_EXCEEDED:
@@ -88,6 +89,7 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_SHUTTING_DOWN:
     case ICPNSD_E_ANSWERS_IN_FLIGHT:
     case ICPNSD_E_REGISTRY_BUSY:
+    case ICPNSD_E_TOO_MANY_CONNECTIONS:
         return 503;
     case ICPNSD_E_MEMORY_BUDGET_EXCEEDED:
     case ICPNSD_E_STORAGE_FAILED:

@@ -107,9 +107,20 @@ void icpnsd_req_unref(icpnsd_req_t *r)
 
 void icpnsd_req_gone(icpnsd_req_t *r)
 {
+    void *orphan = NULL;
     pthread_mutex_lock(&r->lock);
     r->gone = true;
+    /* Woken (icpnsd_req_done gave the work to the request under this lock)
+     * but the handler that takes it never ran: libmicrohttpd closed the
+     * connection on a socket error first.  Before the wake-up the worker
+     * sees r->gone and keeps its work; after the handler r->work is NULL. */
+    if (atomic_load(&r->wake) == ICPNSD_WAKE_WOKEN && r->resume && r->work && r->work_free) {
+        orphan = r->work;
+        r->work = NULL;
+    }
     pthread_mutex_unlock(&r->lock);
+    if (orphan)
+        r->work_free(orphan);
 }
 
 void icpnsd_req_arm(icpnsd_req_t *r)
@@ -124,9 +135,10 @@ void icpnsd_req_disarm(icpnsd_req_t *r)
     icpnsd_req_unref(r);
 }
 
-void icpnsd_req_sleep(icpnsd_req_t *r, icpnsd_handler_fn resume)
+void icpnsd_req_sleep(icpnsd_req_t *r, icpnsd_handler_fn resume, void (*work_free)(void *work))
 {
     r->resume = resume;
+    r->work_free = work_free;
     MHD_suspend_connection(r->conn);
     int expect = ICPNSD_WAKE_ARMED;
     if (!atomic_compare_exchange_strong(&r->wake, &expect, ICPNSD_WAKE_SLEEPING))

@@ -69,6 +69,7 @@ struct icpnsd_req {
     /* Waiting for work done elsewhere. */
     icpnsd_handler_fn resume;            /* runs when the connection resumes */
     void *work;                          /* what the request waits for (the handler's) */
+    void (*work_free)(void *work);       /* frees it when the request cannot take it */
     atomic_int wake;                     /* enum icpnsd_wake_state */
     icpns_snapshot_t *wait_snap;         /* negatives: the snapshot a weights wait is for */
 };
@@ -107,7 +108,11 @@ icpnsd_req_t *icpnsd_req_new(icpnsd_env_t *env, struct MHD_Connection *conn);
 /* Drops a reference; the last frees the request and what it holds. */
 void icpnsd_req_unref(icpnsd_req_t *r);
 
-/* libmicrohttpd is done with @r (it completed or its client left). */
+/*
+ * libmicrohttpd is done with @r (it completed or its client left).  Work
+ * handed back to the request that its handler never took (the connection
+ * ended between the wake-up and the handler) is freed here.
+ */
 void icpnsd_req_gone(icpnsd_req_t *r);
 
 /*
@@ -118,8 +123,12 @@ void icpnsd_req_gone(icpnsd_req_t *r);
 void icpnsd_req_arm(icpnsd_req_t *r);
 void icpnsd_req_disarm(icpnsd_req_t *r);
 
-/* Suspends @r until the work is done; then @resume runs on an HTTP thread. */
-void icpnsd_req_sleep(icpnsd_req_t *r, icpnsd_handler_fn resume);
+/*
+ * Suspends @r until the work is done; then @resume runs on an HTTP thread
+ * and takes r->work.  @work_free (NULL when r->work is NULL) frees r->work
+ * if the connection ends before @resume could run.
+ */
+void icpnsd_req_sleep(icpnsd_req_t *r, icpnsd_handler_fn resume, void (*work_free)(void *work));
 
 /*
  * The work of @r is done (any thread): wakes the request and drops the

@@ -308,9 +308,13 @@ static void on_accept(void *ctx, int fd, const struct sockaddr *addr, socklen_t 
     if (!admin && atomic_load(&srv->env->connections) + (handed > 0 ? (unsigned)handed : 0) >=
                       srv->env->cfg->max_connections) {
         atomic_fetch_add(&icpnsd_metrics.connections_refused, 1);
-        icpnsd_acceptor_refuse(srv->acceptor, fd, 503, "too_many_connections",
-                                 "the daemon serves max_connections clients already; retry "
-                                 "shortly");
+        /* Answered here, before libmicrohttpd sees the connection, but
+         * with the code and status of every other error (reply.c). */
+        icpnsd_acceptor_refuse(srv->acceptor, fd,
+                               icpnsd_code_status(ICPNSD_E_TOO_MANY_CONNECTIONS),
+                               icpnsd_code_name(ICPNSD_E_TOO_MANY_CONNECTIONS),
+                               "the daemon serves max_connections clients already; retry "
+                               "shortly");
         return;
     }
     struct MHD_Daemon *d = admin ? srv->mhd_admin : srv->mhd;

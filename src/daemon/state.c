@@ -69,7 +69,10 @@ int icpnsd_state_init(icpnsd_state_t *st, uv_loop_t *loop, const char *name,
     int rc = icpnsd_rebuild_load(st->name, st->tables, &hooks->default_params, &st->opts,
                                  &st->dataset, &meta, &err);
     if (!rc && st->tables[0]) {
+        char prev[sizeof(st->opts.communities) + 8];
         icpnsd_remove_stale_temporaries(st->tables, st->opts.communities);
+        snprintf(prev, sizeof(prev), "%s.prev", st->opts.communities);
+        icpnsd_remove_stale_temporaries(st->tables, prev);
         icpnsd_remove_stale_temporaries(st->tables, ICPNS_VERSION_FILE);
     }
     if (rc) {

@@ -245,8 +245,12 @@ bool icpnsd_tracker_cancel(icpnsd_tracker_t *t, const char *id)
 {
     pthread_mutex_lock(&t->lock);
     entry_t *e = find(t, id);
-    if (e && e->job && e->kind == ICPNSD_JOB_CLUSTER)
+    if (e && e->job && e->kind == ICPNSD_JOB_CLUSTER) {
+        /* Which code the job ends with: the client's cancel, not the
+         * shutdown that sets the same flag. */
+        atomic_store(&e->job->u.cluster.canceled_by_client, true);
         atomic_store(&e->job->u.cluster.cancel, true);
+    }
     pthread_mutex_unlock(&t->lock);
     return e != NULL;
 }

@@ -399,3 +399,26 @@ def wait_until(pred, timeout=10.0, step=0.02):
             return True
         time.sleep(step)
     return False
+
+
+def validate_schema(doc, name):
+    """Validates @doc against proto/schemas/@name, resolving "$ref"s to the
+    other schemas of proto/schemas (by their $id), without the network.
+    Returns False (validating nothing) when jsonschema is not installed."""
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover
+        return False
+    store = {}
+    folder = os.path.join(PROTO, "schemas")
+    for f in os.listdir(folder):
+        if f.endswith(".json"):
+            with open(os.path.join(folder, f)) as fh:
+                s = json.load(fh)
+            store[s.get("$id", f)] = s
+    with open(os.path.join(folder, name)) as fh:
+        schema = json.load(fh)
+    resolver = jsonschema.RefResolver(schema.get("$id", ""), schema, store=store)
+    cls = jsonschema.validators.validator_for(schema)
+    cls(schema, resolver=resolver, format_checker=cls.FORMAT_CHECKER).validate(doc)
+    return True

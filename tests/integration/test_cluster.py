@@ -15,7 +15,7 @@ import unittest
 
 import subprocess
 
-from harness import ICPNS, Daemon, gen_tables, load_tables, read_communities
+from harness import ICPNS, Daemon, gen_tables, load_tables, read_communities, validate_schema
 
 try:
     import numpy as np
@@ -182,6 +182,53 @@ class TestCluster(unittest.TestCase):
             st, err = d.request("POST", "/admin/cluster", frame([1, 2], np.zeros((2, 2)), 1, 1),
                                 dict(AUTH, **{"Content-Type": "application/x-icpns-embeddings"}))
             self.assertEqual((st, err["error"]["code"]), (409, "read_only_tables"))
+
+    def test_query_overrides_the_body(self):
+        """proto/frames.md: query parameters override the ICPE header (and
+        the JSON fields); they used to be overwritten by the header."""
+        with Daemon(tables=self.dir, token=TOKEN) as d:
+            q = "?dry_run=true"
+            st, ref = self.post(d, frame(self.users, self.x, 3, 5), "application/x-icpns-embeddings", q)
+            self.assertEqual((st, ref["k"]), (200, 3), ref)
+            # Header k=4, seed=9; the query says k=3, seed=5: the query wins.
+            st, res = self.post(d, frame(self.users, self.x, 4, 9), "application/x-icpns-embeddings",
+                                q + "&k=3&seed=5")
+            self.assertEqual(st, 200, res)
+            self.assertEqual((res["k"], res["sizes"], res["inertia"]),
+                             (3, ref["sizes"], ref["inertia"]))
+            body = {"users": self.users, "embeddings": self.x.tolist(), "k": 4, "seed": 9}
+            st, rj = self.post(d, json.dumps(body).encode(), "application/json", q + "&k=3&seed=5")
+            self.assertEqual((st, rj["k"], rj["inertia"]), (200, 3, ref["inertia"]))
+            # A value out of range in the query is refused as such.
+            st, err = self.post(d, frame(self.users, self.x, 4, 9), "application/x-icpns-embeddings",
+                                "?seed=9223372036854775808")
+            self.assertEqual((st, err["error"]["code"], err["error"]["field"]),
+                             (400, "bad_parameter", "seed"))
+
+    def test_cancel_a_job(self):
+        """DELETE /admin/jobs/ID ends a queued or running k-means with the
+        code 'canceled' (it used to say 'shutting_down', which a client
+        reads as "retry on another replica"); nothing is published."""
+        # Every build waits 1.5 s before it runs: the job is still queued
+        # when the DELETE arrives, and k-means stops at its first iteration.
+        with Daemon(tables=self.dir, token=TOKEN, env={"ICPNSD_TEST_DELAY_MS": "1500"}) as d:
+            st, snap = d.request("GET", "/admin/snapshot", None, AUTH)
+            st, job = self.post(d, frame(self.users, self.x, 4, 7), "application/x-icpns-embeddings",
+                                "?async=true")
+            self.assertEqual(st, 202, job)
+            st, doc = d.request("DELETE", job["location"], None, AUTH)
+            self.assertEqual((st, doc["job"]), (200, job["job"]))
+            deadline = time.time() + 60
+            while doc["state"] in ("queued", "running") and time.time() < deadline:
+                time.sleep(0.1)
+                st, doc = d.request("GET", job["location"], None, AUTH)
+            self.assertEqual(doc["state"], "failed", doc)
+            self.assertEqual((doc["error"]["code"], doc["error"]["status"]), ("canceled", 409), doc)
+            validate_schema(doc, "job.json")
+            st, after = d.request("GET", "/admin/snapshot", None, AUTH)
+            self.assertEqual(after["version"], snap["version"])
+            st, err = d.request("DELETE", "/admin/jobs/0000000000000000", None, AUTH)
+            self.assertEqual((st, err["error"]["code"]), (404, "unknown_job"))
 
     def test_large_upload_does_not_stall_sampling(self):
         big = tempfile.mkdtemp(prefix="icpnsd-cluster-big-")

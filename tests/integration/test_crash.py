@@ -134,6 +134,27 @@ class TestCrash(Base):
         self.assertEqual(leftovers, [])
 
 
+    def test_start_removes_what_interrupted_writes_left(self):
+        """A SIGKILL between the link and the rename that keep
+        communities.tsv.prev leaves communities.tsv.prev.tmp.PID (PIDs of
+        any length); interrupted atomic writes leave FILE.tmp.XXXXXX.  The
+        next start removes them all, and nothing else."""
+        tables = self.tables()
+        stale = ["communities.tsv.prev.tmp.7851", "communities.tsv.prev.tmp.4194303",
+                 "communities.tsv.prev.tmp.123456", "communities.tsv.tmp.Ab12Cd",
+                 "icpnsd.version.tmp.x1y2z3"]
+        kept = ["communities.tsv.prev.tmp.12ab", "notes.tmp.123"]
+        for f in stale + kept:
+            with open(os.path.join(tables, f), "w") as fh:
+                fh.write("1\t1\n")
+        with Daemon(tables=tables, token=TOKEN) as d:
+            self.assertEqual(d.request("GET", "/readyz")[0], 200)
+            left = sorted(f for f in os.listdir(tables) if ".tmp." in f)
+            self.assertEqual(left, sorted(kept))
+            for f in stale:
+                self.assertIn("removed %s" % os.path.join(tables, f), d.stderr())
+
+
 class TestStorageFaults(Base):
     def test_disk_full(self):
         tables = self.tables()

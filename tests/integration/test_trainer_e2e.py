@@ -7,7 +7,6 @@ frames), k-means as a job (POST /admin/cluster?async=true, GET
 test_client.py and test_torch.py test the client side of the same
 contract against stub.py.
 """
-import json
 import os
 import shutil
 import sys
@@ -15,7 +14,7 @@ import tempfile
 import unittest
 import warnings
 
-from harness import PROTO, Daemon, gen_tables, load_tables
+from harness import Daemon, gen_tables, load_tables, validate_schema
 from stub import make_certs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,11 +82,7 @@ class TestTrainerRoutes(unittest.TestCase):
             c = self.client(url, token=TOKEN)
             st, doc = d.request("GET", "/v1/items")
             self.assertEqual(st, 200)
-            schema = os.path.join(PROTO, "schemas", "items.json")
-            if os.path.exists(schema):
-                import jsonschema
-                with open(schema) as f:
-                    jsonschema.validate(doc, json.load(f))
+            validate_schema(doc, "items.json")
             cat = c.items()
             self.assertEqual(cat.tolist(), self.items)
             self.assertEqual((doc["count"], doc["tables"]), (len(self.items), "default"))
@@ -184,6 +179,7 @@ class TestTrainerRoutes(unittest.TestCase):
             a = c.upload_table_set("json", self.pairs, comm, form="json")
             b = c.upload_table_set("binary", self.pairs, comm, form="binary")
             for res, name in ((a, "json"), (b, "binary")):
+                validate_schema(res, "admin_set_result.json")
                 self.assertEqual((res["name"], res["added"], res["stored"]), (name, True, True))
                 self.assertRegex(res["fingerprint"], "^[0-9a-f]{16}$")
                 self.assertGreater(res["bytes"], 0)
@@ -199,6 +195,10 @@ class TestTrainerRoutes(unittest.TestCase):
             self.assertIn(extra, c.items(tables="alpha").tolist())
             sets = {t["name"]: t for t in c.table_sets()}
             self.assertEqual(sets["alpha"]["alpha"], 0.3)
+            st, listed = d.request("GET", "/admin/sets", None, {"Authorization": "Bearer " + TOKEN})
+            validate_schema(listed, "tables_list.json")
+            self.assertRegex({t["name"]: t["path"] for t in listed["tables"]}["alpha"],
+                             "^" + os.path.join(state, "sets", "alpha") + "@[0-9]+$")
             # Above ~1 MB of JSON the client sends an ICPT frame.
             rng = np.random.default_rng(1)
             big = np.unique(np.stack([rng.integers(0, 20000, 150000),
@@ -209,7 +209,7 @@ class TestTrainerRoutes(unittest.TestCase):
             self.assertEqual(res["name"], "big")
             self.assertEqual(c.negatives(big[:5, 0], n=2, seed=1, tables="big").items.shape, (5, 2))
             for name in ("json", "binary", "alpha", "big"):
-                c.remove_table_set(name)
+                validate_schema(c.remove_table_set(name), "admin_set_result.json")
             self.assertEqual([t["name"] for t in c.table_sets()], ["default"])
             with self.assertRaises(ic.NotFound):
                 c.remove_table_set("json")
@@ -301,20 +301,36 @@ class TestTrainerRoutes(unittest.TestCase):
         with start(self.tables) as d:
             c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
             preview = c.cluster(users, x, k=4, seed=9, dry_run=True)
+            validate_schema(preview, "admin_cluster_result.json")
             doc = c.cluster(users, x, k=4, seed=9, wait=False)
+            validate_schema(doc, "job_accepted.json")
             self.assertEqual((doc["kind"], doc["location"]), ("cluster", "/admin/jobs/" + doc["job"]))
             self.assertIn(doc["state"], ("queued", "running", "done"))
             self.assertIn(c.job(doc["job"])["state"], ("queued", "running", "done"))
             seen = []
             res = c.wait_job(doc["job"], poll=0.05, progress=seen.append)
             self.assertEqual(seen[-1]["state"], "done")
+            for j in seen:  # queued/running (with progress) and done (with the result)
+                validate_schema(j, "job.json")
+            validate_schema(res, "admin_cluster_result.json")
+            jobs = c._json("GET", "/admin/jobs", admin=True)
+            validate_schema(jobs, "jobs.json")
+            self.assertEqual([j["job"] for j in jobs["jobs"]][:1], [doc["job"]])
             self.assertEqual((res["k"], res["sizes"], res["inertia"]),
                              (preview["k"], preview["sizes"], preview["inertia"]))
             self.assertEqual(c.negatives(users[:3], n=2, seed=1).version, res["version"])
             res2 = c.cluster(users, x, k=4, seed=9, progress=seen.append, poll=0.05, replace=True)
             self.assertEqual(res2["sizes"], res["sizes"])
+            failed = []
             with self.assertRaises((ic.Unprocessable, ic.JobFailed)):
-                c.cluster([10 ** 12] + users[1:], x, k=4, seed=9, wait=True, progress=lambda j: None)
+                c.cluster([10 ** 12] + users[1:], x, k=4, seed=9, wait=True, progress=failed.append)
+            for j in failed:
+                validate_schema(j, "job.json")
+            jobs = c._json("GET", "/admin/jobs", admin=True)
+            validate_schema(jobs, "jobs.json")
+            # Newest first: the refused upload (checked before it became a
+            # job, or failed as one), then the two clusterings.
+            self.assertTrue(all(j["state"] in ("done", "failed") for j in jobs["jobs"]), jobs)
             with self.assertRaises(ic.NotFound):
                 c.job("no-such-job")
 
