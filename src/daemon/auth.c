@@ -21,7 +21,7 @@ typedef char token_t[ICPNSD_TOKEN_MAX + 1];
 /* A failing address: its failures in the current window. */
 #define SLOTS 1024
 typedef struct slot {
-    unsigned char addr[16];
+    char addr[64];          /* the client's address as text */
     unsigned char len;
     double window_start;
     unsigned fails;
@@ -240,28 +240,8 @@ static bool matches(const token_t *t, int n, const char *presented, size_t len)
     return found != 0;
 }
 
-static size_t peer_bytes(const struct sockaddr *peer, unsigned char *out, char *text, size_t ts)
-{
-    snprintf(text, ts, "?");
-    if (!peer)
-        return 0;
-    if (peer->sa_family == AF_INET) {
-        const struct sockaddr_in *a4 = (const struct sockaddr_in *)peer;
-        memcpy(out, &a4->sin_addr, 4);
-        inet_ntop(AF_INET, &a4->sin_addr, text, (socklen_t)ts);
-        return 4;
-    }
-    if (peer->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)peer;
-        memcpy(out, &a6->sin6_addr, 16);
-        inet_ntop(AF_INET6, &a6->sin6_addr, text, (socklen_t)ts);
-        return 16;
-    }
-    return 0;
-}
-
 /* The slot of an address (the oldest one is reused when the table is full). */
-static slot_t *slot_of(icpnsd_auth_t *a, const unsigned char *addr, size_t len, double now)
+static slot_t *slot_of(icpnsd_auth_t *a, const char *addr, size_t len, double now)
 {
     uint64_t h = icpns_hash64(addr, len, 7);
     slot_t *oldest = NULL;
@@ -280,17 +260,16 @@ static slot_t *slot_of(icpnsd_auth_t *a, const unsigned char *addr, size_t len, 
 }
 
 icpnsd_auth_result_t icpnsd_auth_check(icpnsd_auth_t *a, icpnsd_auth_kind_t kind,
-                                       const char *header, const struct sockaddr *peer,
+                                       const char *header, const char *client,
                                        const char *route, unsigned *retry_after)
 {
-    unsigned char addr[16];
-    char text[64];
-    size_t alen = peer_bytes(peer, addr, text, sizeof(text));
+    const char *text = client && client[0] ? client : "unknown";
+    size_t alen = strlen(text) < sizeof(((slot_t *)0)->addr) ? strlen(text) : 0;
     double now = icpns_now();
     slot_t *s = NULL;
     if (alen) {
         pthread_mutex_lock(&a->slots_lock);
-        s = slot_of(a, addr, alen, now);
+        s = slot_of(a, text, alen, now);
         if (now - s->window_start >= ICPNSD_AUTH_WINDOW) {
             if (s->fails > s->logged)
                 log_warn("auth: %u more failed attempts from %s in the last window",

@@ -73,13 +73,14 @@ bool icpnsd_auth_api_required(icpnsd_auth_t *a);
 
 /*
  * Checks the Authorization header @header (may be NULL) of a request from
- * @peer (may be NULL) to @route against the tokens of @kind.  Failures are
- * counted per address; past ICPNSD_AUTH_FAILS in a window the address is
- * throttled (*@retry_after gets the seconds left) and the failures are
- * logged (address and route, rate-limited).
+ * the client at address @client (text: the peer's, or the one a trusted
+ * proxy forwarded; see proxy.h) to @route against the tokens of @kind.
+ * Failures are counted per address; past ICPNSD_AUTH_FAILS in a window the
+ * address is throttled (*@retry_after gets the seconds left) and the
+ * failures are logged (address and route, rate-limited).
  */
 icpnsd_auth_result_t icpnsd_auth_check(icpnsd_auth_t *a, icpnsd_auth_kind_t kind,
-                                       const char *header, const struct sockaddr *peer,
+                                       const char *header, const char *client,
                                        const char *route, unsigned *retry_after);
 
 /* Zeroes and frees the tokens; accepts NULL. */

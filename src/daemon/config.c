@@ -121,6 +121,16 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
     NUM(cluster_threads, 0, 256)
 #undef STR
 #undef NUM
+    if (!strcmp(key, "trusted_proxies")) {
+        if (strlen(v) >= sizeof(c->trusted_proxies)) {
+            snprintf(eb, es, "trusted_proxies: too long");
+            return -1;
+        }
+        if (icpnsd_proxies_parse(v, &c->proxies, eb, es))
+            return -1;
+        snprintf(c->trusted_proxies, sizeof(c->trusted_proxies), "%s", v);
+        return 0;
+    }
     if (!strcmp(key, "log_level")) {
         int l = icpnsd_log_parse_level(v);
         if (l < 0) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "icpns/common.h"
+#include "proxy.h"
 
 #define ICPNSD_MAX_SETS 64
 #define ICPNSD_SET_NAME 64
@@ -27,6 +28,8 @@ typedef struct icpnsd_config {
     char tls_key[1024];        /* its private key */
     char state_dir[1024];      /* uploaded table sets go to STATE/sets/NAME; empty: no uploads */
     int metrics_auth;          /* ICPNSD_METRICS_*: who may read /metrics */
+    char trusted_proxies[1024]; /* peers whose X-Forwarded-For names the client */
+    icpnsd_proxies_t proxies;  /* ... parsed */
     unsigned threads;
     int log_level;
     bool watch;                /* reload when the table directory changes */

@@ -5,12 +5,58 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
+#include "proxy.h"
 #include "registry.h"
 #include "req.h"
 
 const char *icpnsd_req_header(icpnsd_req_t *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* Every X-Forwarded-For header, in order, joined by commas. */
+typedef struct xff_ctx {
+    char buf[1024];
+    size_t len;
+    bool overflow;
+} xff_ctx_t;
+
+static enum MHD_Result collect_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    xff_ctx_t *x = cls;
+    (void)kind;
+    if (!key || strcasecmp(key, "X-Forwarded-For") || !value)
+        return MHD_YES;
+    size_t n = strlen(value);
+    if (x->len + n + 2 > sizeof(x->buf)) {
+        x->overflow = true;
+        return MHD_NO;
+    }
+    if (x->len)
+        x->buf[x->len++] = ',';
+    memcpy(x->buf + x->len, value, n + 1);
+    x->len += n;
+    return MHD_YES;
+}
+
+void icpnsd_req_client(icpnsd_req_t *r, char *out, size_t size)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *peer = ci ? ci->client_addr : NULL;
+    const icpnsd_proxies_t *p = &r->env->cfg->proxies;
+    xff_ctx_t x = {.len = 0, .overflow = false};
+    x.buf[0] = '\0';
+    if (p->n)
+        MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_xff, &x);
+    if (!icpnsd_proxies_client(p, peer, x.len ? x.buf : NULL, out, size) || x.overflow) {
+        static atomic_uint warned;
+        if (atomic_fetch_add(&warned, 1) < 3)
+            log_warn("a trusted proxy (%s) sent an X-Forwarded-For that does not parse "
+                     "(or is over 1 KiB): using the proxy's address", out);
+    }
 }
 
 const char *icpnsd_req_query(icpnsd_req_t *r, const char *name)

@@ -77,6 +77,10 @@ struct icpnsd_req {
 /* A request header, or NULL. */
 const char *icpnsd_req_header(icpnsd_req_t *r, const char *name);
 
+/* The client's address as text: the peer's, or when the peer is one of
+ * trusted_proxies, the client its X-Forwarded-For headers name (proxy.h). */
+void icpnsd_req_client(icpnsd_req_t *r, char *out, size_t size);
+
 /* A query-string argument, or NULL. */
 const char *icpnsd_req_query(icpnsd_req_t *r, const char *name);
 

@@ -109,12 +109,12 @@ uint64_t icpnsd_route_body_limit(const icpnsd_route_t *route, const icpnsd_confi
  * throttled, r->retry_after). */
 static int check_token(icpnsd_req_t *r, icpnsd_auth_kind_t kind, icpnsd_err_t *e)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char client[64];
+    icpnsd_req_client(r, client, sizeof(client));
     unsigned retry = 0;
     const char *who = kind == ICPNSD_AUTH_ADMIN ? "admin" : "API";
     switch (icpnsd_auth_check(r->env->auth, kind, icpnsd_req_header(r, "Authorization"),
-                              ci ? ci->client_addr : NULL, r->url, &retry)) {
+                              client, r->url, &retry)) {
     case ICPNSD_AUTH_OK:
         return 0;
     case ICPNSD_AUTH_DISABLED:

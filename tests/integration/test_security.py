@@ -8,11 +8,12 @@ import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import Daemon, gen_tables, metric, wait_until
+from harness import ICPNSD, Daemon, gen_tables, metric, wait_until
 from stub import make_certs
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -228,6 +229,57 @@ class TestTokens(Base):
             c.request("GET", "/admin/snapshot", headers={"Authorization": "Bearer " + ADMIN})
             self.assertEqual(c.getresponse().status, 200)
             c.close()
+
+    def test_trusted_proxies_throttle_the_client_behind_them(self):
+        """Behind a proxy every request comes from the proxy's address. With
+        trusted_proxies naming it, the client its X-Forwarded-For headers
+        name is throttled and logged, not every trainer behind the proxy;
+        a client cannot choose its address by sending the header itself,
+        and a forwarded address the client prepended is ignored."""
+        conf = os.path.join(self.tmp, "proxies.conf")
+        with open(conf, "w") as f:
+            f.write("trusted_proxies = 127.0.0.1, ::1\n")
+        with Daemon("--config", conf, tables=self.tables, token=ADMIN) as dmn:
+            def call(token, xff=None, source="127.0.0.1"):
+                h = {"Authorization": "Bearer " + token}
+                if xff is not None:
+                    h["X-Forwarded-For"] = xff
+                c = http.client.HTTPConnection("127.0.0.1", dmn.port, timeout=10,
+                                               source_address=(source, 0))
+                c.request("POST", "/admin/reload", headers=h)
+                st = c.getresponse().status
+                c.close()
+                return st
+            # A guesser behind the proxy, who also prepends a fake hop.
+            codes = [call("guess-%016d" % k, "203.0.113.66, 198.51.100.1") for k in range(12)]
+            self.assertEqual(codes[:10], [403] * 10)
+            self.assertEqual(set(codes[10:]), {429})
+            # Another trainer behind the same proxy is served.
+            self.assertEqual(call(ADMIN, "198.51.100.2"), 200)
+            # The guesser cannot escape by changing the prepended hop.
+            self.assertEqual(call(ADMIN, "192.0.2.1, 198.51.100.1"), 429)
+            log = dmn.stderr()
+            self.assertIn("a wrong admin token from 198.51.100.1 for /admin/reload", log)
+            self.assertNotIn("203.0.113.66", log)
+            # A peer that is not a trusted proxy: its header is ignored, so
+            # the guesses from 127.0.0.2 count against 127.0.0.2.
+            codes = [call("guess-%016d" % k, "198.51.100.3", source="127.0.0.2")
+                     for k in range(11)]
+            self.assertEqual(codes[10], 429)
+            self.assertEqual(call(ADMIN, "198.51.100.3"), 200)  # via the proxy: not throttled
+            # A header that does not parse: the proxy's own address, and a warning.
+            self.assertEqual(call(ADMIN, "unknown"), 200)
+            self.assertIn("sent an X-Forwarded-For that does not parse", dmn.stderr())
+
+    def test_trusted_proxies_refused_when_malformed(self):
+        conf = os.path.join(self.tmp, "bad-proxies.conf")
+        with open(conf, "w") as f:
+            f.write("trusted_proxies = 127.0.0.1, 10.0.0.0/40\n")
+        r = subprocess.run([ICPNSD, "--config", conf, "--check-config"], capture_output=True,
+                           text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("trusted_proxies: '10.0.0.0/40' is not an address or ADDRESS/BITS",
+                      r.stderr)
 
 
 if __name__ == "__main__":
