@@ -550,6 +550,13 @@ static int cmd_check(int argc, char **argv)
            (double)s->weights->bytes / 1048576.0);
     printf("time:          load %.3f s, build %.3f s (weights %.3f s)\n", load_s,
            s->build_seconds, s->weights->build_seconds);
+    if (no_comm == s->users.n)
+        fprintf(stderr, "icpns: warning: no user has a community: ICPNS requests fail with "
+                        "no_community for every user (uniform and popularity work); assign "
+                        "communities (communities.tsv, POST /admin/cluster)\n");
+    else if (no_comm)
+        fprintf(stderr, "icpns: warning: %u of %u users have no community: ICPNS requests fail "
+                        "for them with no_community\n", no_comm, s->users.n);
     icpns_dataset_free(d);
     icpns_snapshot_unref(s);
     return 0;

@@ -379,6 +379,12 @@ int main(int argc, char **argv)
                  icpnsd_set_name(sets[k]), (unsigned long long)s->version,
                  (unsigned long long)s->fingerprint, s->users.n, s->items.n,
                  (unsigned long long)s->n_interactions, s->comms.n, s->bytes, m.build_seconds);
+        uint32_t no_comm = 0;
+        for (uint32_t u = 0; u < s->users.n; u++)
+            no_comm += s->user_comm[u] == ICPNS_NONE;
+        if (no_comm)
+            log_warn("tables=%s: %u of %u users have no community: ICPNS requests for them fail "
+                     "with no_community", icpnsd_set_name(sets[k]), no_comm, s->users.n);
         icpns_snapshot_unref(s);
         icpnsd_set_unref(sets[k]);
     }

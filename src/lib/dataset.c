@@ -685,10 +685,21 @@ bad:
                            f->len ? icpns_escape(f->p, f->len, q, sizeof(q)) : "");
 }
 
-/* A header: the first field of the first line starts with a letter. */
+/* A header: the first field of the first line starts with a letter, or
+ * with a quote and a letter (R's write.csv: "userId","movieId"). */
 static bool looks_like_header(const field_t *f)
 {
-    return f->len > 0 && isalpha((unsigned char)f->p[0]);
+    return (f->len > 0 && isalpha((unsigned char)f->p[0])) ||
+           (f->len > 1 && f->p[0] == '"' && isalpha((unsigned char)f->p[1]));
+}
+
+/* A header whose first column has no name and the second one does: what
+ * pandas' to_csv writes with the DataFrame's index (",user_id,item_id"). */
+static bool unnamed_first_column(const char *ls, const char *le, sep_t sep)
+{
+    field_t f[2];
+    return sep != SEP_WS && split(ls, le, sep, f, 2) >= 2 && f[0].len == 0 &&
+           looks_like_header(&f[1]);
 }
 
 static void keep_header(icpns_load_report_t *r, uint64_t line, const char *ls, const char *le)
@@ -909,7 +920,8 @@ static int detect_format(const char *p, const char *end, const char *path, bool 
     }
     sep_t sep = sep_detect(ls, le);
     field_t f[8];
-    if (split(ls, le, sep, f, 1) > 0 && looks_like_header(&f[0])) {
+    if ((split(ls, le, sep, f, 1) > 0 && looks_like_header(&f[0])) ||
+        unnamed_first_column(ls, le, sep)) {
         *ret = ICPNS_FORMAT_PAIRS;
         snprintf(r->reason, sizeof(r->reason), "detected: header line");
         return 0;
@@ -1168,6 +1180,14 @@ static int parse_inter(icpns_dataset_t *d, const char *buf, size_t len, const in
                 cols_line = it.lineno;
                 keep_header(&rep, it.lineno, ls, le);
                 continue;
+            }
+            if (unnamed_first_column(ls, le, sep)) {
+                rc = icpns_error_set(err, ICPNS_EPARSE, path, it.lineno, NULL,
+                                     "the header's first column has no name: a pandas index "
+                                     "(DataFrame.to_csv without index=False)? Write the file "
+                                     "with index=False, or remove that column; icpns does not "
+                                     "guess which columns hold the user and the item");
+                goto out;
             }
             if (split(ls, le, sep, f, 1) > 0 && looks_like_header(&f[0])) {
                 /* A CSV header such as userId,movieId,rating. */

@@ -162,6 +162,10 @@ int icpns_dataset_load_paths(const icpns_table_paths_t *p, const icpns_table_opt
         rc = load_one(p->items, KIND_ITEMS, o, d, err);
     if (!rc && p->journal[0])
         rc = load_one(p->journal, KIND_JOURNAL, o, d, err);
+    if (!rc && d->n_inter == 0)
+        rc = icpns_error_set(err, ICPNS_EPARSE, p->interactions, 0, "interactions",
+                             "no interactions: the file holds no data lines (only a header, "
+                             "comments or blank lines?), and there is nothing to sample from");
     if (rc) {
         icpns_dataset_free(d);
         return rc;

@@ -92,10 +92,23 @@ class TestClient(unittest.TestCase):
             self.c.negatives([1, 987654321], n=2, seed=1)
         self.assertEqual((e.exception.code, e.exception.row), ("unknown_user", 1))
         self.assertTrue(e.exception.request_id)
-        with self.assertRaises(ic.BadRequest) as e:
+        with self.assertRaises(ValueError):  # checked before sending
             self.c.negatives([1], n=0, seed=1)
+        with self.assertRaises(ValueError):
+            self.c.negatives([1], n=1, candidates=0, seed=1)
         with self.assertRaises(ic.NotFound):
             self.c.user(987654321)
+        # A token read from its file whole (newline and all) works; one
+        # that is not a bearer token is refused without being shown.
+        self.assertEqual(ic.Client("http://x", token="abcdefghijklmnop=\n").token,
+                         "abcdefghijklmnop=")
+        with self.assertRaises(ValueError) as te:
+            ic.Client("http://x", token="secret-part\x00rest-of-it")
+        self.assertNotIn("secret", str(te.exception))
+        self.assertIn("character 12 of 22", str(te.exception))
+        with self.assertRaises(ValueError) as te:
+            ic.Client("http://x", api_token="two words-0123456789")
+        self.assertNotIn("words", str(te.exception))
         other = ic.Client("http://127.0.0.1:%d" % self.d.port, token="wrong-token-xxxxxxxx")
         with self.assertRaises(ic.Forbidden):
             other.reload()

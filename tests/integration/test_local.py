@@ -379,10 +379,10 @@ class TestSameAsDaemon(unittest.TestCase):
                           ([1], dict(n=1, unknown_users="maybe")), ([1], dict(n=1, seed=-1)),
                           ([1], dict(n=1, seed=2 ** 64)), ("abc", dict(n=1))):
             self.assert_same_error(kw, users=users)
-        # The JSON API's codes where the frame's differ (n = 0, seed >= 2^63).
-        e = raised(self.local.negatives, [1], n=0, seed=1)
-        st, js = self.d.negatives(users=[1], n=0, seed=1)
-        self.assertEqual((type(e), e.code, e.field), (ic.BadRequest, js["error"]["code"], "n"))
+        # n and candidates below 1: refused before sampling, as by Client.
+        for kw in (dict(n=0), dict(n=1, candidates=0)):
+            self.assertIs(type(raised(self.local.negatives, [1], seed=1, **kw)), ValueError)
+        # The JSON API's codes where the frame's differ (seed >= 2^63).
         e = raised(self.local.negatives, [1], n=1, seed=2 ** 63)
         self.assertEqual((type(e), e.code, e.field), (ic.BadRequest, "bad_request", "seed"))
         with self.assertRaises(ic.PayloadTooLarge):

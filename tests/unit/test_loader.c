@@ -123,6 +123,19 @@ static void test_pairs_formats(void **state)
     assert_int_equal(r->header_line, 1);
     assert_string_equal(r->header, "userID\\tartistID\\tweight");
 
+    /* R's write.csv quotes the header's names. */
+    assert_int_equal(parse_inter(d, "\"userId\",\"movieId\",\"rating\"\n3,7,4\n",
+                                 ICPNS_FORMAT_AUTO, false, 0, &err), 0);
+    assert_int_equal(d->n_inter, 10);
+    assert_int_equal(last_report(d)->header_line, 1);
+    /* pandas' to_csv with the index: an unnamed first column is refused,
+     * not read as user = the index. */
+    assert_int_equal(parse_inter(d, ",user_id,item_id,rating\n0,3,7,4\n", ICPNS_FORMAT_AUTO,
+                                 false, 0, &err), ICPNS_EPARSE);
+    assert_int_equal(err.line, 1);
+    assert_contains(err.message, "pandas index");
+    assert_int_equal(d->n_inter, 10);
+
     /* Two columns: pairs either way. */
     assert_int_equal(parse_inter(d, "5 6\n7 8\n", ICPNS_FORMAT_AUTO, false, 0, &err), 0);
     assert_contains(last_report(d)->reason, "2 fields on every line");
@@ -130,7 +143,7 @@ static void test_pairs_formats(void **state)
     assert_int_equal(parse_inter(d, "10 1 4.5\n11 2 3.5\n", ICPNS_FORMAT_AUTO, false, 0, &err), 0);
     assert_contains(last_report(d)->reason, "a rating column");
     /* A single ':' is no pairs separator any more (it meant 'lists'). */
-    assert_int_equal(d->n_inter, 13);
+    assert_int_equal(d->n_inter, 14);
     icpns_dataset_free(d);
 }
 

@@ -266,6 +266,35 @@ def _forget(inherited):
     inherited.conns = set()
 
 
+_TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
+def _bearer(value, what):
+    """A bearer token as given (None stays None): the whitespace around it
+    (the newline of a token file read whole) dropped, the rest checked
+    against the token68 alphabet. Errors never show the token itself."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError("%s: not ASCII; a bearer token is [A-Za-z0-9-._~+/] then '='s"
+                             % what) from None
+    if not isinstance(value, str):
+        raise TypeError("%s must be a str, not %s" % (what, type(value).__name__))
+    value = value.strip()
+    if not value:
+        return None
+    m = _TOKEN68.match(value)
+    if not m or m.end() != len(value):
+        pos = m.end() if m else 0
+        raise ValueError("%s: character %d of %d is not allowed in a bearer token (a token is "
+                         "[A-Za-z0-9-._~+/] then '='s, one line; the token is not shown)"
+                         % (what, pos + 1, len(value)))
+    return value
+
+
 class Client:
     """A connection to one icpnsd.
 
@@ -308,6 +337,7 @@ class Client:
         self.host = u.hostname or "127.0.0.1"
         self.port = u.port or (8470 if u.scheme == "http" else 443)
         self.base = u.path.rstrip("/")
+        token, api_token = _bearer(token, "token"), _bearer(api_token, "api_token")
         self.token, self.api_token, self.timeout = token, api_token, timeout
         self.cafile, self.verify = cafile, bool(verify)
         self.tables = tables
@@ -497,13 +527,14 @@ class Client:
         extra = {"tables": tables, "alpha": alpha, "epsilon": epsilon, "beta": beta}
         users = as_ids(users, "users")
         seed = random_seed() if seed is None else as_seed(seed)
-        # Types here (int(1.7) would be 1), ranges at the daemon (its limits).
-        candidates = as_count(candidates, "candidates", 0)
+        # Types here (int(1.7) would be 1), and n, candidates >= 1; the
+        # upper limits at the daemon (its configuration).
+        candidates = as_count(candidates, "candidates")
         if not isinstance(strategy, str):
             res = self._negatives_json(users, strategy, seed, probabilities, candidates,
                                        unknown_users, extra)
         else:
-            n = as_count(n, "n", 0)
+            n = as_count(n, "n")
             if strategy not in STRATEGIES:
                 raise ValueError("strategy must be one of uniform, popularity, icpns")
             if unknown_users not in ("error", "popularity"):

@@ -408,7 +408,7 @@ class Local:
         self._check_tables(tables)
         users = _fast_ids(users)
         seed = random_seed() if seed is None else as_seed(seed)
-        candidates = as_count(candidates, "candidates", 0)
+        candidates = as_count(candidates, "candidates")
         lim = self.limits
         if not isinstance(strategy, str):
             # A mix, checked as icpnsd checks a JSON request's.
@@ -429,7 +429,7 @@ class Local:
                 raise BadRequest(400, "bad_request", "'unknown_users' is \"error\" or "
                                  "\"popularity\"", "unknown_users")
         else:
-            n = as_count(n, "n", 0)
+            n = as_count(n, "n")
             if strategy not in STRATEGIES:
                 raise ValueError("strategy must be one of uniform, popularity, icpns")
             if unknown_users not in ("error", "popularity"):
