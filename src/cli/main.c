@@ -503,7 +503,10 @@ static int cmd_check(int argc, char **argv)
         no_members += s->comm_size[k] == 0;
     char pop[1200];
     describe_popularity(s, d, pop, sizeof(pop));
-    printf("tables:        %s\n", src.tables ? src.tables : src.interactions);
+    if (src.tables)
+        printf("tables:        %s\n", src.tables);
+    else
+        printf("source:        %s\n", src.interactions);
     printf("files:\n");
     print_reports(stdout, d, "  ");
     printf("parameters:    alpha %g, epsilon %g, beta %g\n", s->params.alpha,

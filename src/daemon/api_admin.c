@@ -101,6 +101,28 @@ enum MHD_Result icpnsd_api_reload(icpnsd_req_t *r)
     return submit(r, j);
 }
 
+/* The set a change goes to can take it: refused here, before the upload
+ * is queued (a job, or a long k-means, would only fail at its end).  The
+ * build thread checks again (the set may change meanwhile). */
+static int changeable(icpnsd_req_t *r, icpnsd_err_t *e)
+{
+    if (!icpnsd_set_dir(r->set)[0])
+        return icpnsd_err_set(e, ICPNSD_E_READ_ONLY_TABLES, NULL, -1,
+                              "table set '%s' is the built-in dataset; start the daemon with "
+                              "--tables DIR to accept updates", icpnsd_set_name(r->set));
+    icpns_snapshot_t *s = icpnsd_set_acquire(r->set);
+    bool from_file = s && s->pop_from_file;
+    icpns_snapshot_unref(s);
+    if (from_file)
+        return icpnsd_err_set(e, ICPNSD_E_POPULARITY_FROM_FILE, NULL, -1,
+                              "table set '%s' serves the popularity counts of %s "
+                              "(popularity_source \"file\"): a change of interactions or "
+                              "communities would not move them; change the files and reload "
+                              "instead", icpnsd_set_name(r->set),
+                              icpnsd_set_popularity_file(r->set));
+    return 0;
+}
+
 /* POST /admin/interactions and PUT /admin/communities: JSON pair lists. */
 static enum MHD_Result update(icpnsd_req_t *r, icpnsd_job_kind_t kind)
 {
@@ -120,7 +142,7 @@ static enum MHD_Result update(icpnsd_req_t *r, icpnsd_job_kind_t kind)
         return icpnsd_reply_err(r, &e);
     /* The set the body names (updates to the wrong set are the worst
      * silent error: they must go where the caller said). */
-    if (icpnsd_req_use_set_named(r, tables, &e)) {
+    if (icpnsd_req_use_set_named(r, tables, &e) || changeable(r, &e)) {
         free(pairs);
         return icpnsd_reply_err(r, &e);
     }
@@ -179,6 +201,8 @@ enum MHD_Result icpnsd_api_cluster(icpnsd_req_t *r)
         rc = icpnsd_clusterreq_check(q, &e);
     if (!rc)
         rc = icpnsd_req_use_set_named(r, q->tables, &e);
+    if (!rc)
+        rc = changeable(r, &e);
     /* The upload is parsed: drop the raw body now, it may be large. */
     icpns_buf_free(&r->body);
     if (rc) {

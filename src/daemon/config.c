@@ -60,6 +60,66 @@ static int parse_bool(const char *key, const char *v, bool *out, char *eb, size_
     return 0;
 }
 
+#define ICPNSD_CONFIG_UNKNOWN (-2)
+
+static int config_set(icpnsd_config_t *c, const char *key, const char *v, char *eb, size_t es);
+
+/* A known key one edit away from @key (a letter inserted, dropped,
+ * changed, or two swapped), found by asking config_set itself, so there is
+ * no second list of keys to keep in step; @out empty when none. */
+static void suggest_key(const char *key, char *out, size_t size)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz_";
+    size_t n = strlen(key);
+    out[0] = '\0';
+    if (n == 0 || n > 40)
+        return;
+    icpnsd_config_t *scratch = malloc(sizeof(*scratch));
+    if (!scratch)
+        return;
+    char cand[48], eb[256];
+    for (int op = 0; op < 4 && !out[0]; op++)
+        for (size_t i = 0; i <= n && !out[0]; i++)
+            for (size_t a = 0; a < (op == 1 || op == 3 ? 1 : sizeof(alphabet) - 1) && !out[0];
+                 a++) {
+                if (op == 0) { /* insert */
+                    snprintf(cand, sizeof(cand), "%.*s%c%s", (int)i, key, alphabet[a], key + i);
+                } else if (op == 1) { /* delete */
+                    if (i == n)
+                        continue;
+                    snprintf(cand, sizeof(cand), "%.*s%s", (int)i, key, key + i + 1);
+                } else if (op == 2) { /* substitute */
+                    if (i == n || key[i] == alphabet[a])
+                        continue;
+                    snprintf(cand, sizeof(cand), "%.*s%c%s", (int)i, key, alphabet[a],
+                             key + i + 1);
+                } else { /* swap with the next */
+                    if (i + 1 >= n)
+                        continue;
+                    snprintf(cand, sizeof(cand), "%s", key);
+                    cand[i] = key[i + 1];
+                    cand[i + 1] = key[i];
+                }
+                icpnsd_config_default(scratch);
+                if (config_set(scratch, cand, "", eb, sizeof(eb)) != ICPNSD_CONFIG_UNKNOWN)
+                    snprintf(out, size, "%s", cand);
+            }
+    free(scratch);
+}
+
+int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *eb, size_t es)
+{
+    int rc = config_set(c, key, v, eb, es);
+    if (rc == ICPNSD_CONFIG_UNKNOWN) {
+        char near[64];
+        suggest_key(key, near, sizeof(near));
+        if (near[0])
+            snprintf(eb, es, "unknown key '%s' (did you mean '%s'?)", key, near);
+        return -1;
+    }
+    return rc;
+}
+
 static int set_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
 {
     char *end;
@@ -73,7 +133,7 @@ static int set_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
-int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *eb, size_t es)
+static int config_set(icpnsd_config_t *c, const char *key, const char *v, char *eb, size_t es)
 {
     uint64_t x;
 #define STR(name)                                                              \
@@ -207,7 +267,7 @@ int icpnsd_config_set(icpnsd_config_t *c, const char *key, const char *v, char *
         return 0;
     }
     snprintf(eb, es, "unknown key '%s'", key);
-    return -1;
+    return ICPNSD_CONFIG_UNKNOWN;
 too_long:
     snprintf(eb, es, "%s: value too long", key);
     return -1;

@@ -327,7 +327,11 @@ int main(int argc, char **argv)
         default: fprintf(stderr, "Try 'icpnsd --help'.\n"); return 2;
         }
         if (icpnsd_config_set(&a->cfg, key, optarg, err, sizeof(err))) {
-            fprintf(stderr, "icpnsd: error: --%s: %s\nTry 'icpnsd --help'.\n", key, err);
+            char flag[64];
+            snprintf(flag, sizeof(flag), "%s", key);
+            for (char *f = flag; *f; f++)
+                *f = *f == '_' ? '-' : *f;
+            fprintf(stderr, "icpnsd: error: --%s: %s\nTry 'icpnsd --help'.\n", flag, err);
             return 2;
         }
     }
@@ -352,8 +356,9 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&a->loop);
-    log_info("icpnsd %s starting: %u table set(s), threads=%u", ICPNS_VERSION_STRING,
-             a->cfg.n_sets + (a->cfg.tables[0] || !a->cfg.n_sets), a->cfg.threads);
+    log_info("icpnsd %s starting: %u configured table set(s)%s, threads=%u",
+             ICPNS_VERSION_STRING, a->cfg.n_sets + (a->cfg.tables[0] || !a->cfg.n_sets),
+             a->cfg.state_dir[0] ? " and the uploaded ones of state_dir" : "", a->cfg.threads);
     a->env = (icpnsd_env_t){
         .cfg = &a->cfg,
         .auth = a->auth,
@@ -425,8 +430,14 @@ int main(int argc, char **argv)
     if (a->cfg.admin_listen[0])
         printf("admin listening on port %u\n", admin_port);
     fflush(stdout);
-    log_info("listening on %s:%u%s", host, port,
-             a->cfg.admin_listen[0] ? " (admin on a separate listener)" : "");
+    log_info("listening on %s:%u%s: %s; /v1 %s; /admin %s; /metrics %s", host, port,
+             a->cfg.admin_listen[0] ? " (admin on a separate listener)" : "",
+             a->cfg.tls_cert[0] ? "HTTPS only" : "plain HTTP",
+             icpnsd_auth_api_required(a->auth) ? "needs an API token" : "open",
+             icpnsd_auth_admin_enabled(a->auth) ? "needs the admin token" : "disabled",
+             a->cfg.metrics_auth == ICPNSD_METRICS_ADMIN ? "needs the admin token"
+             : a->cfg.metrics_auth == ICPNSD_METRICS_API ? "needs an API token"
+                                                          : "open");
 
     uv_timer_init(&a->loop, &a->drain);
     uv_timer_init(&a->loop, &a->watchdog);

@@ -123,6 +123,11 @@ const char *icpnsd_set_dir(const icpnsd_set_t *set)
     return set->st.tables;
 }
 
+const char *icpnsd_set_popularity_file(const icpnsd_set_t *set)
+{
+    return set->st.opts.popularity;
+}
+
 bool icpnsd_set_ready(icpnsd_set_t *set)
 {
     return atomic_load(&set->st.ready);

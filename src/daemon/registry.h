@@ -85,6 +85,8 @@ void icpnsd_set_unref(icpnsd_set_t *set);
 const char *icpnsd_set_name(const icpnsd_set_t *set);
 /* The table directory ("" for the built-in dataset). */
 const char *icpnsd_set_dir(const icpnsd_set_t *set);
+/* The name of its popularity file in that directory ("" when none). */
+const char *icpnsd_set_popularity_file(const icpnsd_set_t *set);
 bool icpnsd_set_ready(icpnsd_set_t *set);
 /* A reference to the serving snapshot. */
 icpns_snapshot_t *icpnsd_set_acquire(icpnsd_set_t *set);

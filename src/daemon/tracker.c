@@ -203,6 +203,12 @@ static void show(const entry_t *e, icpns_buf_t *b)
         icpnsd_json_str(b, icpnsd_code_name(e->err.code));
         icpns_buf_printf(b, ",\"status\":%u,\"message\":", icpnsd_code_status(e->err.code));
         icpnsd_json_str(b, e->err.message);
+        if (e->err.field[0]) {
+            icpns_buf_lit(b, ",\"field\":");
+            icpnsd_json_str(b, e->err.field);
+        }
+        if (e->err.row >= 0)
+            icpns_buf_printf(b, ",\"row\":%lld", (long long)e->err.row);
         icpns_buf_lit(b, "}");
     }
     icpns_buf_lit(b, "}");

@@ -359,6 +359,12 @@ int icpnsd_sets_post_parse(const char *body, size_t len, icpnsd_tableset_t *t, c
                            "'tables' is the table directory to load");
             goto out;
         }
+        if (json_string_value(dir)[0] != '/') {
+            icpnsd_err_set(e, ICPNSD_E_BAD_REQUEST, "tables", -1,
+                           "'tables' must be an absolute path on the daemon's host (a relative "
+                           "one would be resolved against the daemon's working directory)");
+            goto out;
+        }
         snprintf(ret_dir, dir_size, "%s", json_string_value(dir));
         rc = 0;
         goto out;

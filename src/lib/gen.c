@@ -11,6 +11,18 @@
 #include "icpns/alias.h"
 #include "icpns/gen.h"
 
+/* The shortest decimal that reads back as @x exactly (0.8, not
+ * 0.80000000000000004). */
+static const char *shortest(double x, char buf[32])
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, 32, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x)
+            break;
+    }
+    return buf;
+}
+
 void icpns_gen_opts_default(icpns_gen_opts_t *o)
 {
     o->users = 1000;
@@ -204,8 +216,10 @@ int icpns_gen_write_dir(const icpns_dataset_t *d, const icpns_params_t *p,
         goto out;
 
     b.len = 0;
-    tb_printf(&b, "{\n  \"alpha\": %.17g,\n  \"epsilon\": %.17g,\n  \"beta\": %.17g,\n"
-                  "  \"format\": \"pairs\"\n}\n", p->alpha, p->epsilon, p->beta);
+    char alpha[32], epsilon[32], beta[32];
+    tb_printf(&b, "{\n  \"alpha\": %s,\n  \"epsilon\": %s,\n  \"beta\": %s,\n"
+                  "  \"format\": \"pairs\"\n}\n",
+              shortest(p->alpha, alpha), shortest(p->epsilon, epsilon), shortest(p->beta, beta));
     snprintf(path, sizeof(path), "%s/tables.json", dir);
     if (b.oom || (rc = icpns_file_write_atomic(path, b.p, b.len, err)))
         goto out;

@@ -72,7 +72,10 @@ static void test_errors_name_line_and_key(void **state)
         {"\n\nthreads = 2x\n", "t.conf:3: threads:"},
         {"threads = -1\n", "t.conf:1: threads:"},
         {"threads = 0x10\n", "t.conf:1: threads:"},
-        {"thread = 2\n", "t.conf:1: unknown key 'thread'"},
+        {"thread = 2\n", "t.conf:1: unknown key 'thread' (did you mean 'threads'?)"},
+        {"thraeds = 2\n", "t.conf:1: unknown key 'thraeds' (did you mean 'threads'?)"},
+        {"log_levle = info\n", "t.conf:1: unknown key 'log_levle' (did you mean 'log_level'?)"},
+        {"statedir = /x\n", "t.conf:1: unknown key 'statedir' (did you mean 'state_dir'?)"},
         {"just words\n", "t.conf:1: expected 'key = value'"},
         {"watch = maybe\n", "t.conf:1: watch: expected true or false, got 'maybe'"},
         {"default_strategy = hard\n", "t.conf:1: default_strategy:"},
@@ -93,6 +96,11 @@ static void test_errors_name_line_and_key(void **state)
             fail();
         }
     }
+    /* Nothing near: no guess. */
+    icpnsd_config_t c;
+    char err[512] = "";
+    assert_int_equal(parse(&c, "colour = blue\n", err, sizeof(err)), -1);
+    assert_string_equal(err, "t.conf:1: unknown key 'colour'");
 }
 
 static void test_nul_and_long_lines(void **state)

@@ -326,6 +326,12 @@ class TestTrainerRoutes(unittest.TestCase):
                 c.cluster([10 ** 12] + users[1:], x, k=4, seed=9, wait=True, progress=failed.append)
             for j in failed:
                 validate_schema(j, "job.json")
+            # A job's failure carries what the blocking answer would: status, field, row.
+            job = c.cluster([10 ** 12] + users[1:], x, k=4, seed=9, wait=False)
+            with self.assertRaises(ic.JobFailed) as e:
+                c.wait_job(job["job"], poll=0.05)
+            self.assertEqual((e.exception.status, e.exception.code, e.exception.field,
+                              e.exception.row), (422, "unknown_user", "users", 0))
             jobs = c._json("GET", "/admin/jobs", admin=True)
             validate_schema(jobs, "jobs.json")
             # Newest first: the refused upload (checked before it became a
@@ -334,8 +340,19 @@ class TestTrainerRoutes(unittest.TestCase):
             with self.assertRaises(ic.NotFound):
                 c.job("no-such-job")
 
-    @unittest.skipUnless(torch is not None, "torch is not installed")
-    def test_dataset_over_https_with_token_in_spawn_workers(self):
+    def test_changes_to_the_builtin_set_refused_before_queueing(self):
+        """The built-in dataset takes no changes: a cluster job, even async,
+        is refused at once (409), not queued to fail later."""
+        with start(None) as d:
+            c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            users = [1, 2, 3, 4]
+            x = np.zeros((4, 2), np.float32)
+            with self.assertRaises(ic.Conflict) as e:
+                c.cluster(users, x, k=2, wait=False)
+            self.assertEqual(e.exception.code, "read_only_tables")
+            self.assertEqual(c._json("GET", "/admin/jobs", admin=True)["jobs"], [])
+            with self.assertRaises(ic.Conflict):
+                c.add_interactions([[1, 2]])
         certs = make_certs(tempfile.mkdtemp(prefix="icpns-e2e-tls-", dir=self.tmp))
         config = {TLS_CERT_FILE: certs["good"][0], TLS_KEY_FILE: certs["good"][1],
                   API_TOKEN_FILE: secret_file(self.tmp, "api-token", API_TOKEN)}

@@ -299,7 +299,9 @@ def check_codes(codes, status_of):
 
 def config_keys():
     c = strip_comments(read("src", "daemon", "config.c"))
-    body = c[c.index("int icpnsd_config_set"):]
+    # The function that knows the keys (icpnsd_config_set wraps it).
+    body = c[c.index("static int config_set(icpnsd_config_t *c, const char *key, const char *v,"
+                     " char *eb, size_t es)\n{"):]
     body = body[:body.index("\n}\n")]
     keys = set(re.findall(r"^\s*(?:STR|NUM)\((\w+)", body, re.M))
     keys |= set(re.findall(r'strcmp\(key,\s*"([a-z_]+)"\)', body))

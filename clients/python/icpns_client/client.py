@@ -98,8 +98,14 @@ class ConnectionFailed(IcpnsError):
     "tls_verify_failed", not retried). cause: the last underlying error."""
 
     def __init__(self, url, attempts, cause, code="connection_failed"):
-        super().__init__(0, code, "%s unreachable after %d attempt%s: %s" %
-                         (url, attempts, "" if attempts == 1 else "s", cause))
+        hint = ""
+        if (str(url).startswith("http://") and
+                isinstance(cause, (ConnectionResetError, http.client.RemoteDisconnected))):
+            # What a TLS listener does with a plain HTTP request.
+            hint = " (the server closed the connection on a request: does it serve HTTPS? " \
+                   "then use an https:// URL)"
+        super().__init__(0, code, "%s unreachable after %d attempt%s: %s%s" %
+                         (url, attempts, "" if attempts == 1 else "s", cause, hint))
         self.url, self.attempts, self.cause = url, attempts, cause
 
     def __reduce__(self):
@@ -813,8 +819,9 @@ class Client:
                 return j.get("result")
             if state == "failed":
                 e = j.get("error") or {}
-                raise JobFailed(0, e.get("code", "job_failed"), e.get("message", "the job failed"),
-                                e.get("field"), e.get("row"), job=j.get("job", job_id))
+                raise JobFailed(e.get("status", 0), e.get("code", "job_failed"),
+                                e.get("message", "the job failed"), e.get("field"), e.get("row"),
+                                job=j.get("job", job_id))
             if state not in ("queued", "running"):
                 raise IcpnsError(0, "bad_response", "job %s: unknown state %r" % (job_id, state))
             if deadline is not None and time.monotonic() >= deadline:
