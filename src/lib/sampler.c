@@ -1252,8 +1252,27 @@ int icpns_rows_flags(const icpns_snapshot_t *s, const icpns_weights_t *w,
     for (uint32_t k = 0; k < req->n_parts; k++)
         if ((unsigned)req->parts[k].strategy >= ICPNS_STRATEGY_COUNT)
             return ICPNS_EINVAL;
-    for (uint32_t r = first_row; r < first_row + n_rows; r++) {
-        uint32_t u = icpns_idmap_find(&s->users, req->users[r]);
+    /* The users' dense indices: by offset when the ids are contiguous (as
+     * the sampler finds them), else through the hash table with the slots
+     * of rows further on already on their way. */
+    const icpns_idmap_t *m = &s->users;
+    bool contiguous = m->n > 0 && (uint64_t)m->ids[m->n - 1] - (uint64_t)m->ids[0] == m->n - 1;
+    uint64_t id_base = m->n ? (uint64_t)m->ids[0] : 0;
+    enum { AHEAD = 8 };
+    const uint32_t end = first_row + n_rows;
+    if (!contiguous && m->slots)
+        for (uint32_t r = first_row; r < end && r < first_row + AHEAD; r++)
+            PREFETCH(&m->slots[(uint32_t)icpns_idmap_hash(req->users[r]) & m->mask]);
+    for (uint32_t r = first_row; r < end; r++) {
+        uint32_t u;
+        if (contiguous) {
+            uint64_t off = (uint64_t)req->users[r] - id_base;
+            u = off < m->n ? (uint32_t)off : ICPNS_NONE;
+        } else {
+            if (m->slots && r + AHEAD < end)
+                PREFETCH(&m->slots[(uint32_t)icpns_idmap_hash(req->users[r + AHEAD]) & m->mask]);
+            u = icpns_idmap_find(m, req->users[r]);
+        }
         unsigned rf = 0;
         for (uint32_t k = 0; k < req->n_parts; k++) {
             dist_t D;
