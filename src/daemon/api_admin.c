@@ -220,9 +220,9 @@ static enum MHD_Result submit_tracked(icpnsd_req_t *r, icpnsd_job_t *j)
     char id[ICPNSD_JOB_ID];
     if (!icpnsd_tracker_add(r->env->tracker, j, icpnsd_set_name(r->set), render_result, id)) {
         icpnsd_job_free(j);
-        return icpnsd_reply_error(r, ICPNSD_E_OUT_OF_MEMORY, NULL,
-                                  "no room to track another job (%d run or ended in the last "
-                                  "hour)", ICPNSD_TRACKED);
+        return icpnsd_reply_error(r, ICPNSD_E_TOO_MANY_JOBS, NULL,
+                                  "%d jobs are queued or running; retry when one has ended "
+                                  "(GET /admin/jobs), or ask without async", ICPNSD_TRACKED);
     }
     icpnsd_set_submit(r->set, j);
     snprintf(r->location, sizeof(r->location), "/admin/jobs/%s", id);

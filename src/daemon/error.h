@@ -77,6 +77,7 @@
     X(NOT_READY, "not_ready")                                    \
     X(SHUTTING_DOWN, "shutting_down")                            \
     X(REGISTRY_BUSY, "registry_busy")                            \
+    X(TOO_MANY_JOBS, "too_many_jobs")                            \
     X(ANSWERS_IN_FLIGHT, "answers_in_flight")                    \
     X(TOO_MANY_CONNECTIONS, "too_many_connections")              \
     X(MEMORY_BUDGET_EXCEEDED, "memory_budget_exceeded")          \

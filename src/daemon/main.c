@@ -344,6 +344,11 @@ int main(int argc, char **argv)
         log_error("TLS needs both tls_cert and tls_key (--tls-cert, --tls-key)");
         return 1;
     }
+    if (a->cfg.metrics_auth == ICPNSD_METRICS_API && !a->cfg.api_token_file[0]) {
+        log_error("metrics_auth = api needs api_token_file (--api-token-file): without it no "
+                  "token could ever read /metrics");
+        return 1;
+    }
     if (a->cfg.tls_cert[0] && icpnsd_tls_load(a->cfg.tls_cert, a->cfg.tls_key, err, sizeof(err))) {
         log_error("%s", err);
         return 1;

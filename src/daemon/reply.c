@@ -89,6 +89,7 @@ unsigned icpnsd_code_status(icpnsd_code_t code)
     case ICPNSD_E_SHUTTING_DOWN:
     case ICPNSD_E_ANSWERS_IN_FLIGHT:
     case ICPNSD_E_REGISTRY_BUSY:
+    case ICPNSD_E_TOO_MANY_JOBS:
     case ICPNSD_E_TOO_MANY_CONNECTIONS:
         return 503;
     case ICPNSD_E_MEMORY_BUDGET_EXCEEDED:

@@ -271,6 +271,15 @@ class TestTokens(Base):
             self.assertEqual(call(ADMIN, "unknown"), 200)
             self.assertIn("sent an X-Forwarded-For that does not parse", dmn.stderr())
 
+    def test_metrics_auth_api_needs_api_tokens(self):
+        conf = os.path.join(self.tmp, "metrics-api.conf")
+        with open(conf, "w") as f:
+            f.write("metrics_auth = api\n")
+        r = subprocess.run([ICPNSD, "--config", conf, "--check-config"], capture_output=True,
+                           text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("metrics_auth = api needs api_token_file", r.stderr)
+
     def test_trusted_proxies_refused_when_malformed(self):
         conf = os.path.join(self.tmp, "bad-proxies.conf")
         with open(conf, "w") as f:

@@ -340,6 +340,25 @@ class TestTrainerRoutes(unittest.TestCase):
             with self.assertRaises(ic.NotFound):
                 c.job("no-such-job")
 
+    def test_job_cancel_and_the_cap_on_jobs(self):
+        """Jobs wait behind a slow build (ICPNSD_TEST_DELAY_MS); the client
+        cancels one (it ends "canceled"), and past 64 queued or running jobs
+        the daemon answers 503 too_many_jobs instead of forgetting one."""
+        users = sorted(set(self.pos) | set(self.comm))
+        x = np.random.default_rng(1).normal(size=(len(users), 4)).astype(np.float32)
+        with start(self.tables, env={"ICPNSD_TEST_DELAY_MS": "3000"}) as d:
+            c = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            jobs = [c.cluster(users, x, k=2, seed=k, wait=False)["job"] for k in range(64)]
+            once = self.client("http://127.0.0.1:%d" % d.port, token=TOKEN, retries=0)
+            with self.assertRaises(ic.ServiceUnavailable) as e:  # (Client retries 503s)
+                once.cluster(users, x, k=2, seed=99, wait=False)
+            self.assertEqual(e.exception.code, "too_many_jobs")
+            doc = c.cancel_job(jobs[-1])
+            self.assertEqual(doc["job"], jobs[-1])
+            with self.assertRaises(ic.JobFailed) as e:
+                c.wait_job(jobs[-1], poll=0.05, timeout=30)
+            self.assertEqual((e.exception.code, e.exception.status), ("canceled", 409))
+
     def test_changes_to_the_builtin_set_refused_before_queueing(self):
         """The built-in dataset takes no changes: a cluster job, even async,
         is refused at once (409), not queued to fail later."""

@@ -800,6 +800,14 @@ class Client:
         return self._json("GET", "/admin/jobs/" + urllib.parse.quote(str(job_id), safe=""),
                           admin=True)
 
+    def cancel_job(self, job_id):
+        """Cancels a background job (DELETE /admin/jobs/ID): a k-means stops
+        between iterations and the job ends failed with code "canceled"
+        (nothing written); a job already ended stays as it was. Returns the
+        job's document."""
+        return self._json("DELETE", "/admin/jobs/" + urllib.parse.quote(str(job_id), safe=""),
+                          admin=True)
+
     def wait_job(self, job_id, poll=0.5, progress=None, timeout=None):
         """Polls job @job_id every @poll seconds until it ends; returns its
         result (the blocking call's answer), raises JobFailed with the job's
