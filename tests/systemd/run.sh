@@ -113,7 +113,9 @@ mapfile -t targets < <(meson introspect "$build" --targets | /usr/bin/python3 -c
 import json, os, sys
 for t in json.load(sys.stdin):
     if t["installed"]:
-        print(os.path.join(t["defined_in"].rsplit("/meson.build", 1)[0], t["name"]))' |
+        # name:type, since libicpns is both a static and a shared library
+        print(os.path.join(t["defined_in"].rsplit("/meson.build", 1)[0], t["name"])
+              + ":" + t["type"].replace(" ", "_"))' |
   sed "s|^$src/||")
 if ! out=$(meson compile -C "$build" "${targets[@]}" 2>&1); then
   echo "$out" >&2
