@@ -116,6 +116,47 @@ class TestProtocol(unittest.TestCase):
                            [np.array([0, 2]), np.array([], np.int64)], k=2)
         self.assertAlmostEqual(m["mrr"], 1.0)  # the empty user is not counted
 
+    def test_metrics_against_one_user_at_a_time(self):
+        """rank_metrics ranks all users at once; the same figures user by
+        user (ties in score broken by item index, masked items never
+        ranked unless fewer than k remain, users without relevant items
+        skipped), on random scores with and without ties."""
+        rng = np.random.default_rng(3)
+
+        def reference(scores, truth, masks, k):
+            disc = 1.0 / np.log2(np.arange(2, k + 2))
+            out = []
+            for s, rel, mask in zip(scores.astype(np.float64), truth, masks):
+                if not len(rel):
+                    continue
+                s = s.copy()
+                s[mask] = -np.inf
+                top = sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
+                hit = np.isin(top, rel)
+                first = np.flatnonzero(hit)
+                out.append((hit.sum() / len(rel),
+                            (hit * disc[:len(top)]).sum() / disc[:min(len(rel), k)].sum(),
+                            1.0 / (first[0] + 1) if len(first) else 0.0))
+            return dict(zip(("recall", "ndcg", "mrr"), np.mean(out, 0)))
+
+        for users, items, k in ((200, 300, 10), (40, 12, 10), (30, 8, 10), (25, 6, 3)):
+            for ties in (False, True):
+                scores = rng.standard_normal((users, items)).astype(np.float32)
+                if ties:
+                    scores = np.round(scores, 1)
+                truth = [rng.choice(items, rng.integers(0, min(items, 15)), replace=False)
+                         for _ in range(users)]
+                masks = [rng.choice(items, rng.integers(0, items // 2), replace=False)
+                         for _ in range(users)]
+                got, want = M.rank_metrics(scores, truth, masks, k), reference(scores, truth, masks, k)
+                for key in want:
+                    self.assertAlmostEqual(got[key], want[key], places=12, msg=(users, items, k, ties, key))
+        # top_k is a stable sort's first k, ties and -inf included.
+        s = np.round(rng.standard_normal((300, 50)), 1)
+        s[rng.random(s.shape) < 0.5] = -np.inf
+        for k in (1, 3, 10, 30, 49, 50, 60):
+            np.testing.assert_array_equal(M.top_k(s, k), np.argsort(-s, 1, kind="stable")[:, :k])
+
 
 @unittest.skipUnless(np is not None, "numpy is not installed")
 class TestBudget(unittest.TestCase):
