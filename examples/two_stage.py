@@ -265,7 +265,7 @@ def train(model, ds, data, loader, lists, budget, args, progress, label):
                 continue
             seconds = time.time() - tick
             ndcg = evaluate(model, "valid", lists)["ndcg"]
-            history.append([step, ndcg, seconds])
+            history.append([step, round(ndcg, 6), round(seconds, 4)])
             if fired is None:
                 early.offer(ndcg, step, model)
                 why = budget.exhausted(step, early.step)
@@ -362,7 +362,7 @@ def stage2(model, state1, ds, client, lists, args, progress, label, sampler, see
 def saved_runs(args, ds, results, seconds):
     return {"args": vars(args), "name": ds.name, "dataset": ds.stats(),
             "steps_per_epoch": args.steps_per_epoch, "results": results, "seconds": seconds,
-            "command": " ".join(["examples/two_stage.py"] + sys.argv[1:])}
+            "nice": os.nice(0), "command": " ".join(["examples/two_stage.py"] + sys.argv[1:])}
 
 
 def save(path, saved, partial=False):
@@ -438,7 +438,7 @@ def run_sweep(args):
         for model_name in args.models:
             for seed in args.seeds:
                 model, state1, row = stage1(model_name, seed, ds, client, lists, args, progress)
-                results.append(row)
+                results.append(dict(row, history=None))  # the curves are in the comparison
                 emb = MD.user_embeddings(model)
                 for k in args.sweep_ks:
                     cl = client.cluster(ds.user_ids, emb, k=k, seed=seed, restarts=args.restarts,
@@ -447,6 +447,7 @@ def run_sweep(args):
                         label = "[%s seed %d K=%d alpha=%g]" % (MODELS[model_name], seed, k, alpha)
                         r = stage2(model, state1, ds, client, lists, args, progress, label,
                                    "icpns", seed + 7919, tables="k%d" % k, alpha=float(alpha))
+                        r["history"] = None  # the curves are in the comparison
                         results.append(dict({"model": model_name, "seed": seed, "stage": 2,
                                              "sampler": "icpns", "k": k, "alpha": alpha,
                                              "communities": cl["sizes"]}, **r))
@@ -528,7 +529,7 @@ def main(argv=None):
     b.add_argument("--min-steps", type=int, default=3200,
                    help="stage 1: steps before the rule may stop a run")
     b.add_argument("--max-steps", type=int, default=32000, help="cap of every run")
-    b.add_argument("--stage2-steps", type=int, default=3200,
+    b.add_argument("--stage2-steps", type=int, default=1600,
                    help="B: the equal budget of every stage-2 sampler")
     b.add_argument("--stage2-min-steps", type=int, default=0,
                    help="stage 2: steps before the rule may stop a run")
