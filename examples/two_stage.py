@@ -421,6 +421,30 @@ def run(args):
     return 0
 
 
+def resume_sweep(args, ds):
+    """The stage-2 runs an interrupted sweep saved in its .partial file,
+    by (model, seed, K, alpha), and the seconds it had taken, when its
+    protocol and data are this run's; else nothing.  Each run depends only
+    on its own (model, seed, K, alpha) (the stage-1 model, the clustering
+    seed and the negatives' seed), so they are the runs this one would do."""
+    path = args.sweep_json + ".partial" if args.sweep_json else None
+    if not path or not os.path.exists(path):
+        return {}, 0.0
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        R.same_protocol(old["args"], vars(args))
+        if old["dataset"] != ds.stats():
+            raise ValueError("another split")
+    except (ValueError, KeyError) as e:
+        print("two_stage: not resuming from %s (%s)" % (path, e))
+        return {}, 0.0
+    done = {(r["model"], r["seed"], r["k"], r["alpha"]): r
+            for r in old["results"] if r["stage"] == 2}
+    print("two_stage: resuming from %s: %d runs done" % (path, len(done)))
+    return done, float(old.get("seconds", 0.0))
+
+
 def run_sweep(args):
     """The sensitivity study: the stage-1 model of each (model, seed), its
     users clustered into every K (one table set per K, side by side in one
@@ -429,7 +453,8 @@ def run_sweep(args):
     from icpns_experiment import models as MD
     progress = Progress(args.quiet)
     ds, lists, work, daemon, client = prepare(args, "icpns-sweep-", progress)
-    results, t_start = [], time.time()
+    done, before = resume_sweep(args, ds)
+    results, t_start = [], time.time() - before
     try:
         for k in args.sweep_ks:  # one table set per K, same interactions and catalogue
             d = os.path.join(work, "k%d" % k)
@@ -444,6 +469,9 @@ def run_sweep(args):
                     cl = client.cluster(ds.user_ids, emb, k=k, seed=seed, restarts=args.restarts,
                                         tables="k%d" % k)
                     for alpha in args.sweep_alphas:
+                        if (model_name, seed, k, alpha) in done:  # an interrupted run's
+                            results.append(done[model_name, seed, k, alpha])
+                            continue
                         label = "[%s seed %d K=%d alpha=%g]" % (MODELS[model_name], seed, k, alpha)
                         r = stage2(model, state1, ds, client, lists, args, progress, label,
                                    "icpns", seed + 7919, tables="k%d" % k, alpha=float(alpha))

@@ -36,10 +36,20 @@ def rel(path):
 def budget_text(a, spe):
     """The step-based rule in words, with epochs for scale."""
     def ep(steps):
-        return "%s steps (%g epochs)" % ("{:,}".format(steps), round(steps / spe, 1))
+        e = round(steps / spe, 1)
+        return "%s steps (%g epoch%s)" % ("{:,}".format(steps), e, "" if e == 1 else "s")
     return ("validation every %s; early stopping when validation NDCG@10 has not improved "
             "for %s, once %s are done, at most %s" % (
                 ep(a.eval_every), ep(a.patience_steps), ep(a.min_steps), ep(a.max_steps)))
+
+
+def same_protocol(oa, na):
+    """ValueError when two runs' arguments differ in the protocol or data."""
+    for key in PROTOCOL:
+        if oa.get(key) != na.get(key):
+            raise ValueError("%s differs: %r vs %r" % (key, oa.get(key), na.get(key)))
+    if os.path.basename(oa.get("data", "")) != os.path.basename(na.get("data", "")):
+        raise ValueError("another dataset")
 
 
 def merge_sweeps(old, new):
@@ -47,11 +57,7 @@ def merge_sweeps(old, new):
     and data: the new run's models replace theirs in @old, the others stay.
     ValueError when the protocols differ."""
     oa, na = old["args"], new["args"]
-    for key in PROTOCOL:
-        if oa.get(key) != na.get(key):
-            raise ValueError("%s differs: %r vs %r" % (key, oa.get(key), na.get(key)))
-    if os.path.basename(oa.get("data", "")) != os.path.basename(na.get("data", "")):
-        raise ValueError("another dataset")
+    same_protocol(oa, na)
     mine = set(na["models"])
     results = [r for r in old["results"] if r["model"] not in mine] + new["results"]
     runs = old.get("runs") or [{"command": old.get("command", ""), "seconds": old["seconds"],
@@ -90,13 +96,14 @@ def comparison_markdown(saved, path, out):
              "PNS (beta 1), RNS, HNS (best of %d uniform candidates by model score)." % (
                  a.k, a.restarts, a.alpha, a.hns_candidates),
              "- Stage 2 is compared two ways, from one run per sampler: **(a) early stopping** "
-             "by the same rule (no minimum: %s; stage 2 starts from a converged model), and "
+             "by the same rule (%s; stage 2 starts from a converged model), and "
              "**(b) equal budgets**: every sampler fine-tunes for exactly B = %s optimizer steps "
              "(%g epochs), the model kept being the best on validation within those B steps. "
              "A run lasts until both are decided (B steps, and the rule has fired); the steps "
              "before the rule fires do not depend on when it fires, so (a) is exactly the "
              "model an early-stopped run would keep." % (
-                 "{:,} steps".format(a.stage2_min_steps) if a.stage2_min_steps else "0 steps",
+                 "at least {:,} steps".format(a.stage2_min_steps) if a.stage2_min_steps
+                 else "no minimum",
                  "{:,}".format(B), round(B / spe, 1)),
              "- Negatives: `icpns_client.torch.NegativeDataset` read by a `DataLoader` with %d "
              "worker%s; seeds %s (model initialisation and negatives); mean ± sample std over "
@@ -141,7 +148,7 @@ def comparison_markdown(saved, path, out):
         lines += ["![validation NDCG@10 per step](%s)" % os.path.basename(png), "",
                   "Validation NDCG@10 against optimizer steps, mean over seeds (stage 1 left, "
                   "to the shortest run; stage 2 from the best stage-1 model, right, with B "
-                  "dashed).", ""]
+                  "dashed and the stage-1 models' validation NDCG@10 dotted).", ""]
     lines += ["Per-run figures (steps, histories): `%s`." % rel(path)]
     return "\n".join(lines)
 
@@ -173,6 +180,10 @@ def plot_curves(saved, out):
                         label=("stage 1 RNS" if stage == 1 else SAMPLERS[s_name]))
             if stage == 2:
                 ax.axvline(a["stage2_steps"], color="grey", linestyle="--", linewidth=0.8)
+                start = [r["valid"] for r in res if r["model"] == m and r["stage"] == 1]
+                if start:  # where fine-tuning starts: the best stage-1 validation
+                    ax.axhline(np.mean(start), color="black", linestyle=":", linewidth=0.8,
+                               label="stage 1 best")
             ax.set_title("%s, stage %d" % (MODELS[m], stage))
             ax.set_xlabel("optimizer step")
             ax.set_ylabel("valid NDCG@10")
@@ -280,11 +291,11 @@ def render(json_path, timing_path, sweep_path, out):
             if "steps_per_epoch" not in saved:  # an earlier protocol's file
                 print("two_stage: %s predates the step-based protocol; not rendered" % path)
                 continue
-            text += part(saved, path)
+            text += ("\n\n" if text else "") + part(saved, path).strip("\n")
     notes = os.path.join(os.path.dirname(out or "."), "results-discussion.md")
     if text and os.path.exists(notes):
         with open(notes) as f:
-            text += "\n" + f.read()
+            text += "\n\n" + f.read().strip("\n")
     if out and text:
         with open(out, "w") as f:
             f.write(text + "\n")
