@@ -130,6 +130,10 @@ class Dataset:
         i = np.searchsorted(self.item_ids, pairs[:, 1])
         return np.stack([u, i], axis=1).astype(np.int64)
 
+    def raw(self, pairs):
+        """Dense (user, item) index pairs back to the original ids."""
+        return np.stack([self.user_ids[pairs[:, 0]], self.item_ids[pairs[:, 1]]], axis=1)
+
     def stats(self):
         n = len(self.train) + len(self.valid) + len(self.test)
         return ("%s: %d users, %d items, %d interactions (train %d / valid %d / test %d), "

@@ -211,6 +211,24 @@ def candidates():
 _lock = threading.Lock()
 _lib = None
 
+_RUNTIMES = ((b"libasan.so", "AddressSanitizer"), (b"libtsan.so", "ThreadSanitizer"))
+
+
+def _missing_runtime(path):
+    """The sanitizer a library was built with when its runtime is not in
+    this process (loading it would abort the interpreter), else None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64 << 20)
+        with open("/proc/self/maps", "rb") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    for runtime, name in _RUNTIMES:
+        if runtime in data and runtime not in maps:
+            return name
+    return None
+
 
 def _prototype(lib):
     for name, (res, args) in _PROTOS.items():
@@ -242,6 +260,11 @@ def load():
                 continue
             if os.path.sep in path and not os.path.exists(path):
                 tried.append("%s: %s (absent)" % (how, path))
+                continue
+            san = _missing_runtime(path) if os.path.sep in path else None
+            if san:
+                tried.append("%s: %s (built with %s, whose runtime this process has not "
+                             "loaded: preload it, or use another build)" % (how, path, san))
                 continue
             try:
                 lib = ctypes.CDLL(path)
