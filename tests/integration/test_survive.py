@@ -408,6 +408,16 @@ class Answers(unittest.TestCase):
                           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                           % len(body) + body)
                 socks.append(s)
+            # Their status lines first (peeked, the rest stays unread): a
+            # probe computed between them would take one's place.
+            statuses = []
+            for s in socks:
+                s.settimeout(30 * SLOW)
+                head = b""
+                while len(head) < 12:
+                    head = s.recv(12, socket.MSG_PEEK)
+                statuses.append(int(head[9:12]))
+            self.assertEqual(sorted(statuses), [200, 200, 503])
             seen = []
 
             def refused():
