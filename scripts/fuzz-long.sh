@@ -16,7 +16,7 @@ run_one() {
   local f=$1 w="$dir/$1"
   mkdir -p "$w/corpus" "$w/artifacts"
   cp -n tests/fuzz/corpus/"$f"/* "$w/corpus/" 2>/dev/null || true
-  build-fuzz/tests/fuzz_"$f" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 \
+  build-fuzz/tests/fuzz/fuzz_"$f" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$w/artifacts/" "$w/corpus" >"$w/log.txt" 2>&1 || true
 }
 export -f run_one; export dir secs
