@@ -9,9 +9,10 @@ PKGS=(meson ninja-build pkg-config gcc libc6-dev
 # The tests also validate responses against proto/ (jsonschema), build the
 # man pages (scdoc), check the systemd units (systemd-analyze), put replicas
 # behind nginx, compare k-means with scikit-learn, and check the example
-# alert rules and /metrics with promtool (in Debian's prometheus package).
+# alert rules and /metrics with promtool (in Debian's prometheus package),
+# and compile the public headers as C++ (g++).
 TEST_PKGS=(python3-jsonschema openssl scdoc systemd nginx-light python3-sklearn python3-pip python3-setuptools
-           python3-torch python3-matplotlib prometheus)
+           python3-torch python3-matplotlib prometheus g++)
 [ "${1:-}" = --test ] && PKGS+=("${TEST_PKGS[@]}")
 missing=()
 for p in "${PKGS[@]}"; do

@@ -13,6 +13,10 @@
 #include "icpns/common.h"
 #include "icpns/rng.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct icpns_alias_entry {
     double prob;    /* keep column k with this probability ... */
     uint32_t alias; /* ... otherwise return this index */
@@ -45,4 +49,7 @@ static inline uint32_t icpns_alias_draw(const icpns_alias_t *a, icpns_rng_t *r)
     return coin < a->e[k].prob ? k : a->e[k].alias;
 }
 
+#ifdef __cplusplus
+}
+#endif
 #endif

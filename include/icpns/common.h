@@ -55,7 +55,8 @@ ICPNS_EXPORT const char *icpns_version(void);
  * sizeof of a plain struct of the public API, by its name without icpns_
  * and _t ("error", "params", "part", "request", "pair", "load_report",
  * "snapshot_info", "user_info", "community_info", "item_rank",
- * "sample_stats"); 0 for a name it does not know.  Bindings that mirror
+ * "sample_stats"; and "snapshot", whose reference count C++ sees as a
+ * plain unsigned int); 0 for a name it does not know.  Bindings that mirror
  * the structs (Python ctypes) compare their sizes with these when they
  * load the library, so that a mismatched library is refused, not misread.
  */

@@ -27,6 +27,10 @@
 #include <stdint.h>
 #include "icpns/common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum icpns_format {
     ICPNS_FORMAT_AUTO = 0,  /* detected from the whole file (proto/tables.md) */
     ICPNS_FORMAT_PAIRS,     /* user item [rating [timestamp]]: 2 to 4 columns */
@@ -376,4 +380,7 @@ ICPNS_EXPORT int icpns_version_record_read(const char *dir, uint64_t *version,
 ICPNS_EXPORT int icpns_version_record_write(const char *dir, uint64_t version, uint64_t fingerprint,
                                             icpns_error_t *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

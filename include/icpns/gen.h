@@ -17,6 +17,10 @@
 #include "icpns/common.h"
 #include "icpns/dataset.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct icpns_gen_opts {
     uint32_t users, items, communities;
     uint64_t interactions; /* draws; distinct pairs are at most this */
@@ -42,4 +46,7 @@ ICPNS_EXPORT int icpns_gen(const icpns_gen_opts_t *o, icpns_dataset_t **ret, icp
 ICPNS_EXPORT int icpns_gen_write_dir(const icpns_dataset_t *d, const icpns_params_t *p,
                                      const char *dir, icpns_error_t *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -13,6 +13,10 @@
 #include "icpns/common.h"
 #include "icpns/rng.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct icpns_idmap {
     uint32_t n;
     int64_t *ids;     /* n ascending external ids: dense -> external */
@@ -47,4 +51,7 @@ ICPNS_EXPORT int icpns_idmap_copy(icpns_idmap_t *dst, const icpns_idmap_t *src);
 
 ICPNS_EXPORT size_t icpns_idmap_bytes(const icpns_idmap_t *m);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -17,6 +17,10 @@
 #include <stdint.h>
 #include "icpns/common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct icpns_kmeans_opts {
     uint32_t k;
     uint32_t restarts;  /* default 4 */
@@ -90,4 +94,7 @@ ICPNS_EXPORT int icpns_embeddings_load(const char *path, icpns_embeddings_t *ret
 
 ICPNS_EXPORT void icpns_embeddings_free(icpns_embeddings_t *e);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -30,6 +30,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct icpns_rng {
     uint64_t key;
     uint64_t ctr;
@@ -126,7 +130,10 @@ static inline uint64_t icpns_rng_below(icpns_rng_t *r, uint64_t n)
 /* A uniform double in [0, 1) with 53 random bits. */
 static inline double icpns_rng_double(icpns_rng_t *r)
 {
-    return (double)(icpns_rng_next(r) >> 11) * 0x1.0p-53;
+    return (double)(icpns_rng_next(r) >> 11) * (1.0 / 9007199254740992.0); /* 2^-53, exact */
 }
 
+#ifdef __cplusplus
+}
+#endif
 #endif

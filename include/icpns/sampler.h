@@ -22,6 +22,10 @@
 #include <stdint.h>
 #include "icpns/snapshot.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum icpns_strategy {
     ICPNS_STRATEGY_UNIFORM = 0,    /* RNS */
     ICPNS_STRATEGY_POPULARITY = 1, /* PNS */
@@ -249,4 +253,7 @@ ICPNS_EXPORT int icpns_user_mass(const icpns_snapshot_t *s, const icpns_weights_
                                  uint32_t user, icpns_strategy_t strategy,
                                  double *ret_mass, bool *ret_fallback);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

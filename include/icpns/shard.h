@@ -17,6 +17,10 @@
 #include "icpns/common.h"
 #include "icpns/snapshot.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* What icpns_shard_write wrote, per shard. */
 typedef struct icpns_shard_stats {
     uint64_t users;        /* users with positives or a community */
@@ -37,4 +41,7 @@ ICPNS_EXPORT int icpns_shard_write(const icpns_snapshot_t *s, uint32_t shards, c
                                    const char *note, icpns_shard_stats_t *ret_stats,
                                    icpns_error_t *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -12,12 +12,18 @@
 #ifndef ICPNS_SNAPSHOT_H
 #define ICPNS_SNAPSHOT_H
 
+#ifndef __cplusplus
 #include <stdatomic.h>
+#endif
 #include <stdint.h>
 #include "icpns/alias.h"
 #include "icpns/common.h"
 #include "icpns/dataset.h"
 #include "icpns/idmap.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /*
  * One weighted distribution over items: a sparse support (items[k] with
@@ -52,7 +58,12 @@ typedef struct icpns_weights {
 } icpns_weights_t;
 
 typedef struct icpns_snapshot {
+#ifdef __cplusplus
+    unsigned int refs; /* atomic_uint in C (same size and alignment): only
+                        * icpns_snapshot_ref/unref touch it */
+#else
     atomic_uint refs;
+#endif
     uint64_t version;          /* set by the owner before publication */
     uint64_t fingerprint;      /* icpns_snapshot_fingerprint(), set when built */
     icpns_params_t params;     /* the default setting */
@@ -276,4 +287,7 @@ ICPNS_EXPORT int icpns_community_top_items(const icpns_snapshot_t *s, uint32_t i
                                            uint32_t top, icpns_item_rank_t *ret,
                                            uint32_t *ret_n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -31,6 +31,7 @@ size_t icpns_abi_sizeof(const char *type)
         {"community_info", sizeof(icpns_community_info_t)},
         {"item_rank", sizeof(icpns_item_rank_t)},
         {"sample_stats", sizeof(icpns_sample_stats_t)},
+        {"snapshot", sizeof(icpns_snapshot_t)},
     };
     if (!type)
         return 0;
