@@ -268,6 +268,9 @@ void icpnsd_metrics_render(icpns_buf_t *b, const icpnsd_metrics_daemon_t *d)
     counter(b, "icpnsd_accept_errors_total",
             "Connections not accepted for lack of file descriptors (accepting pauses).",
             &m->accept_errors);
+    counter(b, "icpnsd_tls_handshake_failures_total",
+            "TLS handshakes that failed (clients speaking plain HTTP to an HTTPS listener, "
+            "or refusing its certificate).", &m->tls_handshake_failures);
     family(b, "icpnsd_auth_failures_total", "counter",
            "Requests with a missing or wrong bearer token (401 or 403), by the kind of token "
            "the route needs.");

@@ -28,6 +28,7 @@ typedef struct icpnsd_metrics {
     atomic_uint_fast64_t bytes_in, bytes_out;
     atomic_uint_fast64_t connections_refused; /* at max_connections or the per-IP cap */
     atomic_uint_fast64_t accept_errors;       /* no file descriptor left */
+    atomic_uint_fast64_t tls_handshake_failures; /* plain HTTP on HTTPS, untrusted certs */
     atomic_uint_fast64_t answers_streamed, answers_refused;
     atomic_uint_fast64_t auth_failures_admin, auth_failures_api, auth_throttled;
 } icpnsd_metrics_t;

@@ -275,11 +275,32 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     icpnsd_req_unref(r);
 }
 
+/* libmicrohttpd's messages are for debugging, except a failed TLS
+ * handshake (its only message for one), which is usually a client that
+ * speaks plain HTTP to the HTTPS port or does not trust the certificate:
+ * counted, and said at WARN at most once a minute, since the client only
+ * sees its connection closed. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static atomic_uint_fast64_t warned_at; /* seconds of the last warning */
+    static atomic_uint_fast64_t since;     /* failures since then */
     (void)cls;
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (strstr(msg, "handshake message out of context")) {
+        atomic_fetch_add(&icpnsd_metrics.tls_handshake_failures, 1);
+        uint64_t n = atomic_fetch_add(&since, 1) + 1, now = (uint64_t)icpns_now();
+        uint64_t last = atomic_load(&warned_at);
+        if ((last == 0 || now >= last + 60) &&
+            atomic_compare_exchange_strong(&warned_at, &last, now)) {
+            atomic_fetch_sub(&since, n);
+            log_warn("%llu TLS handshake(s) failed%s: clients speaking plain HTTP to this "
+                     "HTTPS listener (use https://) or not trusting its certificate "
+                     "(icpnsd_tls_handshake_failures_total counts them)",
+                     (unsigned long long)n, last ? " in the last minute or more" : "");
+        }
+        return;
+    }
     log_debug("libmicrohttpd: %s", msg);
 }
 
@@ -333,6 +354,8 @@ static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, unsigne
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
     struct MHD_OptionItem opts[16];
     int k = 0;
+    /* First, so that libmicrohttpd's messages about the options come here. */
+    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
     if (icpnsd_tls_enabled()) {
         /* HTTPS on both listeners; the certificate is asked for at every
          * handshake, so a reload's new one serves at once. */
@@ -340,7 +363,6 @@ static struct MHD_Daemon *start_one(icpnsd_server_t *srv, listener_t *l, unsigne
         opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
                                             icpnsd_tls_callback()};
     }
-    opts[k++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
     if (threads > 1)
         opts[k++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
     opts[k++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout, NULL};

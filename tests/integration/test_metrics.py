@@ -42,6 +42,7 @@ DAEMON_WIDE = {
     "icpnsd_request_duration_seconds", "icpnsd_request_bytes_total",
     "icpnsd_response_bytes_total", "icpnsd_connections", "icpnsd_connections_max",
     "icpnsd_connections_refused_total", "icpnsd_accept_errors_total",
+    "icpnsd_tls_handshake_failures_total",
     "icpnsd_auth_failures_total", "icpnsd_auth_throttled_total",
     "icpnsd_answers_streamed_total", "icpnsd_answers_refused_total",
     "icpnsd_answers_in_flight_bytes", "icpnsd_answers_in_flight_max_bytes",

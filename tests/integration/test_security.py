@@ -77,6 +77,15 @@ class TestTLS(Base):
                 got = b""
             s.close()
             self.assertFalse(got.startswith(b"HTTP/"), got)
+            # ...but the operator hears of it: counted, and one WARN a minute.
+            self.assertTrue(wait_until(lambda: "TLS handshake(s) failed" in dmn.stderr(),
+                                       timeout=10), dmn.stderr())
+            self.assertIn("plain HTTP to this HTTPS listener (use https://)", dmn.stderr())
+            st, text, _ = self.https(dmn.port, "/metrics")
+            failed = [l for l in text.decode().splitlines()
+                      if l.startswith("icpnsd_tls_handshake_failures_total ")]
+            self.assertEqual(len(failed), 1, text[-2000:])
+            self.assertGreaterEqual(float(failed[0].split()[1]), 1)
             # Rotation: a new certificate (other serial) after SIGHUP.
             other = make_certs(tempfile.mkdtemp(dir=self.tmp))
             shutil.copy(other["good"][0], cert)
