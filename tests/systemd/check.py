@@ -5,7 +5,8 @@ that tests/systemd/run.sh boots (as the service icpnsd-check.service).
 Each step does what an operator does (docs/operations.md) and asserts what
 systemd and the daemon must show for it: Type=notify start, STATUS=,
 reload, the nice +10 of build threads under the system-call filter, the
-admin token credential, the watchdog, stop, socket activation.  Results go
+admin token credential, the watchdog, stop, socket activation, HTTPS and
+API tokens with certificate rotation and revocation by reload.  Results go
 to the console, and with the boot's journal to /icpnsd-check-out, which
 run.sh binds from the host.  Only the standard library.
 """
@@ -193,6 +194,9 @@ def baseline():
     shutil.rmtree(DROPINS, ignore_errors=True)
     if os.path.exists("/root/admin-token.saved"):
         os.replace("/root/admin-token.saved", TOKEN_FILE)
+    if os.path.exists(CONF_SAVED):
+        os.replace(CONF_SAVED, CONF)
+        run("systemctl", "stop", UNIT, check=False)
     run("systemctl", "daemon-reload")
     run("systemctl", "stop", SOCKET_UNIT, check=False)
     run("systemctl", "reset-failed", UNIT, check=False)
@@ -512,6 +516,116 @@ def socket_activation():
     run("systemctl", "start", UNIT)
     return ("first request started the service (%.2f s); %d requests, none failed across "
             "'systemctl restart' with the socket held by systemd" % (first, ok[0]))
+
+
+TLS_IN = "/root/tls-input"    # two certificate/key pairs for 127.0.0.1 (run.sh)
+CONF_SAVED = "/root/icpnsd.conf.saved"
+
+
+def https(path, cafile, token=None, body=None):
+    """(status, body, certificate serial) over HTTPS verified against @cafile."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile)
+    conn = http.client.HTTPSConnection("127.0.0.1", PORT, context=ctx, timeout=30)
+    headers = {"Connection": "close"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        body = json.dumps(body).encode()
+    conn.connect()
+    serial = conn.sock.getpeercert()["serialNumber"]
+    conn.request("POST" if body is not None else "GET", path, body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    try:
+        data = json.loads(data)
+    except ValueError:
+        pass
+    return r.status, data, serial
+
+
+def install_owned(src, dst, uid, mode):
+    """As docs/operations.md: written next to the target, owned by the
+    service's user, then moved over it (never read half-written)."""
+    run("install", "-m", "%o" % mode, "-o", str(uid), src, dst + ".new")
+    os.replace(dst + ".new", dst)
+
+
+@step
+def tls_and_api_tokens_as_documented():
+    """docs/operations.md "Certificates" and "Tokens" under the unit's
+    sandbox (DynamicUser, ProtectSystem): files in the state directory
+    owned by the service's user, HTTPS verified by the trainer, /v1 behind
+    API tokens, then certificate rotation and a token revoked by `systemctl
+    reload`."""
+    expect(os.path.exists(os.path.join(TLS_IN, "2", "key.pem")),
+           "run.sh did not provide certificates in %s" % TLS_IN)
+    uid = os.stat("/var/lib/private/icpnsd").st_uid
+    run("install", "-d", "-m", "0750", "-o", str(uid), "/var/lib/icpnsd/tls",
+        "/var/lib/icpnsd/secrets")
+    for name, mode in (("cert.pem", 0o644), ("key.pem", 0o600)):
+        install_owned(os.path.join(TLS_IN, "1", name), "/var/lib/icpnsd/tls/" + name, uid, mode)
+    tok_a, tok_b = "trainer-a-" + "a" * 30, "trainer-b-" + "b" * 30
+    with open("/root/api-tokens", "w") as f:
+        f.write("# one trainer a line\n%s\n%s\n" % (tok_a, tok_b))
+    install_owned("/root/api-tokens", "/var/lib/icpnsd/secrets/api-tokens", uid, 0o600)
+    shutil.copy2(CONF, CONF_SAVED)
+    with open(CONF, "a") as f:
+        f.write("tls_cert = /var/lib/icpnsd/tls/cert.pem\n"
+                "tls_key = /var/lib/icpnsd/tls/key.pem\n"
+                "api_token_file = /var/lib/icpnsd/secrets/api-tokens\n")
+    mark = now_us()
+    run("systemctl", "reset-failed", UNIT, check=False)  # the start limit: steps restart often
+    run("systemctl", "restart", UNIT)
+    expect(prop("ActiveState") == "active", "not active with TLS: %s" % journal_text(mark)[-2000:])
+    log = journal_text(mark)
+    expect("HTTPS only; /v1 needs an API token" in log, "start-up line: %s" % log[-1500:])
+    ca1, ca2 = (os.path.join(TLS_IN, k, "cert.pem") for k in ("1", "2"))
+    st, body, serial1 = https("/healthz", ca1)
+    expect(st == 200, "GET /healthz over HTTPS: %s %s" % (st, body))
+    st, body, _ = https("/v1/negatives", ca1, body={"users": [1, 2], "n": 3, "seed": 1})
+    expect(st == 401, "no token: %s %s" % (st, body))
+    for tok in (tok_a, tok_b):
+        st, body, _ = https("/v1/negatives", ca1, tok, {"users": [1, 2], "n": 3, "seed": 1})
+        expect(st == 200 and len(body["negatives"]) == 2, "with a token: %s %s" % (st, body))
+    # Plain HTTP on the HTTPS port: no HTTP answer.
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        got = s.recv(64)
+    except (ConnectionResetError, socket.timeout):
+        got = b""
+    s.close()
+    expect(not got.startswith(b"HTTP/"), "plain HTTP answered: %r" % got)
+    # Rotation: the second certificate, trainer A revoked; one reload.
+    for name, mode in (("cert.pem", 0o644), ("key.pem", 0o600)):
+        install_owned(os.path.join(TLS_IN, "2", name), "/var/lib/icpnsd/tls/" + name, uid, mode)
+    with open("/root/api-tokens", "w") as f:
+        f.write(tok_b + "\n")
+    install_owned("/root/api-tokens", "/var/lib/icpnsd/secrets/api-tokens", uid, 0o600)
+    pid = main_pid()
+    mark = now_us()
+    run("systemctl", "reload", UNIT)
+    expect(wait_journal(mark, "TLS certificate"), "no certificate re-read logged: %s"
+           % journal_text(mark)[-1500:])
+    st, body, serial2 = https("/healthz", ca2)
+    expect(st == 200 and serial2 != serial1, "after the reload: %s, serial %s -> %s"
+           % (st, serial1, serial2))
+    st, body, _ = https("/v1/negatives", ca2, tok_a, {"users": [1], "n": 1, "seed": 1})
+    expect(st == 403, "revoked token: %s %s" % (st, body))
+    st, body, _ = https("/v1/negatives", ca2, tok_b, {"users": [1], "n": 1, "seed": 1})
+    expect(st == 200, "kept token: %s %s" % (st, body))
+    expect(main_pid() == pid, "restarted instead of reloaded")
+    os.replace(CONF_SAVED, CONF)
+    run("systemctl", "reset-failed", UNIT, check=False)
+    run("systemctl", "restart", UNIT)
+    negatives()  # plain HTTP again for what follows
+    return ("HTTPS verified with files owned by the service's user in its state directory; "
+            "/v1 401 without a token, 200 with either; plain HTTP unanswered; after 'systemctl "
+            "reload' the new certificate (serial %s -> %s), the revoked token 403, the other 200, "
+            "same process" % (serial1[-6:], serial2[-6:]))
 
 
 @step

@@ -145,6 +145,16 @@ if ! mount -t overlay overlay -o "lowerdir=$root,upperdir=$work/upper,workdir=$w
 fi
 DESTDIR="$merged" meson install -C "$build" --no-rebuild --quiet >/dev/null
 install -D -m 0755 "$here/check.py" "$merged/usr/local/libexec/icpnsd-check"
+# Two certificate/key pairs for 127.0.0.1 (the container has no openssl):
+# the TLS step installs the first as docs/operations.md says, then rotates.
+if command -v openssl >/dev/null; then
+  for k in 1 2; do
+    mkdir -p "$merged/root/tls-input/$k"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj /CN=icpnsd.internal -addext subjectAltName=DNS:icpnsd.internal,IP:127.0.0.1 \
+      -keyout "$merged/root/tls-input/$k/key.pem" -out "$merged/root/tls-input/$k/cert.pem" 2>/dev/null
+  done
+fi
 cat >"$merged/etc/systemd/system/icpnsd-check.service" <<'UNIT'
 [Unit]
 Description=icpnsd checks under systemd (tests/systemd/check.py)
