@@ -538,6 +538,47 @@ class TestUpdates(unittest.TestCase):
         self.assertEqual(files, {n: os.path.getmtime(os.path.join(self.dir, n))
                                  for n in os.listdir(self.dir)})
 
+    def test_add_interactions_as_the_daemon(self):
+        """The same interactions added to Local and through icpnsd (new
+        users, new items, pairs already there): the same fingerprint and
+        version, the same negatives and probabilities; the same refusals;
+        kept across reload() and pickling, never written to disk."""
+        local = ic.Local(self.dir)
+        files = {n: os.path.getmtime(os.path.join(self.dir, n)) for n in os.listdir(self.dir)}
+        users = list(range(1, 121)) + [900001]
+        with Daemon(tables=self.dir, token=TOKEN) as d:
+            c = ic.Client("http://127.0.0.1:%d" % d.port, token=TOKEN)
+            bad = [[1, 2], [3, -4]]
+            a, b = raised(local.add_interactions, bad), raised(c.add_interactions, bad)
+            self.assertEqual((type(a), str(a)), (type(b), str(b)))
+            self.assertIsInstance(a, ValueError)
+            self.assertEqual(local.fingerprint(), c.fingerprint())
+            new = [[1, 777777], [2, 777777], [900001, 5], [900001, 6], [3, 7], [1, 777777]]
+            r = local.add_interactions(new)
+            c.add_interactions(new)
+            self.assertTrue(r["changed"])
+            self.assertEqual(r["fingerprint"], c.fingerprint())
+            self.assertEqual(r["version"], c.table_sets()[0]["version"])
+            self.assertIn(777777, set(local.items().tolist()))
+            for strategy in ("icpns", "pns", "uniform"):
+                same(self, local.negatives(users, n=4, seed=3, strategy=strategy,
+                                           probabilities=True, unknown_users="popularity"),
+                     c.negatives(users, n=4, seed=3, strategy=strategy, probabilities=True,
+                                 unknown_users="popularity"))
+            # Pairs already there change nothing.
+            self.assertFalse(local.add_interactions([[1, 777777]])["changed"])
+            # Kept by reload() and by pickling.
+            self.assertEqual(local.reload()["fingerprint"], c.fingerprint())
+            clone = pickle.loads(pickle.dumps(local))
+            self.assertEqual(clone.fingerprint(), c.fingerprint())
+            same(self, clone.negatives(users[:50], n=2, seed=9),
+                 c.negatives(users[:50], n=2, seed=9))
+            c.close()
+        # Only the daemon wrote (its journal); Local changed no file.
+        self.assertIn("interactions.journal", os.listdir(self.dir))
+        self.assertEqual(files, {n: t for n, t in files.items()
+                                 if os.path.getmtime(os.path.join(self.dir, n)) == t})
+
     def test_popularity_from_file_refuses_communities(self):
         subprocess.run([ICPNS, "build", "--tables", self.dir, "--popularity-out",
                         os.path.join(self.dir, "popularity.tsv")], check=True,
@@ -547,6 +588,9 @@ class TestUpdates(unittest.TestCase):
         local = ic.Local(self.dir)
         with self.assertRaises(ic.Conflict) as e:
             local.set_communities([[1, 0]])
+        self.assertEqual(e.exception.code, "popularity_from_file")
+        with self.assertRaises(ic.Conflict) as e:
+            local.add_interactions([[1, 5]])
         self.assertEqual(e.exception.code, "popularity_from_file")
         self.assertEqual(local.version, 1)
         local.negatives([1, 2], n=2, seed=1)  # still serving

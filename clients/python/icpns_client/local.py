@@ -198,7 +198,7 @@ class Local:
                 raise ValueError("unknown limit %r (%s)" % (k, ", ".join(DEFAULT_LIMITS)))
             self.limits[k] = as_count(v, k)
         self.weights_cache_size = as_count(weights_cache_size, "weights_cache_size", 0)
-        self._updates = []      # (pairs, replace) applied since construction, for pickling
+        self._updates = []      # (kind, pairs, replace) applied since construction
         self._tls = threading.local()
         self._proc = None       # (pid, cache lock, update lock)
         self._parts = {}        # (parts, candidates) -> the ctypes array
@@ -242,8 +242,11 @@ class Local:
                 ctypes.byref(err))
             if rc:
                 self._array_error(rc, err)
-        for upd, replace in self._updates:
-            self._apply(d, upd, replace)
+        for kind, upd, replace in self._updates:
+            if kind == "communities":
+                self._apply(d, upd, replace)
+            else:
+                self._add(d, upd)
         return d, (p.alpha, p.epsilon, p.beta)
 
     def _array_error(self, rc, err):
@@ -264,6 +267,13 @@ class Local:
         if rc and L.text(err.field) == "popularity_source":
             from .client import Conflict
             raise Conflict(409, "popularity_from_file", L.text(err.message))
+        if rc:
+            self._array_error(rc, err)
+
+    def _add(self, d, pairs):
+        err = L.Error()
+        rc = self._lib.icpns_dataset_add_arrays(d.ptr, pairs.ctypes.data, len(pairs), None, 0,
+                                                None, 0, ctypes.byref(err))
         if rc:
             self._array_error(rc, err)
 
@@ -664,13 +674,44 @@ class Local:
                                  "communities", bad)
         _, _, update_lock = self._process()
         with update_lock:
-            updates = self._updates + [(pairs, bool(replace))]
+            updates = self._updates + [("communities", pairs, bool(replace))]
             self._apply(self._dataset, pairs, replace)
             try:
                 return self._publish(self._dataset, self._params, updates)
             except BaseException:
                 # The dataset holds the update but no snapshot serves it:
                 # make it again from the source and the updates that did.
+                self._dataset, _ = self._load()
+                raise
+
+    def add_interactions(self, pairs, tables=None):
+        """New (user, item) interactions, as Client.add_interactions (POST
+        /admin/interactions): new users and items join the tables (a new
+        user has no community until set_communities gives it one), pairs
+        already there change nothing, and the snapshot is rebuilt here with
+        the fingerprint icpnsd has after the same update, so the negatives
+        are the same. They live in this object only (and its pickles):
+        reload() applies them again; icpnsd journals them in its table
+        directory, Local never writes there. Refused (Conflict,
+        popularity_from_file) when the popularity counts come from a file.
+        Returns {"version", "fingerprint", "changed"}."""
+        self._check_tables(tables)
+        pairs = as_pairs(pairs, "pairs")
+        _, _, update_lock = self._process()
+        with update_lock:
+            if self._snap.info.pop_from_file:
+                from .client import Conflict
+                raise Conflict(409, "popularity_from_file",
+                               "table set '%s' serves the popularity counts of a file "
+                               "(popularity_source \"file\"): a change of interactions would "
+                               "not move them; change the files and reload instead" % self.name)
+            updates = self._updates + [("interactions", pairs, False)]
+            try:
+                self._add(self._dataset, pairs)
+                return self._publish(self._dataset, self._params, updates)
+            except BaseException:
+                # Refused or failed: the dataset as the source and the
+                # updates that were taken make it.
                 self._dataset, _ = self._load()
                 raise
 
