@@ -86,6 +86,12 @@ def comparison_markdown(saved, path, out):
              "(seed %d); full ranking over all items with training (and, for test, validation) "
              "positives masked; models selected on validation NDCG@10." % (
                  a.min_rating, a.core, a.split_seed),
+             "- Samplers: RNS draws negatives uniformly; PNS in proportion to global item "
+             "popularity^beta; ICPNS in proportion to the item's popularity inside the user's "
+             "community^alpha (communities: K k-means clusters of the stage-1 user embeddings; "
+             "alpha = 0 is uniform over the items the community has touched); HNS keeps the "
+             "highest-scored of several uniform candidates (hard negatives, scored by the "
+             "trainer).",
              "- Models: %d-dim embeddings, Adam lr %g, batch %d (%d optimizer steps per epoch), "
              "L2 %g; LightGCN with 3 layers." % (a.dim, a.lr, a.batch, spe, a.reg),
              "- Budgets in optimizer steps: %s." % budget_text(a, spe),
@@ -98,7 +104,9 @@ def comparison_markdown(saved, path, out):
              "- Stage 2 is compared two ways, from one run per sampler: **(a) early stopping** "
              "by the same rule (%s; stage 2 starts from a converged model), and "
              "**(b) equal budgets**: every sampler fine-tunes for exactly B = %s optimizer steps "
-             "(%g epochs), the model kept being the best on validation within those B steps. "
+             "(%g epochs), the model kept being the best on validation within those B steps "
+             "(evaluated from step 16 on: the stage-1 model itself is not a candidate; stage 2 "
+             "starts a new Adam optimizer). "
              "A run lasts until both are decided (B steps, and the rule has fired); the steps "
              "before the rule fires do not depend on when it fires, so (a) is exactly the "
              "model an early-stopped run would keep." % (
@@ -148,7 +156,8 @@ def comparison_markdown(saved, path, out):
         lines += ["![validation NDCG@10 per step](%s)" % os.path.basename(png), "",
                   "Validation NDCG@10 against optimizer steps, mean over seeds (stage 1 left, "
                   "to the shortest run; stage 2 from the best stage-1 model, right, with B "
-                  "dashed and the stage-1 models' validation NDCG@10 dotted).", ""]
+                  "dashed; dotted: stage 1's validation NDCG@10, which stage-2 selection does not "
+                  "consider, its first candidate being step 16).", ""]
     lines += ["Per-run figures (steps, histories): `%s`." % rel(path)]
     return "\n".join(lines)
 
