@@ -14,6 +14,13 @@
  * exact because every accepted draw and every residual draw follow the same
  * P(i | u).  No call loops without bound, returns a positive, or returns
  * fewer items than asked.
+ *
+ * Ids: icpns_sample_request takes and returns *external* ids (the numbers
+ * in the table files); the lower-level icpns_sample_rows/icpns_sample_row
+ * work on *dense* indices (positions in the snapshot's id maps:
+ * icpns_snapshot_item_ids() maps a dense item back).  A program usually
+ * needs only: icpns_tables_load -> icpns_snapshot_build -> icpns_work_new
+ * -> icpns_sample_request (README.md, "The library from C and C++").
  */
 #ifndef ICPNS_SAMPLER_H
 #define ICPNS_SAMPLER_H
@@ -237,8 +244,9 @@ ICPNS_EXPORT int icpns_sample_row(const icpns_snapshot_t *s, const icpns_weights
 /*
  * The exact P(i | u) of dense item @item for dense user @user under
  * @strategy (0 for positives), computed directly, for tests and for the
- * interpretability endpoints.  Returns a negative error code (as a double)
- * only through @ret_err; returns 0 probability when it fails.
+ * interpretability endpoints.  On failure returns 0 and sets *@ret_err to
+ * a negative error code (ICPNS_EINVAL for an index out of range); on
+ * success *@ret_err is 0.
  */
 ICPNS_EXPORT double icpns_probability(const icpns_snapshot_t *s, const icpns_weights_t *w,
                                       uint32_t user, icpns_strategy_t strategy,

@@ -442,12 +442,21 @@ class TestIdsAndSeeds(unittest.TestCase):
             for pairs, exc, text in (([[1, 2], [3, 4.5]], TypeError, "pairs[1][1] = 4.5"),
                                      (np.array([[1, 2], [3, -4]]), ValueError, "pairs[1][1] = -4"),
                                      ([[1, 2, 3]], ValueError, "(N, 2)"),
-                                     ([[1, False]], TypeError, "pairs[0][1] = False")):
+                                     ([[1, False]], TypeError, "pairs[0][1] = False"),
+                                     ([[1, 2], [3]], ValueError, "pairs[1] has 1 element, "
+                                      "pairs[0] has 2"),
+                                     ([[1, 2], 5], ValueError, "pairs[1] = 5 is not a row")):
                 with self.assertRaises(exc) as e:
                     c.add_interactions(pairs)
                 self.assertIn(text, str(e.exception))
                 with self.assertRaises(exc):
                     c.upload_table_set("s", pairs, [[1, 0]])
+            # Users of another shape are refused, not flattened (an (N, 1)
+            # column is a column).
+            for users in (np.array([[1, 2], [3, 4]]), [[1, 2]]):
+                with self.assertRaises(ValueError, msg=repr(users)) as e:
+                    c.negatives(users, n=2, seed=1)
+                self.assertIn("1-D sequence of ids", str(e.exception))
             with self.assertRaises(TypeError) as e:
                 c.upload_table_set("s", [[1, 2]], [[1, 0.5]])
             self.assertIn("communities[0][1] = 0.5", str(e.exception))
@@ -456,7 +465,7 @@ class TestIdsAndSeeds(unittest.TestCase):
             self.assertEqual(stub.requests, [])
             # What is accepted: Python ints, numpy integer arrays and scalars.
             for users in ([1, 2], (1, 2), np.array([1, 2], np.int32), np.array([1, 2], np.uint16),
-                          [np.int64(1), np.uint8(2)], range(1, 3)):
+                          [np.int64(1), np.uint8(2)], range(1, 3), np.array([[1], [2]])):
                 self.assertEqual(c.negatives(users, n=2, seed=1).items.shape, (2, 2))
             c.close()
 

@@ -233,5 +233,46 @@ class TestProjectFiles(unittest.TestCase):
             self.assertIn(old, text)
 
 
+class ReadmeLibraryExample(unittest.TestCase):
+    """README.md "The library from C and C++": the program as written."""
+
+    def test_compiles_runs_and_agrees_with_icpns_sample(self):
+        with open(os.path.join(SOURCE, "README.md")) as f:
+            text = f.read()
+        section = text.split("### The library from C and C++", 1)[1]
+        code = re.search(r"```c\n(.*?)```", section, re.S).group(1)
+        lib = os.environ.get("ICPNS_LIB")
+        if not lib:
+            self.skipTest("ICPNS_LIB is not set (run through meson test)")
+        tmp = tempfile.mkdtemp(prefix="icpns-readme-c-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        tables = gen_tables(os.path.join(tmp, "t"))
+        r = run(ICPNS, "sample", "--tables", tables, "--strategy", "icpns", "--user", "1",
+                "--user", "2", "--n", "4", "--seed", "7")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = [tuple(int(x) for x in l.split("\t")[:2]) for l in r.stdout.split("\n")
+                if l and not l.startswith("#")]
+        self.assertEqual(len(want), 8, r.stdout)
+        compilers = [(c, ext) for c, ext in (("cc", "c"), ("c++", "cpp")) if shutil.which(c)]
+        self.assertTrue(compilers, "no C compiler")
+        for cc, ext in compilers:
+            src = os.path.join(tmp, "example." + ext)
+            with open(src, "w") as f:
+                f.write(code)
+            exe = os.path.join(tmp, "example-" + ext)
+            r = run(cc, "-Wall", "-Wextra", "-Werror", "-I", os.path.join(SOURCE, "include"),
+                    src, lib, "-Wl,-rpath," + os.path.dirname(lib), "-o", exe)
+            self.assertEqual(r.returncode, 0, "%s: %s" % (cc, r.stderr[-3000:]))
+            env = dict(os.environ)
+            if os.environ.get("ICPNS_ASAN_PRELOAD"):  # a sanitized library
+                env["LD_PRELOAD"] = os.environ["ICPNS_ASAN_PRELOAD"]
+                env["ASAN_OPTIONS"] = "detect_leaks=0"
+            r = run(exe, tables, env=env)
+            self.assertEqual(r.returncode, 0, "%s: %s" % (cc, r.stderr))
+            got = [tuple(int(x) for x in re.match(r"user (\d+): item (\d+), P = ", l).groups())
+                   for l in r.stdout.split("\n") if l]
+            self.assertEqual(got, want, cc)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

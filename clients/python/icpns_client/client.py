@@ -200,7 +200,7 @@ def dense_index(catalogue, ids, what="items"):
     as int64 of the same shape. ValueError naming the first id that is not
     in the catalogue."""
     raw = np.asarray(ids)
-    flat = as_ids(raw, what)
+    flat = as_ids(raw.reshape(-1), what)  # any shape here: negatives are [B, n]
     cat = np.asarray(catalogue)
     pos = np.searchsorted(cat, flat)
     ok = pos < len(cat)

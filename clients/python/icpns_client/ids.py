@@ -32,6 +32,8 @@ def _from_objects(values, what):
     not an int (np.asarray would turn True into 1 and 1.7 into 1.0)."""
     obj = np.empty(0, dtype=object) if len(values) == 0 else np.array(values, dtype=object)
     flat = obj.reshape(-1)
+    if any(isinstance(v, (list, tuple, np.ndarray)) for v in flat):
+        _ragged(obj, what)
     for i, v in enumerate(flat):
         if not _is_int(v):
             index = np.unravel_index(i, obj.shape) if obj.ndim else ()
@@ -41,6 +43,24 @@ def _from_objects(values, what):
             raise ValueError("%s = %d: ids must be in [0, 2^63 - 1]" %
                              (_where(what, tuple(int(j) for j in index)), v))
     return flat.astype(np.int64).reshape(obj.shape)
+
+
+def _ragged(obj, what):
+    """Raises for nested sequences whose rows differ in length (numpy then
+    makes an array of lists, whose first entry is no integer)."""
+    flat = obj.reshape(-1)
+    first = next(i for i, v in enumerate(flat) if isinstance(v, (list, tuple, np.ndarray)))
+    ref = len(flat[first])
+    for i, v in enumerate(flat):
+        index = tuple(int(j) for j in np.unravel_index(i, obj.shape))
+        if not isinstance(v, (list, tuple, np.ndarray)):
+            raise ValueError("%s = %r is not a row of %d ids like %s" %
+                             (_where(what, index), v, ref, _where(what, (first,))))
+        if len(v) != ref:
+            raise ValueError("%s has %d element%s, %s has %d: rows of one length expected" %
+                             (_where(what, index), len(v), "" if len(v) == 1 else "s",
+                              _where(what, (first,)), ref))
+    raise ValueError("%s: rows of different lengths" % what)
 
 
 def _checked(values, what):
@@ -93,11 +113,16 @@ def as_ids(values, what="users"):
     """@values as a contiguous 1-D int64 array of non-negative ids.
 
     Accepts a Python int, a sequence or iterator of Python ints, or a
-    numpy (or torch CPU) integer array of any shape (flattened). Raises
+    numpy (or torch CPU) integer array, 1-D or an (N, 1) column. Raises
     TypeError naming the first entry that is a float, bool, string or
-    other object, ValueError for a negative id or one above 2^63 - 1.
+    other object, ValueError for a negative id or one above 2^63 - 1, and
+    for other shapes (an (N, 2) array of users is a mistake to refuse, not
+    to flatten).
     """
     arr = _checked(values, what)
+    if arr.ndim > 1 and not (arr.ndim == 2 and arr.shape[1] == 1):
+        raise ValueError("%s must be a 1-D sequence of ids (or an (N, 1) column), not shape %s"
+                         % (what, tuple(arr.shape)))
     return np.ascontiguousarray(_no_negatives(arr, what).reshape(-1), dtype=np.int64)
 
 
