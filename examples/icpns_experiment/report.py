@@ -72,6 +72,31 @@ def merge_sweeps(old, new):
                 command="; ".join(r["command"] for r in runs))
 
 
+def kept_with_stage1(run, stage1):
+    """(improved, test NDCG@10) of a stage-2 run under (b) if the stage-1
+    model (step 0) were a candidate too: it is kept unless some step of
+    fine-tuning beat it on validation."""
+    better = run["equal"]["valid"] > stage1["valid"]
+    return better, (run["equal"] if better else stage1)["ndcg"]
+
+
+def with_stage1(res, a, rows_of):
+    """(c): what a selection that may keep the stage-1 model would keep."""
+    out = ["**(c) Equal budgets, the stage-1 model a candidate too** (step 0: kept unless "
+           "fine-tuning beat it on validation)", "",
+           "| model | training | runs that beat stage 1 on validation | NDCG@10 |", "|---|---|---|---|"]
+    for model_name in a.models:
+        s1 = {r["seed"]: r for r in rows_of(model_name, 1, "rns")}
+        for s in a.samplers:
+            kept = [kept_with_stage1(r, s1[r["seed"]]) for r in rows_of(model_name, 2, s)
+                    if r["seed"] in s1]
+            if kept:
+                out.append("| %s | stage 2 + %s | %d of %d | %s |" % (
+                    MODELS[model_name], SAMPLERS[s], sum(k for k, _ in kept), len(kept),
+                    fmt([n for _, n in kept])))
+    return out + [""]
+
+
 def comparison_markdown(saved, path, out):
     a = argparse.Namespace(**saved["args"])
     res, spe = saved["results"], saved["steps_per_epoch"]
@@ -151,6 +176,7 @@ def comparison_markdown(saved, path, out):
     lines += table("**(b) Equal budgets** (stage 2: B = {:,} steps for every sampler; stage 1 "
                    "as above)".format(B), "equal", "steps")
     lines += ["", "Best step: the validation-best step within B, per seed.", ""]
+    lines += with_stage1(res, a, rows_of)
     png = plot_curves(saved, out)
     if png:
         lines += ["![validation NDCG@10 per step](%s)" % os.path.basename(png), "",
@@ -283,6 +309,25 @@ def sweep_markdown(saved, path):
             lines.append("Early stopping: the same runs, each stopped by the rule of (a) "
                          "(steps trained per run in `%s`)." % rel(path))
             lines.append("")
+    for model_name in a.models:  # (c) of the comparison, per cell
+        s1 = {r["seed"]: r for r in res if r["model"] == model_name and r["stage"] == 1}
+        if not s1:
+            continue
+        lines += ["**%s, NDCG@10, equal budgets, the stage-1 model a candidate too** (runs "
+                  "that beat stage 1 on validation: NDCG@10 of what would be kept)"
+                  % MODELS[model_name], "",
+                  "| K | " + " | ".join("alpha = %g" % x for x in a.sweep_alphas) + " |",
+                  "|---|" + "---|" * len(a.sweep_alphas)]
+        for k in a.sweep_ks:
+            cells = []
+            for x in a.sweep_alphas:
+                kept = [kept_with_stage1(r, s1[r["seed"]]) for r in res
+                        if r["model"] == model_name and r["stage"] == 2 and r["k"] == k and
+                        r["alpha"] == x and r["seed"] in s1]
+                cells.append("%d/%d: %s" % (sum(b for b, _ in kept), len(kept),
+                                            fmt([n for _, n in kept])) if kept else "-")
+            lines.append("| %d | %s |" % (k, " | ".join(cells)))
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ installed."""
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -213,7 +214,17 @@ class TestSmokeRun(unittest.TestCase):
                     "**(b) Equal budgets** (stage 2: B = 8 steps"):
             self.assertIn(row, text)
         self.assertIn("±", text)
-        self.assertIn("results-curves.png", text)
+        # (c): what a selection that may keep the stage-1 model keeps; a row
+        # where no run beat stage 1 shows stage 1's own figures.
+        self.assertIn("**(c) Equal budgets, the stage-1 model a candidate too**", text)
+        stage1 = {m: re.search(r"\| %s \| stage 1 \(RNS\) \| [^|]+ \| ([^|]+) \|" % m,
+                               text).group(1).strip() for m in ("BPR-MF", "LightGCN")}
+        rows_c = re.findall(r"\| (BPR-MF|LightGCN) \| stage 2 \+ (ICPNS|HNS) \| (\d) of 2 \| "
+                            r"([^|]+) \|", text)
+        self.assertEqual(len(rows_c), 4, text)
+        for model, _, beat, ndcg in rows_c:
+            if beat == "0":
+                self.assertEqual(ndcg.strip(), stage1[model])
         self.assertTrue(os.path.getsize(os.path.join(d, "results-curves.png")) > 1000)
         with open(os.path.join(d, "r.json")) as f:
             saved = json.load(f)
@@ -304,6 +315,9 @@ class TestSmokeRun(unittest.TestCase):
         self.assertIn("| 3 | ", text)
         self.assertIn("alpha = 0.8", text)
         self.assertIn("**BPR-MF, NDCG@10, early stopping**", text)
+        self.assertIn("**BPR-MF, NDCG@10, equal budgets, the stage-1 model a candidate too**",
+                      text)
+        self.assertRegex(text, r"\| 3 \| [0-2]/2: ")
         # A sweep of the other model with the same protocol adds to it.
         stdout, text = two_stage(*sweep, "--models", "lightgcn", "--sweep-alphas", "0,0.8")
         self.assertIn("added to the sweep", stdout)
