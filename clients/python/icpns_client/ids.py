@@ -32,8 +32,8 @@ def _from_objects(values, what):
     not an int (np.asarray would turn True into 1 and 1.7 into 1.0)."""
     obj = np.empty(0, dtype=object) if len(values) == 0 else np.array(values, dtype=object)
     flat = obj.reshape(-1)
-    if any(isinstance(v, (list, tuple, np.ndarray)) for v in flat):
-        _ragged(obj, what)
+    if obj.ndim == 1 and any(isinstance(v, (list, tuple, np.ndarray)) for v in flat):
+        _ragged(obj, what)  # rows of unequal length (numpy made a 1-D array of lists)
     for i, v in enumerate(flat):
         if not _is_int(v):
             index = np.unravel_index(i, obj.shape) if obj.ndim else ()
@@ -45,14 +45,13 @@ def _from_objects(values, what):
     return flat.astype(np.int64).reshape(obj.shape)
 
 
-def _ragged(obj, what):
-    """Raises for nested sequences whose rows differ in length (numpy then
-    makes an array of lists, whose first entry is no integer)."""
-    flat = obj.reshape(-1)
-    first = next(i for i, v in enumerate(flat) if isinstance(v, (list, tuple, np.ndarray)))
-    ref = len(flat[first])
-    for i, v in enumerate(flat):
-        index = tuple(int(j) for j in np.unravel_index(i, obj.shape))
+def _ragged(rows, what):
+    """Raises for a 1-D object array of rows that differ in length (or
+    are not rows), naming the first one unlike the first row."""
+    first = next(i for i, v in enumerate(rows) if isinstance(v, (list, tuple, np.ndarray)))
+    ref = len(rows[first])
+    for i, v in enumerate(rows):
+        index = (i,)
         if not isinstance(v, (list, tuple, np.ndarray)):
             raise ValueError("%s = %r is not a row of %d ids like %s" %
                              (_where(what, index), v, ref, _where(what, (first,))))
